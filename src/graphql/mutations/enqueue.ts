@@ -1,0 +1,42 @@
+import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
+import type { JobView } from "../../jobs/job-view.ts";
+import { builder } from "../builder.ts";
+import { JobRef } from "../types/job.ts";
+
+const BackoffType = builder.enumType("BackoffType", { values: ["FIXED", "EXPONENTIAL"] as const });
+
+const BackoffInput = builder.inputType("BackoffInput", {
+  fields: (t) => ({
+    type: t.field({ type: BackoffType, required: true }),
+    delayMs: t.int({ required: true }),
+  }),
+});
+
+export const EnqueueJobInput = builder.inputType("EnqueueJobInput", {
+  fields: (t) => ({
+    queue: t.string({ required: true }),
+    name: t.string({ required: true }),
+    data: t.field({ type: "JSON", required: true }),
+    priority: t.int({ description: "1 is highest; omit for plain FIFO" }),
+    delayMs: t.int(),
+    attempts: t.int(),
+    backoff: t.field({ type: BackoffInput }),
+    jobId: t.id({ description: "Idempotency key: a second enqueue with the same jobId returns the existing job" }),
+  }),
+});
+
+const EnqueueJobSuccess = builder.objectRef<{ job: JobView }>("EnqueueJobSuccess").implement({
+  fields: (t) => ({ job: t.field({ type: JobRef, resolve: (r) => r.job }) }),
+});
+
+builder.mutationField("enqueueJob", (t) =>
+  t.field({
+    type: EnqueueJobSuccess,
+    args: { input: t.arg({ type: EnqueueJobInput, required: true }) },
+    errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobResult" } },
+    resolve: async (_root, { input }, ctx) => {
+      const job = await ctx.jobs.enqueue({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) });
+      return { job };
+    },
+  }),
+);

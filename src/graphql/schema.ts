@@ -1,0 +1,10 @@
+import { lexicographicSortSchema } from "graphql";
+import { builder } from "./builder.ts";
+import "./types/scalars.ts";
+import "./types/errors.ts";
+import "./types/job.ts";
+import "./mutations/enqueue.ts";
+import "./subscriptions/job-events.ts";
+
+/** The schema, built once per process from the files above (each registers its own fields). */
+export const schema = lexicographicSortSchema(builder.toSchema());

@@ -1,0 +1,60 @@
+import { GraphQLError } from "graphql";
+import { NotFoundError, ValidationError } from "../../jobs/errors.ts";
+import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events.ts";
+import { builder } from "../builder.ts";
+import { JobRef } from "../types/job.ts";
+
+const JobEventType = builder.enumType("JobEventType", { values: JOB_EVENT_TYPES });
+
+const JobEventRef = builder.objectRef<JobEvent>("JobEvent").implement({
+  fields: (t) => ({
+    id: t.exposeString("id", { description: "Increases within a queue; pass it back as `since` to resume with no gap" }),
+    type: t.field({ type: JobEventType, resolve: (e) => e.type }),
+    queue: t.exposeString("queue"),
+    jobId: t.exposeID("jobId"),
+    at: t.expose("at", { type: "DateTime" }),
+    progress: t.expose("progress", { type: "JSON", nullable: true, description: "PROGRESS and SNAPSHOT" }),
+    failedReason: t.exposeString("failedReason", { nullable: true, description: "FAILED and RETRYING" }),
+    job: t.field({ type: JobRef, nullable: true, description: "SNAPSHOT and the terminal events", resolve: (e) => e.job }),
+    resync: t.boolean({
+      description: "True on a SNAPSHOT sent instead of the events after `since`, because the stream no longer holds them",
+      resolve: (e) => e.resync ?? false,
+    }),
+  }),
+});
+
+/** Subscriptions answer with GraphQL errors (there is no result union): keep the domain's code. */
+async function open<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new GraphQLError(err.message, { extensions: { code: "NOT_FOUND" } });
+    if (err instanceof ValidationError) throw new GraphQLError(err.message, { extensions: { code: "VALIDATION", issues: err.issues } });
+    throw err;
+  }
+}
+
+builder.subscriptionField("jobEvents", (t) =>
+  t.field({
+    type: JobEventRef,
+    description:
+      "Without `since`: a SNAPSHOT of the job first, then its live events. With `since`: every event of the job after that id, then live ones. Completes after the terminal event.",
+    args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }), since: t.arg.string() },
+    subscribe: (_root, args, ctx) => open(() => ctx.feeds.job(args.queue, String(args.id), args.since)),
+    resolve: (event) => event,
+  }),
+);
+
+builder.subscriptionField("queueEvents", (t) =>
+  t.field({
+    type: JobEventRef,
+    description: "Every event of the queue (optionally only some types), resumable the same way.",
+    args: {
+      queue: t.arg.string({ required: true }),
+      since: t.arg.string(),
+      types: t.arg({ type: [JobEventType] }),
+    },
+    subscribe: (_root, args, ctx) => open(() => ctx.feeds.queue(args.queue, args.since, args.types)),
+    resolve: (event) => event,
+  }),
+);

@@ -1,0 +1,36 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+export type ReadyCheck = () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+
+/** The worker's `/healthz` and `/readyz` (the API serves its own through Yoga). */
+export async function startHealthServer(port: number, host: string, ready: ReadyCheck): Promise<{ port: number; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (path === "/healthz") return send(200, { status: "ok" });
+    if (path === "/readyz") {
+      ready().then(
+        (r) => send(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
+        (err) => send(503, { status: "not ready", error: String(err) }),
+      );
+      return;
+    }
+    send(404, { error: "not found" });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

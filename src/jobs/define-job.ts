@@ -1,0 +1,34 @@
+import type { z } from "zod";
+
+/** Options every job of a type gets unless the enqueue overrides them. */
+export interface JobDefaults {
+  attempts?: number;
+  backoff?: { type: "fixed" | "exponential"; delayMs: number };
+  /** Jobs of this queue a worker process runs at once (per queue, the largest definition wins). */
+  concurrency?: number;
+}
+
+/**
+ * A job type is data: its queue, name and payload schema. The API imports it to validate on enqueue
+ * and to publish the payload's JSON Schema; the worker imports it to parse the payload again before
+ * running the processor. It never imports the processor itself.
+ */
+export interface JobDefinition<Schema extends z.ZodType = z.ZodType> {
+  queue: string;
+  name: string;
+  description: string;
+  schema: Schema;
+  defaults: JobDefaults;
+}
+
+export type JobData<D extends JobDefinition> = z.output<D["schema"]>;
+
+export function defineJob<Schema extends z.ZodType>(def: {
+  queue: string;
+  name: string;
+  description: string;
+  schema: Schema;
+  defaults?: JobDefaults;
+}): JobDefinition<Schema> {
+  return { ...def, defaults: def.defaults ?? {} };
+}

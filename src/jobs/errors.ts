@@ -1,0 +1,58 @@
+/**
+ * Expected failures of the job domain. The GraphQL layer maps each class to the union member of the
+ * same name in the API contract; anything else is an unexpected failure and is masked.
+ */
+
+export interface ValidationIssue {
+  path: string[];
+  message: string;
+}
+
+export class ValidationError extends Error {
+  readonly code = "VALIDATION";
+  constructor(
+    message: string,
+    readonly issues: ValidationIssue[],
+  ) {
+    super(message);
+    this.name = "ValidationError";
+  }
+
+  /** One issue at `path`, its message also the error's message. */
+  static at(path: string[], message: string): ValidationError {
+    return new ValidationError(`${path.join(".")}: ${message}`, [{ path, message }]);
+  }
+
+  /** Several issues; the error's message lists them so a client that only shows `message` is still told. */
+  static of(issues: ValidationIssue[]): ValidationError {
+    const summary = issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ");
+    return new ValidationError(`Invalid input: ${summary}`, issues);
+  }
+}
+
+export class NotFoundError extends Error {
+  readonly code = "NOT_FOUND";
+  constructor(message: string) {
+    super(message);
+    this.name = "NotFoundError";
+  }
+}
+
+export class InvalidStateError extends Error {
+  readonly code = "INVALID_STATE";
+  constructor(
+    message: string,
+    readonly state: string | null,
+  ) {
+    super(message);
+    this.name = "InvalidStateError";
+  }
+}
+
+export class ForbiddenError extends Error {
+  readonly code = "FORBIDDEN";
+  constructor(message: string) {
+    super(message);
+    this.name = "ForbiddenError";
+  }
+}

@@ -1,0 +1,249 @@
+import type { RedisPubSub } from "graphql-redis-subscriptions";
+import type { Logger } from "../infra/logger.ts";
+import { NotFoundError, ValidationError } from "./errors.ts";
+import {
+  channels,
+  compareEventIds,
+  type EventStream,
+  isValidEventId,
+  type JobEvent,
+  type JobEventType,
+  type LoadJob,
+  parseJobEvent,
+  TERMINAL_EVENTS,
+  translate,
+} from "./events.ts";
+import { type JobView, TERMINAL_STATES } from "./job-view.ts";
+
+export interface EventFeedOptions {
+  pubsub: RedisPubSub;
+  stream: EventStream;
+  prefix: string;
+  loadJob: LoadJob;
+  hasQueue: (queue: string) => boolean;
+  log: Logger;
+  /** Events held for a subscriber that is not reading; past it the subscription ends with an error. */
+  maxBuffer: number;
+}
+
+export class SlowSubscriberError extends Error {
+  constructor(limit: number) {
+    super(`Subscriber too slow: more than ${limit} events waiting to be read; resubscribe with \`since\``);
+    this.name = "SlowSubscriberError";
+  }
+}
+
+/**
+ * The events of one subscription: first the events known at start (a SNAPSHOT, or the history after
+ * `since`), then live ones from pub/sub. Live events whose id is not past the last one delivered are
+ * dropped, which removes the overlap between the two parts and any event relayed twice.
+ */
+class Feed implements AsyncIterableIterator<JobEvent> {
+  private readonly initial: JobEvent[] = [];
+  private readonly live: JobEvent[] = [];
+  private wake: (() => void) | null = null;
+  private done = false;
+  private failure: Error | null = null;
+  private unsubscribe: (() => void) | null = null;
+  /** Set once nothing more is to be delivered, buffered events included. */
+  private ended = false;
+
+  constructor(
+    private last: string,
+    private readonly completesOnTerminal: boolean,
+    private readonly maxBuffer: number,
+    private readonly types: ReadonlySet<JobEventType> | null,
+  ) {}
+
+  attach(unsubscribe: () => void): void {
+    this.unsubscribe = unsubscribe;
+  }
+
+  setStart(initial: JobEvent[], last: string): void {
+    this.initial.push(...initial);
+    this.last = last;
+  }
+
+  push(event: JobEvent): void {
+    if (this.done) return;
+    if (this.live.length >= this.maxBuffer) {
+      this.failure = new SlowSubscriberError(this.maxBuffer);
+      this.close();
+      return;
+    }
+    this.live.push(event);
+    this.wake?.();
+  }
+
+  private close(): void {
+    this.done = true;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.wake?.();
+  }
+
+  /** Delivers `event`; after a terminal event of a job feed, the next call ends the stream. */
+  private deliver(event: JobEvent): IteratorResult<JobEvent> {
+    if (this.completesOnTerminal && TERMINAL_EVENTS.has(event.type)) {
+      this.close();
+      this.ended = true;
+    }
+    return { value: event, done: false };
+  }
+
+  async next(): Promise<IteratorResult<JobEvent>> {
+    for (;;) {
+      if (this.ended) return { value: undefined, done: true };
+      const first = this.initial.shift();
+      if (first) {
+        if (this.types && !this.types.has(first.type)) continue;
+        return this.deliver(first);
+      }
+      const event = this.live.shift();
+      if (event) {
+        if (compareEventIds(event.id, this.last) <= 0) continue;
+        this.last = event.id;
+        if (this.types && !this.types.has(event.type)) continue;
+        return this.deliver(event);
+      }
+      if (this.failure) {
+        const failure = this.failure;
+        this.failure = null;
+        this.ended = true;
+        throw failure;
+      }
+      if (this.done) return { value: undefined, done: true };
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+      this.wake = null;
+    }
+  }
+
+  async return(): Promise<IteratorResult<JobEvent>> {
+    this.close();
+    this.ended = true;
+    return { value: undefined, done: true };
+  }
+
+  async throw(err: unknown): Promise<IteratorResult<JobEvent>> {
+    this.close();
+    throw err;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<JobEvent> {
+    return this;
+  }
+}
+
+/** Opens subscriptions to job and queue events; see the API contract's `Subscription` type. */
+export class EventFeeds {
+  constructor(private readonly options: EventFeedOptions) {}
+
+  private snapshot(position: string, job: JobView, resync: boolean): JobEvent {
+    return {
+      id: position,
+      type: "SNAPSHOT",
+      queue: job.queue,
+      jobId: job.id,
+      at: new Date(),
+      progress: job.progress,
+      failedReason: job.failedReason,
+      job,
+      resync,
+    };
+  }
+
+  private checkSince(since: string | null | undefined): void {
+    if (since != null && !isValidEventId(since)) {
+      throw ValidationError.at(["since"], `"${since}" is not an event id (expected <ms>-<seq>, e.g. 1700000000000-0)`);
+    }
+  }
+
+  /** Subscribes to `channel` and resolves once Redis confirmed it, so nothing published after is missed. */
+  private async subscribe(feed: Feed, channel: string): Promise<void> {
+    const { pubsub, log } = this.options;
+    const subId = await pubsub.subscribe(channel, (payload: unknown) => {
+      try {
+        feed.push(parseJobEvent(payload));
+      } catch (err) {
+        log.error("dropping a malformed event from pub/sub", { channel, err });
+      }
+    });
+    feed.attach(() => pubsub.unsubscribe(subId));
+  }
+
+  /**
+   * Events of one job. Without `since`: a SNAPSHOT first (its id is the stream position it was taken
+   * at), then live events. With `since`: the job's events after it, then live ones; when `since` is
+   * older than the stream still holds, a SNAPSHOT with `resync` instead. Ends after a terminal event.
+   * Throws NotFoundError for an unknown queue or job, ValidationError for a malformed `since`.
+   */
+  async job(queue: string, jobId: string, since?: string | null): Promise<AsyncIterableIterator<JobEvent>> {
+    const { stream, loadJob, prefix } = this.options;
+    if (!this.options.hasQueue(queue)) throw new NotFoundError(`No queue named "${queue}"`);
+    this.checkSince(since);
+    const feed = new Feed("0-0", true, this.options.maxBuffer, null);
+    await this.subscribe(feed, channels.job(prefix, queue, jobId));
+    try {
+      const position = await stream.tail(queue);
+      const job = await loadJob(queue, jobId);
+      if (!job) throw new NotFoundError(`No job "${jobId}" in queue "${queue}"`);
+      if (since == null || (await this.isTrimmed(queue, since))) {
+        const snapshot = this.snapshot(position, job, since != null);
+        if (TERMINAL_STATES.has(job.state)) {
+          // A finished job: its SNAPSHOT, then the stream completes.
+          await feed.return();
+          return once(snapshot);
+        }
+        feed.setStart([snapshot], position);
+      } else {
+        const missed: JobEvent[] = [];
+        for await (const raw of stream.after(queue, since, position)) {
+          if (raw.args.jobId !== jobId) continue;
+          const event = await translate(queue, raw.id, raw.name, raw.args, loadJob);
+          if (event) missed.push(event);
+        }
+        feed.setStart(missed, position);
+      }
+      return feed;
+    } catch (err) {
+      await feed.return();
+      throw err;
+    }
+  }
+
+  /** Every event of a queue (optionally of some types only), resumable with `since` the same way. */
+  async queue(queue: string, since?: string | null, types?: JobEventType[] | null): Promise<AsyncIterableIterator<JobEvent>> {
+    const { stream, loadJob, prefix } = this.options;
+    if (!this.options.hasQueue(queue)) throw new NotFoundError(`No queue named "${queue}"`);
+    this.checkSince(since);
+    const feed = new Feed("0-0", false, this.options.maxBuffer, types && types.length > 0 ? new Set(types) : null);
+    await this.subscribe(feed, channels.queue(prefix, queue));
+    try {
+      const position = await stream.tail(queue);
+      const missed: JobEvent[] = [];
+      if (since != null && !(await this.isTrimmed(queue, since))) {
+        for await (const raw of stream.after(queue, since, position)) {
+          const event = await translate(queue, raw.id, raw.name, raw.args, loadJob);
+          if (event) missed.push(event);
+        }
+      }
+      feed.setStart(missed, position);
+      return feed;
+    } catch (err) {
+      await feed.return();
+      throw err;
+    }
+  }
+
+  /** True when events after `since` may have been trimmed from the stream. */
+  private async isTrimmed(queue: string, since: string): Promise<boolean> {
+    const head = await this.options.stream.head(queue);
+    return head !== null && compareEventIds(since, head) < 0;
+  }
+}
+
+async function* once(event: JobEvent): AsyncGenerator<JobEvent> {
+  yield event;
+}

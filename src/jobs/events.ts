@@ -1,0 +1,256 @@
+import { QueueEvents } from "bullmq";
+import type { RedisPubSub } from "graphql-redis-subscriptions";
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import type { Logger } from "../infra/logger.ts";
+import { CANCELLED_PREFIX, JOB_STATES, type JobView, TERMINAL_STATES } from "./job-view.ts";
+
+export const JOB_EVENT_TYPES = [
+  "SNAPSHOT",
+  "ADDED",
+  "WAITING",
+  "DELAYED",
+  "ACTIVE",
+  "PROGRESS",
+  "COMPLETED",
+  "FAILED",
+  "RETRYING",
+  "CANCELLED",
+  "STALLED",
+  "REMOVED",
+] as const;
+export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
+
+/** One event of a job. `id` is the Redis stream id of the BullMQ event it comes from. */
+export interface JobEvent {
+  id: string;
+  type: JobEventType;
+  queue: string;
+  jobId: string;
+  at: Date;
+  progress: unknown;
+  failedReason: string | null;
+  job: JobView | null;
+  /** True on a SNAPSHOT sent because the events after `since` are no longer held. */
+  resync?: boolean;
+}
+
+export const TERMINAL_EVENTS: ReadonlySet<JobEventType> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
+
+// Pub/sub payloads cross Redis as JSON: parse them back at the boundary, dates included.
+const jobViewSchema = z.object({
+  id: z.string(),
+  queue: z.string(),
+  name: z.string(),
+  data: z.unknown(),
+  state: z.enum(JOB_STATES),
+  progress: z.unknown(),
+  attemptsMade: z.number(),
+  maxAttempts: z.number(),
+  priority: z.number(),
+  createdAt: z.coerce.date(),
+  startedAt: z.coerce.date().nullable(),
+  finishedAt: z.coerce.date().nullable(),
+  result: z.unknown(),
+  failedReason: z.string().nullable(),
+  replayOfId: z.string().nullable(),
+  tenant: z.string().nullable(),
+});
+const jobEventSchema = z.object({
+  id: z.string(),
+  type: z.enum(JOB_EVENT_TYPES),
+  queue: z.string(),
+  jobId: z.string(),
+  at: z.coerce.date(),
+  progress: z.unknown(),
+  failedReason: z.string().nullable(),
+  job: jobViewSchema.nullable(),
+});
+
+export function parseJobEvent(payload: unknown): JobEvent {
+  const e = jobEventSchema.parse(payload);
+  return {
+    ...e,
+    progress: e.progress ?? null,
+    job: e.job ? { ...e.job, data: e.job.data ?? null, progress: e.job.progress ?? null, result: e.job.result ?? null } : null,
+  };
+}
+
+/** Orders stream ids `<ms>-<seq>` numerically. */
+export function compareEventIds(a: string, b: string): number {
+  const [am = "0", as = "0"] = a.split("-");
+  const [bm = "0", bs = "0"] = b.split("-");
+  const ms = BigInt(am) - BigInt(bm);
+  if (ms !== 0n) return ms < 0n ? -1 : 1;
+  const seq = BigInt(as) - BigInt(bs);
+  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+}
+
+export function isValidEventId(id: string): boolean {
+  return /^\d{1,20}-\d{1,20}$/.test(id);
+}
+
+const timeOf = (id: string) => new Date(Number(id.split("-")[0]));
+
+export type LoadJob = (queue: string, id: string) => Promise<JobView | null>;
+
+/**
+ * Turns one entry of a BullMQ events stream into our event, or null for entries we don't expose.
+ * A failed attempt that will be retried shows in BullMQ's stream as `waiting` (prev: active) or
+ * `delayed` after an attempt: both become RETRYING.
+ */
+export async function translate(
+  queue: string,
+  id: string,
+  name: string,
+  args: Record<string, unknown>,
+  loadJob: LoadJob,
+): Promise<JobEvent | null> {
+  const jobId = typeof args.jobId === "string" ? args.jobId : null;
+  if (!jobId) return null;
+  const base = { id, queue, jobId, at: timeOf(id), progress: null, failedReason: null, job: null };
+  switch (name) {
+    case "added":
+      return { ...base, type: "ADDED" };
+    case "active":
+      return { ...base, type: "ACTIVE" };
+    case "stalled":
+      return { ...base, type: "STALLED" };
+    case "removed":
+      return { ...base, type: "REMOVED" };
+    case "progress":
+      return { ...base, type: "PROGRESS", progress: args.data ?? null };
+    case "waiting":
+    case "delayed": {
+      const fromAttempt = name === "waiting" ? args.prev === "active" : true;
+      if (fromAttempt) {
+        const job = await loadJob(queue, jobId);
+        if (job && job.attemptsMade > 0 && job.failedReason) {
+          return { ...base, type: "RETRYING", failedReason: job.failedReason };
+        }
+      }
+      return { ...base, type: name === "waiting" ? "WAITING" : "DELAYED" };
+    }
+    case "completed":
+      return { ...base, type: "COMPLETED", job: await loadJob(queue, jobId) };
+    case "failed": {
+      const failedReason = typeof args.failedReason === "string" ? args.failedReason : null;
+      const cancelled = failedReason?.startsWith(CANCELLED_PREFIX) ?? false;
+      return { ...base, type: cancelled ? "CANCELLED" : "FAILED", failedReason, job: await loadJob(queue, jobId) };
+    }
+    default:
+      return null;
+  }
+}
+
+/** Pub/sub channel names: one per job and one per queue, so an instance only hears what it needs. */
+export const channels = {
+  job: (prefix: string, queue: string, jobId: string) => `${prefix}:ev:${queue}:job:${jobId}`,
+  queue: (prefix: string, queue: string) => `${prefix}:ev:${queue}:all`,
+};
+
+const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled"] as const;
+
+/**
+ * Reads each queue's BullMQ events with `QueueEvents` and publishes them, translated, on the job's
+ * and the queue's pub/sub channels. Every API instance may run one: subscribers drop events whose id
+ * is not past the last one they saw, so a second relay costs traffic, never a duplicate.
+ */
+export class EventRelay {
+  private readonly readers: QueueEvents[] = [];
+  /** Publishing is serial per relay, so events leave in stream order even when one needs a lookup. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly options: {
+      redisUrl: string;
+      prefix: string;
+      pubsub: RedisPubSub;
+      loadJob: LoadJob;
+      log: Logger;
+    },
+  ) {}
+
+  async start(queues: string[]): Promise<void> {
+    for (const queue of queues) {
+      const reader = new QueueEvents(queue, {
+        connection: { url: this.options.redisUrl, maxRetriesPerRequest: null },
+        prefix: this.options.prefix,
+      });
+      reader.on("error", (err) => this.options.log.warn("QueueEvents error", { queue, err }));
+      for (const name of RELAYED) {
+        reader.on(name, ((args: Record<string, unknown>, id: string) => this.relay(queue, id, name, args)) as never);
+      }
+      this.readers.push(reader);
+    }
+    await Promise.all(this.readers.map((r) => r.waitUntilReady()));
+  }
+
+  private relay(queue: string, id: string, name: string, args: Record<string, unknown>): void {
+    this.chain = this.chain.then(async () => {
+      try {
+        const event = await translate(queue, id, name, args, this.options.loadJob);
+        if (!event) return;
+        const { pubsub, prefix } = this.options;
+        await Promise.all([
+          pubsub.publish(channels.job(prefix, queue, event.jobId), event),
+          pubsub.publish(channels.queue(prefix, queue), event),
+        ]);
+      } catch (err) {
+        this.options.log.error("relaying an event failed", { queue, id, name, err });
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.readers.map((r) => r.close()));
+    this.readers.length = 0;
+    await this.chain;
+  }
+}
+
+/** Reads a queue's BullMQ events stream directly: its tail, and the entries after an id. */
+export class EventStream {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keyOf: (queue: string) => string,
+  ) {}
+
+  /** The id of the newest entry, "0-0" when the stream is empty. */
+  async tail(queue: string): Promise<string> {
+    const last = await this.redis.xrevrange(this.keyOf(queue), "+", "-", "COUNT", 1);
+    return last[0]?.[0] ?? "0-0";
+  }
+
+  /** The id of the oldest entry still held, null when the stream is empty. */
+  async head(queue: string): Promise<string | null> {
+    const first = await this.redis.xrange(this.keyOf(queue), "-", "+", "COUNT", 1);
+    return first[0]?.[0] ?? null;
+  }
+
+  /** Entries after `since` up to `until` (inclusive), as raw names and fields. */
+  async *after(queue: string, since: string, until: string): AsyncGenerator<{ id: string; name: string; args: Record<string, unknown> }> {
+    let from = `(${since}`;
+    for (;;) {
+      const batch = await this.redis.xrange(this.keyOf(queue), from, until, "COUNT", 500);
+      for (const [id, fields] of batch) {
+        const args: Record<string, unknown> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) args[fields[i] as string] = fields[i + 1];
+        const name = String(args.event ?? "");
+        if (typeof args.data === "string" && name === "progress") {
+          try {
+            args.data = JSON.parse(args.data);
+          } catch {
+            // progress reported as a plain string: keep it as is
+          }
+        }
+        yield { id, name, args };
+      }
+      const last = batch.at(-1);
+      if (!last || batch.length < 500) return;
+      from = `(${last[0]}`;
+    }
+  }
+}
+
+export { TERMINAL_STATES };

@@ -1,0 +1,47 @@
+import { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import type { JobRegistry } from "./registry.ts";
+
+/** Finished jobs are kept in Redis this long (history keeps them for good). */
+export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
+export const KEEP_FAILED = { age: 7 * 24 * 3600 };
+
+/** One BullMQ `Queue` per registered queue, sharing one connection; made on first use. */
+export class QueueSet {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(
+    private readonly registry: JobRegistry,
+    private readonly connection: Redis,
+    readonly prefix: string,
+  ) {}
+
+  /** The queue, or undefined when no job type is registered on it. */
+  get(name: string): Queue | undefined {
+    if (!this.registry.hasQueue(name)) return undefined;
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, {
+        connection: this.connection,
+        prefix: this.prefix,
+        skipWaitingForReady: true,
+        defaultJobOptions: { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
+      });
+      // Errors surface on the calls that hit them; this only keeps an idle connection error from
+      // becoming an unhandled 'error' event.
+      queue.on("error", () => {});
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** The Redis key of a queue's events stream. */
+  eventsKey(queue: string): string {
+    return `${this.prefix}:${queue}:events`;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    this.queues.clear();
+  }
+}

@@ -1,0 +1,32 @@
+import type { JobDefinition } from "./define-job.ts";
+import { demoFail } from "./definitions/demo-fail.ts";
+import { demoSleep } from "./definitions/demo-sleep.ts";
+
+/** Every job type this deployment knows, by queue and name. */
+export interface JobRegistry {
+  queues(): string[];
+  hasQueue(queue: string): boolean;
+  get(queue: string, name: string): JobDefinition | undefined;
+  ofQueue(queue: string): JobDefinition[];
+}
+
+export function createRegistry(definitions: JobDefinition[]): JobRegistry {
+  const byQueue = new Map<string, Map<string, JobDefinition>>();
+  for (const def of definitions) {
+    const names = byQueue.get(def.queue) ?? new Map<string, JobDefinition>();
+    if (names.has(def.name)) throw new Error(`job type ${def.queue}.${def.name} is defined twice`);
+    names.set(def.name, def);
+    byQueue.set(def.queue, names);
+  }
+  return {
+    queues: () => [...byQueue.keys()].sort(),
+    hasQueue: (queue) => byQueue.has(queue),
+    get: (queue, name) => byQueue.get(queue)?.get(name),
+    ofQueue: (queue) => [...(byQueue.get(queue)?.values() ?? [])],
+  };
+}
+
+/** The definitions registered for a configuration (the `demo` queue only where enabled). */
+export function defaultDefinitions(options: { demoQueue: boolean }): JobDefinition[] {
+  return options.demoQueue ? [demoSleep, demoFail] : [];
+}

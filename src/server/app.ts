@@ -1,0 +1,177 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { type ExecutionArgs, type ExecutionResult, type GraphQLSchema, NoSchemaIntrospectionCustomRule } from "graphql";
+import { useServer } from "graphql-ws/use/ws";
+import { createYoga, type Plugin } from "graphql-yoga";
+import { WebSocketServer } from "ws";
+import type { Context } from "../graphql/builder.ts";
+import type { Logger } from "../infra/logger.ts";
+import type { Authenticate } from "./auth.ts";
+
+export interface AppDeps {
+  schema: GraphQLSchema;
+  /** Builds the per-request context (services and actor). */
+  context: (actor: string) => Context;
+  /** Resolves an `Authorization` value to an actor; throws UNAUTHENTICATED. */
+  authenticate: Authenticate;
+  /** Resolves when Redis and PostgreSQL answer; rejects naming the one that failed. */
+  ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+  log: Logger;
+  graphiql: boolean;
+  introspection: boolean;
+}
+
+export interface App {
+  /** The Fetch-API handler: `/graphql`, `/healthz`, `/readyz`. Usable in process without a port. */
+  fetch: (request: Request) => Promise<Response> | Response;
+  /** Listens on `port` (0 for any free one); resolves with the URL of the GraphQL endpoint. */
+  start(port: number, host?: string): Promise<string>;
+  /** Closes WebSockets, then the HTTP server. */
+  stop(): Promise<void>;
+}
+
+function healthPlugin(ready: AppDeps["ready"]): Plugin {
+  return {
+    async onRequest({ url, endResponse }) {
+      if (url.pathname === "/healthz") {
+        endResponse(Response.json({ status: "ok" }));
+      } else if (url.pathname === "/readyz") {
+        const result = await ready();
+        endResponse(Response.json({ status: result.ok ? "ready" : "not ready", checks: result.checks }, { status: result.ok ? 200 : 503 }));
+      }
+    },
+  };
+}
+
+/** Production default: no `__schema` / `__type` unless INTROSPECTION=true. */
+function noIntrospectionPlugin(): Plugin {
+  return {
+    onValidate({ addValidationRule }) {
+      addValidationRule(NoSchemaIntrospectionCustomRule);
+    },
+  };
+}
+
+type Enveloped = {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+};
+type OperationResult =
+  | Promise<ExecutionResult>
+  | ExecutionResult
+  | AsyncGenerator<ExecutionResult>
+  | Promise<AsyncGenerator<ExecutionResult> | ExecutionResult>;
+
+/** Builds the API: nothing listens until `start`. */
+export function buildApp(deps: AppDeps): App {
+  const yoga = createYoga<Record<string, unknown>, Context>({
+    schema: deps.schema,
+    graphqlEndpoint: "/graphql",
+    landingPage: false,
+    graphiql: deps.graphiql
+      ? {
+          title: "Job control API",
+          subscriptionsProtocol: "WS",
+          defaultQuery: EXAMPLE_OPERATIONS,
+        }
+      : false,
+    maskedErrors: true,
+    logging: {
+      debug: (...a) => deps.log.debug(String(a[0]), { args: a.slice(1) }),
+      info: (...a) => deps.log.info(String(a[0]), { args: a.slice(1) }),
+      warn: (...a) => deps.log.warn(String(a[0]), { args: a.slice(1) }),
+      error: (...a) => deps.log.error(String(a[0]), { args: a.slice(1) }),
+    },
+    context: (initial) => {
+      // HTTP and SSE carry the key in a header; graphql-ws in connection_init's payload.
+      const fromSocket = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams?.authorization;
+      const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
+      return deps.context(deps.authenticate(authorization));
+    },
+    plugins: [healthPlugin(deps.ready), ...(deps.introspection ? [] : [noIntrospectionPlugin()])],
+  });
+
+  const server = http.createServer(yoga);
+  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  // One execution path: graphql-ws runs through Yoga's envelop, so WebSocket and SSE share context,
+  // plugins and error masking.
+  const wsServer = useServer(
+    {
+      connectionInitWaitTimeout: 10_000,
+      // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
+      onConnect: (ctx) => {
+        try {
+          deps.authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      // Yoga's envelop hands us its own execute/subscribe in onSubscribe; they travel in rootValue.
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      onSubscribe: async (ctx, _id, payload) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params: payload,
+        });
+        const args = {
+          schema,
+          operationName: payload.operationName,
+          document: parse(payload.query),
+          variableValues: payload.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        if (errors.length) return errors;
+        return args;
+      },
+    },
+    wss,
+  );
+
+  return {
+    fetch: (request) => yoga.fetch(request),
+    start: (port, host = "127.0.0.1") =>
+      new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          const address = server.address() as AddressInfo;
+          const shown = address.family === "IPv6" ? `[${address.address}]` : address.address;
+          resolve(`http://${shown}:${address.port}${yoga.graphqlEndpoint}`);
+        });
+      }),
+    stop: async () => {
+      await wsServer.dispose();
+      for (const client of wss.clients) client.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      if (!server.listening) return;
+      server.closeIdleConnections();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // SSE streams are long-lived requests: give them a moment to end, then cut them.
+      const timer = setTimeout(() => server.closeAllConnections(), 1_000);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** What GraphiQL opens with: a demo job and a subscription to its progress. */
+const EXAMPLE_OPERATIONS = `# 1. Run "Enqueue": it answers with the new job's id.
+# 2. Put that id in the variables of "Watch" and run it to see the progress bar move.
+mutation Enqueue {
+  enqueueJob(input: { queue: "demo", name: "sleep", data: { steps: 10, stepMs: 500 } }) {
+    __typename
+    ... on EnqueueJobSuccess { job { id state } }
+    ... on UserError { code message }
+  }
+}
+
+subscription Watch($id: ID! = "1") {
+  jobEvents(queue: "demo", id: $id) { id type progress job { state result } }
+}
+`;

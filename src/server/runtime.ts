@@ -1,0 +1,88 @@
+import { RedisPubSub } from "graphql-redis-subscriptions";
+import type { Config } from "../config.ts";
+import type { Context } from "../graphql/builder.ts";
+import type { Logger } from "../infra/logger.ts";
+import { createPrisma } from "../infra/prisma.ts";
+import { closeRedis, createRedis } from "../infra/redis.ts";
+import { EventFeeds } from "../jobs/event-feed.ts";
+import { EventRelay, EventStream } from "../jobs/events.ts";
+import { HistoryStore } from "../jobs/history.ts";
+import { JobService } from "../jobs/job-service.ts";
+import { QueueSet } from "../jobs/queues.ts";
+import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
+import { type Authenticate, createAuthenticator } from "./auth.ts";
+
+export interface ApiRuntime {
+  registry: JobRegistry;
+  jobs: JobService;
+  feeds: EventFeeds;
+  context: (actor: string) => Context;
+  authenticate: Authenticate;
+  ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+  close(): Promise<void>;
+}
+
+async function check(name: string, probe: () => Promise<unknown>, checks: Record<string, string>): Promise<boolean> {
+  try {
+    await Promise.race([probe(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out after 1s")), 1_000))]);
+    checks[name] = "ok";
+    return true;
+  } catch (err) {
+    checks[name] = `failed: ${err instanceof Error ? err.message : String(err)}`;
+    return false;
+  }
+}
+
+/**
+ * Connects the API's services: Redis (requests, pub/sub), PostgreSQL, the queues, and the relay that
+ * turns BullMQ events into subscription events. `close` releases all of it.
+ */
+export async function createApiRuntime(config: Config, log: Logger): Promise<ApiRuntime> {
+  const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
+  const redis = createRedis(config.redisUrl, "request");
+  redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
+  const publisher = createRedis(config.redisUrl, "subscriber");
+  const subscriber = createRedis(config.redisUrl, "subscriber");
+  for (const c of [publisher, subscriber]) c.on("error", (err) => log.debug("redis pub/sub connection error", { err: err.message }));
+  const db = createPrisma(config.databaseUrl);
+  const queues = new QueueSet(registry, createRedis(config.redisUrl, "request"), config.queuePrefix);
+  const history = new HistoryStore(db);
+  const jobs = new JobService(registry, queues, history, log, { maxPayloadBytes: config.maxPayloadBytes });
+  const pubsub = new RedisPubSub({ publisher, subscriber });
+  const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
+  const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
+  const relay = new EventRelay({ redisUrl: config.redisUrl, prefix: config.queuePrefix, pubsub, loadJob, log });
+  await relay.start(registry.queues());
+  const feeds = new EventFeeds({
+    pubsub,
+    stream,
+    prefix: config.queuePrefix,
+    loadJob,
+    hasQueue: (queue) => registry.hasQueue(queue),
+    log,
+    maxBuffer: config.subscriberMaxBuffer,
+  });
+
+  return {
+    registry,
+    jobs,
+    feeds,
+    context: (actor) => ({ jobs, feeds, actor }),
+    authenticate: createAuthenticator(config.adminApiKey),
+    ready: async () => {
+      const checks: Record<string, string> = {};
+      const results = await Promise.all([
+        check("redis", () => redis.ping(), checks),
+        check("postgres", () => db.$queryRaw`SELECT 1`, checks),
+      ]);
+      return { ok: results.every(Boolean), checks };
+    },
+    close: async () => {
+      await relay.stop();
+      await pubsub.close();
+      await queues.close();
+      await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber)]);
+      await db.$disconnect();
+    },
+  };
+}

@@ -1,0 +1,46 @@
+// Composition root of a worker process: config -> migrations -> one BullMQ Worker per queue; signals.
+import { loadConfigOrExit } from "../src/config.ts";
+import { startHealthServer } from "../src/infra/health-server.ts";
+import { createLogger } from "../src/infra/logger.ts";
+import { applyMigrations } from "../src/infra/migrate.ts";
+import { workerId } from "./lifecycle.ts";
+import { createWorkerRuntime } from "./worker-runtime.ts";
+
+const config = loadConfigOrExit();
+const log = createLogger(config.logLevel, { process: "worker", workerId });
+
+if (config.migrateOnStart) {
+  try {
+    await applyMigrations(config.databaseUrl);
+  } catch (err) {
+    log.error("could not apply migrations (set MIGRATE_ON_START=false to skip)", { err });
+    process.exit(1);
+  }
+}
+
+const runtime = await createWorkerRuntime(config, log);
+const health = await startHealthServer(config.workerPort, config.host, runtime.ready);
+log.info("worker health endpoints listening", { port: health.port });
+process.stdout.write(`Worker ${workerId} serving queues: ${runtime.queues.join(", ") || "(none)"}; health on port ${health.port}\n`);
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) {
+    // A second signal: leave active jobs to stalled-job recovery on another worker.
+    log.warn("second signal: exiting now", { signal });
+    process.exit(1);
+  }
+  stopping = true;
+  log.info("stopping: no new jobs; waiting for active ones", { signal, graceMs: config.shutdownGraceMs });
+  const force = setTimeout(() => {
+    log.error("grace period over: exiting with jobs still active (another worker will pick them up)");
+    process.exit(1);
+  }, config.shutdownGraceMs);
+  force.unref();
+  await runtime.stop();
+  await health.close();
+  log.info("stopped");
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

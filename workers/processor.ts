@@ -1,0 +1,43 @@
+import type { Job } from "bullmq";
+import type { JobData, JobDefinition } from "../src/jobs/define-job.ts";
+
+/** What a processor gets besides its parsed payload. */
+export interface ProcessorContext {
+  /** The BullMQ job (read-only use: id, attemptsMade, opts). */
+  job: Job;
+  /** Fires when the job is cancelled or the worker shuts down hard; stop as soon as you can. */
+  signal: AbortSignal;
+  /** Reports progress: a number 0..100 or an object. */
+  progress(value: number | object): Promise<void>;
+  /** Appends a line to the job's logs (readable as `Job.logs`). */
+  log(line: string): Promise<void>;
+}
+
+/**
+ * A processor: code for one job type, typed by its definition. Throw `UnrecoverableError` for bad
+ * input or a business "no"; anything else thrown is retried while attempts remain.
+ */
+export interface Processor<D extends JobDefinition = JobDefinition> {
+  definition: D;
+  run(data: JobData<D>, ctx: ProcessorContext): Promise<unknown>;
+}
+
+export function defineProcessor<D extends JobDefinition>(definition: D, run: Processor<D>["run"]): Processor<D> {
+  return { definition, run };
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it fires. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
