@@ -2,10 +2,12 @@ import SchemaBuilder from "@pothos/core";
 import ErrorsPlugin from "@pothos/plugin-errors";
 import type { EventFeeds } from "../jobs/event-feed.ts";
 import type { JobService } from "../jobs/job-service.ts";
+import type { QueueService } from "../jobs/queue-service.ts";
 
 /** What every resolver gets: the domain services and who is asking. */
 export interface Context {
   jobs: JobService;
+  queues: QueueService;
   feeds: EventFeeds;
   /** The API key's name, or "anonymous" while auth is open. */
   actor: string;

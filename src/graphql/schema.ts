@@ -3,6 +3,8 @@ import { builder } from "./builder.ts";
 import "./types/scalars.ts";
 import "./types/errors.ts";
 import "./types/job.ts";
+import "./types/job-scheduler.ts";
+import "./types/queue.ts";
 import "./mutations/enqueue.ts";
 import "./subscriptions/job-events.ts";
 

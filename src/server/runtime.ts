@@ -8,6 +8,7 @@ import { EventFeeds } from "../jobs/event-feed.ts";
 import { EventRelay, EventStream } from "../jobs/events.ts";
 import { HistoryStore } from "../jobs/history.ts";
 import { JobService } from "../jobs/job-service.ts";
+import { QueueService } from "../jobs/queue-service.ts";
 import { QueueSet } from "../jobs/queues.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
@@ -15,6 +16,7 @@ import { type Authenticate, createAuthenticator } from "./auth.ts";
 export interface ApiRuntime {
   registry: JobRegistry;
   jobs: JobService;
+  queueService: QueueService;
   feeds: EventFeeds;
   context: (actor: string) => Context;
   authenticate: Authenticate;
@@ -47,6 +49,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const db = createPrisma(config.databaseUrl);
   const queues = new QueueSet(registry, createRedis(config.redisUrl, "request"), config.queuePrefix);
   const history = new HistoryStore(db);
+  const queueService = new QueueService(registry, queues);
   const jobs = new JobService(registry, queues, history, log, { maxPayloadBytes: config.maxPayloadBytes });
   const pubsub = new RedisPubSub({ publisher, subscriber });
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
@@ -66,8 +69,9 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   return {
     registry,
     jobs,
+    queueService,
     feeds,
-    context: (actor) => ({ jobs, feeds, actor }),
+    context: (actor) => ({ jobs, queues: queueService, feeds, actor }),
     authenticate: createAuthenticator(config.adminApiKey),
     ready: async () => {
       const checks: Record<string, string> = {};

@@ -1,0 +1,202 @@
+import { CronExpressionParser } from "cron-parser";
+import { z } from "zod";
+import type { JobDefinition } from "./define-job.ts";
+import { NotFoundError, ValidationError, type ValidationIssue } from "./errors.ts";
+import type { QueueSet } from "./queues.ts";
+import type { JobRegistry } from "./registry.ts";
+
+export interface JobCounts {
+  waiting: number;
+  prioritized: number;
+  delayed: number;
+  active: number;
+  completed: number;
+  failed: number;
+}
+
+export interface QueueView {
+  name: string;
+  paused: boolean;
+  counts: JobCounts;
+  /** Worker connections currently serving this queue. */
+  workers: number;
+  jobTypes: { name: string; payloadSchema: unknown }[];
+}
+
+export interface SchedulerView {
+  id: string;
+  queue: string;
+  name: string;
+  data: unknown;
+  pattern: string | null;
+  everyMs: number | null;
+  tz: string | null;
+  nextRunAt: Date | null;
+}
+
+export interface UpsertSchedulerInput {
+  queue: string;
+  id: string;
+  name: string;
+  data: unknown;
+  pattern?: string | null;
+  everyMs?: number | null;
+  tz?: string | null;
+}
+
+/** The JSON Schema of a job type's payload, derived from its zod schema (never written by hand). */
+function payloadSchema(def: JobDefinition): unknown {
+  return z.toJSONSchema(def.schema, { io: "input", unrepresentable: "any" });
+}
+
+function isValidTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Queues as a whole: live counts, pause / resume, and BullMQ job schedulers. */
+export class QueueService {
+  private readonly schemas = new Map<JobDefinition, unknown>();
+
+  constructor(
+    private readonly registry: JobRegistry,
+    private readonly queues: QueueSet,
+  ) {}
+
+  names(): string[] {
+    return this.registry.queues();
+  }
+
+  private queueOrThrow(name: string) {
+    const queue = this.queues.get(name);
+    if (!queue) throw new NotFoundError(`No queue named "${name}"`);
+    return queue;
+  }
+
+  /** The queue's live state, or null when no such queue is registered. */
+  async get(name: string): Promise<QueueView | null> {
+    const queue = this.queues.get(name);
+    if (!queue) return null;
+    // Counts of every state come from one script call; the three reads go out together.
+    const [counts, paused, workers] = await Promise.all([
+      queue.getJobCounts("waiting", "prioritized", "delayed", "active", "completed", "failed"),
+      queue.isPaused(),
+      queue.getWorkersCount(),
+    ]);
+    return {
+      name,
+      paused,
+      workers,
+      counts: {
+        waiting: counts.waiting ?? 0,
+        prioritized: counts.prioritized ?? 0,
+        delayed: counts.delayed ?? 0,
+        active: counts.active ?? 0,
+        completed: counts.completed ?? 0,
+        failed: counts.failed ?? 0,
+      },
+      jobTypes: this.registry.ofQueue(name).map((def) => {
+        let schema = this.schemas.get(def);
+        if (schema === undefined) {
+          schema = payloadSchema(def);
+          this.schemas.set(def, schema);
+        }
+        return { name: def.name, payloadSchema: schema };
+      }),
+    };
+  }
+
+  async list(): Promise<QueueView[]> {
+    const views = await Promise.all(this.names().map((name) => this.get(name)));
+    return views.filter((v): v is QueueView => v !== null);
+  }
+
+  /** Pauses the queue: its jobs stay waiting; active ones run to the end. Throws NotFoundError. */
+  async pause(name: string): Promise<void> {
+    await this.queueOrThrow(name).pause();
+  }
+
+  async resume(name: string): Promise<void> {
+    await this.queueOrThrow(name).resume();
+  }
+
+  async schedulers(name: string): Promise<SchedulerView[]> {
+    const queue = this.queues.get(name);
+    if (!queue) return [];
+    const list = await queue.getJobSchedulers(0, 999, true);
+    return list.map((s) => ({
+      id: s.key,
+      queue: name,
+      name: s.name,
+      data: s.template?.data ?? {},
+      pattern: s.pattern ?? null,
+      everyMs: s.every ?? null,
+      tz: s.tz ?? null,
+      nextRunAt: s.next ? new Date(s.next) : null,
+    }));
+  }
+
+  async scheduler(name: string, id: string): Promise<SchedulerView | null> {
+    return (await this.schedulers(name)).find((s) => s.id === id) ?? null;
+  }
+
+  /**
+   * Creates or replaces a scheduler: a cron `pattern` (optionally in `tz`) or `everyMs`, exactly one.
+   * The payload is validated against the job type like an enqueue. Throws ValidationError / NotFoundError.
+   */
+  async upsertScheduler(input: UpsertSchedulerInput): Promise<SchedulerView> {
+    const queue = this.queueOrThrow(input.queue);
+    const def = this.registry.get(input.queue, input.name);
+    if (!def) {
+      throw ValidationError.at(["name"], `unknown job name "${input.name}" in queue "${input.queue}"`);
+    }
+    const issues: ValidationIssue[] = [];
+    if (!input.id || input.id.length > 256 || input.id.includes(":")) {
+      issues.push({ path: ["id"], message: "must be 1 to 256 characters, without ':'" });
+    }
+    const parsed = def.schema.safeParse(input.data);
+    if (!parsed.success) issues.push(...parsed.error.issues.map((i) => ({ path: ["data", ...i.path.map(String)], message: i.message })));
+    const hasPattern = input.pattern != null;
+    const hasEvery = input.everyMs != null;
+    if (hasPattern === hasEvery) {
+      issues.push({ path: hasPattern ? ["everyMs"] : ["pattern"], message: "give exactly one of pattern and everyMs" });
+    }
+    if (hasEvery && (!Number.isInteger(input.everyMs) || (input.everyMs ?? 0) < 100)) {
+      issues.push({ path: ["everyMs"], message: "must be an integer of at least 100 (milliseconds)" });
+    }
+    if (input.tz != null && !isValidTimeZone(input.tz)) issues.push({ path: ["tz"], message: `unknown time zone "${input.tz}"` });
+    if (input.tz != null && !hasPattern) issues.push({ path: ["tz"], message: "only applies to a cron pattern" });
+    if (hasPattern && issues.length === 0) {
+      try {
+        CronExpressionParser.parse(input.pattern as string, input.tz ? { tz: input.tz } : {});
+      } catch (err) {
+        issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
+      }
+    }
+    if (issues.length > 0) throw ValidationError.of(issues);
+
+    const repeat = hasPattern
+      ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }
+      : { every: input.everyMs as number };
+    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data: parsed.data });
+    const view = await this.scheduler(input.queue, input.id);
+    if (!view) throw new Error(`scheduler ${input.id} vanished right after it was written`);
+    return view;
+  }
+
+  /**
+   * Removes a scheduler and the next job it had already put in the queue (a delayed job), so none
+   * of its jobs starts after this returns. Throws NotFoundError for an unknown queue or scheduler.
+   */
+  async removeScheduler(name: string, id: string): Promise<SchedulerView> {
+    const queue = this.queueOrThrow(name);
+    const view = await this.scheduler(name, id);
+    if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
+    await queue.removeJobScheduler(id);
+    return view;
+  }
+}
