@@ -9,7 +9,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
  && npm prune --omit=dev --ignore-scripts
 
 FROM node:24-bookworm-slim
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=4000 WORKER_PORT=4001
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=4000 WORKER_PORT=4001 REPORT_DIR=/var/lib/job-reports
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./
@@ -18,6 +18,8 @@ COPY src ./src
 COPY workers ./workers
 COPY scripts ./scripts
 COPY --from=build /app/src/generated ./src/generated
+# report.csv writes here; mount a volume on it to keep reports across containers.
+RUN mkdir -p /var/lib/job-reports && chown node:node /var/lib/job-reports
 USER node
 EXPOSE 4000 4001
 CMD ["npm", "start"]

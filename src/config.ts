@@ -53,12 +53,81 @@ const envSchema = z.object({
   WORKER_CONCURRENCY: positiveInt("WORKER_CONCURRENCY").optional(),
   SHUTDOWN_GRACE_MS: positiveInt("SHUTDOWN_GRACE_MS").default(30_000),
   MAX_PAYLOAD_BYTES: positiveInt("MAX_PAYLOAD_BYTES").default(512 * 1024),
+  MAX_BULK_ENQUEUE: positiveInt("MAX_BULK_ENQUEUE").default(1_000),
+  MAX_BULK_RETRY: positiveInt("MAX_BULK_RETRY").default(10_000),
+  CANCEL_WAIT_MS: positiveInt("CANCEL_WAIT_MS").default(2_000),
+  CANCEL_GRACE_MS: positiveInt("CANCEL_GRACE_MS").default(5_000),
   SUBSCRIBER_MAX_BUFFER: positiveInt("SUBSCRIBER_MAX_BUFFER").default(1_000),
+  RELAY_LEASE_MS: positiveInt("RELAY_LEASE_MS").default(5_000),
+  EVENTS_MAX_LEN: positiveInt("EVENTS_MAX_LEN").default(10_000),
+  WS_KEEPALIVE_MS: positiveInt("WS_KEEPALIVE_MS").default(12_000),
+  WS_INIT_TIMEOUT_MS: positiveInt("WS_INIT_TIMEOUT_MS").default(10_000),
+  WS_MAX_SUBSCRIPTIONS: positiveInt("WS_MAX_SUBSCRIPTIONS").default(100),
+  WS_MAX_BUFFERED_BYTES: positiveInt("WS_MAX_BUFFERED_BYTES").default(1024 * 1024),
+  WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS").default(30_000),
   ADMIN_API_KEY: z.string().min(16, "ADMIN_API_KEY must be at least 16 characters").optional(),
   LOG_LEVEL: z
     .enum(["debug", "info", "warn", "error", "silent"], { error: "LOG_LEVEL must be debug, info, warn, error or silent" })
     .default("info"),
+  WORKER_QUEUES: z
+    .string()
+    .regex(/^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$/, "WORKER_QUEUES must be a comma-separated list of queue names")
+    .optional(),
+  WORKER_LOCK_DURATION_MS: positiveInt("WORKER_LOCK_DURATION_MS").default(30_000),
+  WORKER_STALLED_INTERVAL_MS: positiveInt("WORKER_STALLED_INTERVAL_MS").default(30_000),
+  WORKER_MAX_STALLED_COUNT: z.coerce
+    .number({ error: "WORKER_MAX_STALLED_COUNT must be an integer >= 0" })
+    .int("WORKER_MAX_STALLED_COUNT must be an integer >= 0")
+    .min(0, "WORKER_MAX_STALLED_COUNT must be an integer >= 0")
+    .default(1),
+  LEDGER_RECONCILE_MS: positiveInt("LEDGER_RECONCILE_MS").default(30_000),
+  LEDGER_LOOKBACK_MS: positiveInt("LEDGER_LOOKBACK_MS").default(300_000),
+  WEBHOOK_SECRET: z.string().min(16, "WEBHOOK_SECRET must be at least 16 characters").optional(),
+  REPORT_DIR: z.string().min(1, "REPORT_DIR must not be empty").default("reports"),
+  METRICS_TOKEN: z.string().min(16, "METRICS_TOKEN must be at least 16 characters").optional(),
+  MAX_PAGE_SIZE: z.coerce
+    .number({ error: "MAX_PAGE_SIZE must be an integer from 1 to 1000" })
+    .int("MAX_PAGE_SIZE must be an integer from 1 to 1000")
+    .min(1, "MAX_PAGE_SIZE must be an integer from 1 to 1000")
+    .max(1000, "MAX_PAGE_SIZE must be an integer from 1 to 1000")
+    .default(100),
+  HISTORY_RETENTION_DAYS: positiveInt("HISTORY_RETENTION_DAYS").optional(),
+  HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS").default(3_600_000),
 });
+
+/** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
+export const QUEUE_CONCURRENCY_PREFIX = "WORKER_CONCURRENCY_";
+export const QUEUE_RATE_LIMIT_PREFIX = "WORKER_RATE_LIMIT_";
+
+/** The `<QUEUE>` part of a per-queue variable: upper case, anything but letters and digits as `_`. */
+export function queueEnvSuffix(queue: string): string {
+  return queue.toUpperCase().replace(/[^A-Z0-9]/g, "_");
+}
+
+/** Per-queue overrides by env suffix; checked against the registered queues when a worker starts. */
+function perQueueOverrides(present: Record<string, string | undefined>): {
+  concurrency: Record<string, number>;
+  rateLimit: Record<string, { max: number; durationMs: number }>;
+  problems: string[];
+} {
+  const concurrency: Record<string, number> = {};
+  const rateLimit: Record<string, { max: number; durationMs: number }> = {};
+  const problems: string[] = [];
+  for (const [name, value = ""] of Object.entries(present)) {
+    if (name.startsWith(QUEUE_CONCURRENCY_PREFIX)) {
+      const n = Number(value);
+      if (Number.isInteger(n) && n >= 1) concurrency[name.slice(QUEUE_CONCURRENCY_PREFIX.length)] = n;
+      else problems.push(`${name}: ${name} must be a positive integer (got ${JSON.stringify(value)})`);
+    } else if (name.startsWith(QUEUE_RATE_LIMIT_PREFIX)) {
+      const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+      const max = Number(m?.[1]);
+      const durationMs = Number(m?.[2]);
+      if (m && max >= 1 && durationMs >= 1) rateLimit[name.slice(QUEUE_RATE_LIMIT_PREFIX.length)] = { max, durationMs };
+      else problems.push(`${name}: ${name} must be <max jobs>/<milliseconds>, e.g. 100/1000 (got ${JSON.stringify(value)})`);
+    }
+  }
+  return { concurrency, rateLimit, problems };
+}
 
 export type Env = z.input<typeof envSchema>;
 
@@ -82,8 +151,58 @@ export interface Config {
   maxPayloadBytes: number;
   /** A key with every scope, accepted as `Authorization: Bearer <key>`; unset = auth open (not in production). */
   adminApiKey: string | undefined;
+  /** Most inputs one enqueueJobs call takes. */
+  maxBulkEnqueue: number;
+  /** Most jobs one retryFailedJobs call retries (its `limit` may not exceed it). */
+  maxBulkRetry: number;
+  /** How long cancelJob waits for an active job to end before answering. */
+  cancelWaitMs: number;
+  /** After a cancel, how long a processor that ignores its AbortSignal may keep the job. */
+  cancelGraceMs: number;
   /** Events held for a subscriber that is not reading before it is cut off. */
   subscriberMaxBuffer: number;
+  /** How long an API instance's lease on relaying a queue's events lasts without renewal. */
+  relayLeaseMs: number;
+  /** Approximate length BullMQ trims each queue's events stream to (how far back `since` reaches). */
+  eventsMaxLen: number;
+  /** graphql-ws: ping interval; a client that misses a pong by then is disconnected. */
+  wsKeepAliveMs: number;
+  /** graphql-ws: time allowed between opening the socket and `connection_init` (then close 4408). */
+  wsInitTimeoutMs: number;
+  /** graphql-ws: subscriptions one connection may run at once (more: close 4029). */
+  wsMaxSubscriptions: number;
+  /** graphql-ws: bytes waiting to be sent past which a subscription stops pulling events (they queue and coalesce in its buffer). */
+  wsMaxBufferedBytes: number;
+  /** graphql-ws: how long a socket may stay congested before it is closed with 4008. */
+  wsSlowConsumerMs: number;
+  /** Queues this worker serves (WORKER_QUEUES); undefined = every registered queue. */
+  workerQueues: string[] | undefined;
+  /** Per-queue concurrency by env suffix (`WORKER_CONCURRENCY_<QUEUE>`, see queueEnvSuffix). */
+  queueConcurrency: Record<string, number>;
+  /** Per-queue rate limits by env suffix (`WORKER_RATE_LIMIT_<QUEUE>=max/ms`). */
+  queueRateLimit: Record<string, { max: number; durationMs: number }>;
+  /** BullMQ stalled-job recovery: how long a job's lock lives without renewal. */
+  lockDurationMs: number;
+  /** How often each worker looks for jobs whose lock expired. */
+  stalledIntervalMs: number;
+  /** Times a job may stall before it fails for good. */
+  maxStalledCount: number;
+  /** How often a worker writes pending ledger records and compares finished sets with PostgreSQL. */
+  ledgerReconcileMs: number;
+  /** How far back (by finish time) the reconciler compares finished sets with PostgreSQL. */
+  ledgerLookbackMs: number;
+  /** HMAC-SHA256 key for `webhook.deliver` signatures; unset = those jobs fail, naming it. */
+  webhookSecret: string | undefined;
+  /** Where `report.csv` writes its files (resolved against the working directory). */
+  reportDir: string;
+  /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
+  metricsToken: string | undefined;
+  /** Largest `first` the paginated queries (`jobs`, `failedJobAudits`, `operatorActions`) accept. */
+  maxPageSize: number;
+  /** Finished jobs' history rows older than this many days are deleted by the workers; undefined = kept for good. */
+  historyRetentionDays: number | undefined;
+  /** How often (at most, across all workers) the retention sweep runs. */
+  historyRetentionIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -98,12 +217,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // An empty variable means "unset": `PORT= npm start` should get the default, not an error.
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = envSchema.safeParse(present);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
+  const overrides = perQueueOverrides(present);
+  if (!parsed.success || overrides.problems.length > 0) {
+    const problems = (parsed.error?.issues ?? []).map((issue) => {
       const name = String(issue.path[0] ?? "environment");
       return `${name}: ${issue.message} (got ${JSON.stringify(present[name])})`;
     });
-    throw new ConfigError([...new Set(problems)]);
+    throw new ConfigError([...new Set([...problems, ...overrides.problems])]);
   }
   const e = parsed.data;
   const production = e.NODE_ENV === "production";
@@ -123,8 +243,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     logLevel: e.LOG_LEVEL,
     maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
+    maxBulkEnqueue: e.MAX_BULK_ENQUEUE,
+    maxBulkRetry: e.MAX_BULK_RETRY,
+    cancelWaitMs: e.CANCEL_WAIT_MS,
+    cancelGraceMs: e.CANCEL_GRACE_MS,
     subscriberMaxBuffer: e.SUBSCRIBER_MAX_BUFFER,
+    relayLeaseMs: e.RELAY_LEASE_MS,
+    eventsMaxLen: e.EVENTS_MAX_LEN,
+    wsKeepAliveMs: e.WS_KEEPALIVE_MS,
+    wsInitTimeoutMs: e.WS_INIT_TIMEOUT_MS,
+    wsMaxSubscriptions: e.WS_MAX_SUBSCRIPTIONS,
+    wsMaxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
+    wsSlowConsumerMs: e.WS_SLOW_CONSUMER_MS,
     adminApiKey: e.ADMIN_API_KEY,
+    workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
+    queueConcurrency: overrides.concurrency,
+    queueRateLimit: overrides.rateLimit,
+    lockDurationMs: e.WORKER_LOCK_DURATION_MS,
+    stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
+    maxStalledCount: e.WORKER_MAX_STALLED_COUNT,
+    ledgerReconcileMs: e.LEDGER_RECONCILE_MS,
+    ledgerLookbackMs: e.LEDGER_LOOKBACK_MS,
+    webhookSecret: e.WEBHOOK_SECRET,
+    reportDir: e.REPORT_DIR,
+    metricsToken: e.METRICS_TOKEN,
+    maxPageSize: e.MAX_PAGE_SIZE,
+    historyRetentionDays: e.HISTORY_RETENTION_DAYS,
+    historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
   };
 }
 

@@ -1,5 +1,5 @@
 // Composition root of a worker process: config -> migrations -> one BullMQ Worker per queue; signals.
-import { loadConfigOrExit } from "../src/config.ts";
+import { ConfigError, loadConfigOrExit } from "../src/config.ts";
 import { startHealthServer } from "../src/infra/health-server.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { applyMigrations } from "../src/infra/migrate.ts";
@@ -18,8 +18,16 @@ if (config.migrateOnStart) {
   }
 }
 
-const runtime = await createWorkerRuntime(config, log);
-const health = await startHealthServer(config.workerPort, config.host, runtime.ready);
+const runtime = await createWorkerRuntime(config, log).catch((err: unknown) => {
+  // WORKER_QUEUES and the per-queue variables can only be checked against the registry.
+  if (!(err instanceof ConfigError)) throw err;
+  for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
+  process.exit(1);
+});
+const health = await startHealthServer(config.workerPort, config.host, runtime.ready, {
+  render: () => runtime.metrics.render(),
+  token: config.metricsToken,
+});
 log.info("worker health endpoints listening", { port: health.port });
 process.stdout.write(`Worker ${workerId} serving queues: ${runtime.queues.join(", ") || "(none)"}; health on port ${health.port}\n`);
 

@@ -1,4 +1,6 @@
 import type { Job } from "bullmq";
+import type { Config } from "../src/config.ts";
+import type { Db } from "../src/infra/prisma.ts";
 import type { JobData, JobDefinition } from "../src/jobs/define-job.ts";
 
 /** What a processor gets besides its parsed payload. */
@@ -11,6 +13,10 @@ export interface ProcessorContext {
   progress(value: number | object): Promise<void>;
   /** Appends a line to the job's logs (readable as `Job.logs`). */
   log(line: string): Promise<void>;
+  /** The worker's configuration (secrets, directories). */
+  config: Config;
+  /** The worker's PostgreSQL client (for processors that read history, like `report.csv`). */
+  db: Db;
 }
 
 /**

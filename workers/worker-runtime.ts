@@ -1,18 +1,30 @@
-import { UnrecoverableError, Worker } from "bullmq";
+import { type Queue, UnrecoverableError, Worker } from "bullmq";
 import type { Config } from "../src/config.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
 import { closeRedis, createRedis } from "../src/infra/redis.ts";
 import { HistoryStore } from "../src/jobs/history.ts";
+import { HistoryRetention, retentionLockKey } from "../src/jobs/history-retention.ts";
 import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
+import { QueueSet } from "../src/jobs/queues.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
-import { Lifecycle } from "./lifecycle.ts";
+import { listenForCancellations } from "./cancel-listener.ts";
+import { Ledger } from "./ledger.ts";
+import { LedgerReconciler } from "./ledger-reconciler.ts";
+import { Lifecycle, workerId } from "./lifecycle.ts";
 import type { Processor } from "./processor.ts";
 import { processors as allProcessors } from "./processors/index.ts";
+import { type QueueSettings, resolveQueueSettings } from "./queue-settings.ts";
+import { runJob } from "./run-job.ts";
+import { WorkerMetrics } from "./worker-metrics.ts";
 
 export interface WorkerRuntime {
   queues: string[];
+  /** What each served queue runs with (concurrency, rate limit). */
+  settings: QueueSettings[];
   workers: Worker[];
+  metrics: WorkerMetrics;
+  ledger: Ledger;
   ready(): Promise<{ ok: boolean; checks: Record<string, string> }>;
   /** Stops taking jobs and waits for active ones (up to the grace period), then closes everything. */
   stop(): Promise<void>;
@@ -23,53 +35,56 @@ function describe(err: unknown): string {
 }
 
 /**
- * One BullMQ Worker per registered queue. Each job's payload is parsed again with its definition's
- * schema before the processor runs; a payload that does not match fails at once, without retries.
+ * One BullMQ Worker per served queue (WORKER_QUEUES, default all registered). Each job's payload is
+ * parsed again with its definition's schema before the processor runs; a payload that does not match
+ * fails at once, without retries. Throws a ConfigError (before connecting anything) when
+ * WORKER_QUEUES or a per-queue variable names an unknown queue.
  */
 export async function createWorkerRuntime(config: Config, log: Logger, processors: Processor[] = allProcessors): Promise<WorkerRuntime> {
   const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
+  const settings = resolveQueueSettings(config, registry);
+  const queueNames = settings.map((s) => s.queue);
   const db = createPrisma(config.databaseUrl, { max: 5 });
-  const lifecycle = new Lifecycle(new HistoryStore(db), db, log);
+  const history = new HistoryStore(db);
+  // Ledger and reconciler commands must wait out a Redis restart rather than fail (records would
+  // otherwise stay only in this process' memory): no per-request retry limit.
+  const redis = createRedis(config.redisUrl, "blocking");
+  redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
+  const ledger = new Ledger(redis, config.queuePrefix, history, db, log);
+  const metrics = new WorkerMetrics(queueNames, (queue) => ledger.backlog(queue));
+  const lifecycle = new Lifecycle(history, ledger, log, metrics);
+  const queueSet = new QueueSet(registry, redis, config.queuePrefix, config.eventsMaxLen);
+  const queues = queueNames.map((q) => queueSet.get(q)).filter((q): q is Queue => q !== undefined);
+  const reconciler = new LedgerReconciler(ledger, redis, queues, db, log, {
+    intervalMs: config.ledgerReconcileMs,
+    lookbackMs: config.ledgerLookbackMs,
+    workerId,
+  });
   const workers: Worker[] = [];
   const probe = createRedis(config.redisUrl, "request");
   probe.on("error", () => {});
 
-  for (const queue of registry.queues()) {
+  for (const { queue, concurrency, rateLimit } of settings) {
     const byName = new Map<string, Processor>();
     for (const p of processors) if (p.definition.queue === queue) byName.set(p.definition.name, p);
-    const concurrency = config.workerConcurrency ?? Math.max(1, ...registry.ofQueue(queue).map((d) => d.defaults.concurrency ?? 1));
 
     const worker = new Worker(
       queue,
-      async (job, _token, signal) => {
-        const processor = byName.get(job.name);
-        if (!processor) throw new UnrecoverableError(`No processor for job type ${queue}.${job.name} in this worker`);
-        const parsed = processor.definition.schema.safeParse(splitData(job.data).data);
-        if (!parsed.success) {
-          throw new UnrecoverableError(
-            `Invalid payload: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-          );
-        }
-        const abort = signal ?? new AbortController().signal;
-        try {
-          return await processor.run(parsed.data, {
-            job,
-            signal: abort,
-            progress: (value) => job.updateProgress(value),
-            log: async (line) => {
-              await job.log(line);
-            },
-          });
-        } catch (err) {
-          // A cancelled job ends at once, whatever the processor threw on its way out.
-          if (abort.aborted) throw new UnrecoverableError(`${CANCELLED_PREFIX}: ${describe(abort.reason)}`);
-          throw err;
-        }
-      },
+      (job, _token, signal) =>
+        runJob(job, signal, byName.get(job.name), {
+          redis: probe,
+          prefix: config.queuePrefix,
+          cancelGraceMs: config.cancelGraceMs,
+          services: { config, db },
+        }),
       {
         connection: { url: config.redisUrl, maxRetriesPerRequest: null },
         prefix: config.queuePrefix,
         concurrency,
+        limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
+        lockDuration: config.lockDurationMs,
+        stalledInterval: config.stalledIntervalMs,
+        maxStalledCount: config.maxStalledCount,
         autorun: false,
       },
     );
@@ -79,19 +94,38 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     worker.on("failed", (job) => {
       if (job) lifecycle.failed(job);
     });
+    worker.on("stalled", (jobId) => log.warn("job stalled (its worker stopped renewing the lock); moved back to wait", { queue, jobId }));
     worker.on("error", (err) => log.warn("worker error", { queue, err: describe(err) }));
     workers.push(worker);
   }
+
+  // cancelJob on an active job reaches whichever worker process runs it through this channel.
+  const cancelSubscriber = createRedis(config.redisUrl, "subscriber");
+  cancelSubscriber.on("error", (err) => log.debug("cancel listener connection error", { err: describe(err) }));
+  const stopCancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, workers, log);
 
   for (const worker of workers) {
     worker.run().catch((err) => log.error("worker stopped with an error", { queue: worker.name, err: describe(err) }));
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
-  log.info("worker started", { queues: registry.queues() });
+  reconciler.start();
+  // HISTORY_RETENTION_DAYS unset: history is kept for good and no sweep runs.
+  const retention = config.historyRetentionDays
+    ? new HistoryRetention(db, probe, log, {
+        days: config.historyRetentionDays,
+        intervalMs: config.historyRetentionIntervalMs,
+        lockKey: retentionLockKey(config.queuePrefix),
+      })
+    : null;
+  retention?.start();
+  log.info("worker started", { queues: settings });
 
   return {
-    queues: registry.queues(),
+    queues: queueNames,
+    settings,
     workers,
+    metrics,
+    ledger,
     ready: async () => {
       const checks: Record<string, string> = {};
       let ok = true;
@@ -116,9 +150,14 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     },
     stop: async () => {
       await Promise.all(workers.map((w) => w.close()));
+      await stopCancelListener();
+      await closeRedis(cancelSubscriber);
       await lifecycle.drain();
+      await reconciler.stop();
+      await retention?.stop();
+      await queueSet.close();
       await db.$disconnect();
-      await closeRedis(probe);
+      await Promise.all([closeRedis(probe), closeRedis(redis)]);
     },
   };
 }

@@ -6,6 +6,10 @@ import "./types/job.ts";
 import "./types/job-scheduler.ts";
 import "./types/queue.ts";
 import "./mutations/enqueue.ts";
+import "./mutations/job-actions.ts";
+import "./mutations/queue-actions.ts";
+import "./queries/jobs.ts";
+import "./queries/audit-trail.ts";
 import "./subscriptions/job-events.ts";
 
 /** The schema, built once per process from the files above (each registers its own fields). */

@@ -3,8 +3,19 @@ import type { AddressInfo } from "node:net";
 
 export type ReadyCheck = () => Promise<{ ok: boolean; checks: Record<string, string> }>;
 
-/** The worker's `/healthz` and `/readyz` (the API serves its own through Yoga). */
-export async function startHealthServer(port: number, host: string, ready: ReadyCheck): Promise<{ port: number; close(): Promise<void> }> {
+/** `/metrics`: renders the Prometheus text; `token`, when set, must come as `Authorization: Bearer <token>`. */
+export interface MetricsEndpoint {
+  render(): Promise<{ contentType: string; body: string }>;
+  token?: string | undefined;
+}
+
+/** The worker's `/healthz`, `/readyz` and `/metrics` (the API serves its own through Yoga). */
+export async function startHealthServer(
+  port: number,
+  host: string,
+  ready: ReadyCheck,
+  metrics?: MetricsEndpoint,
+): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     const send = (status: number, body: unknown) => {
@@ -16,6 +27,17 @@ export async function startHealthServer(port: number, host: string, ready: Ready
       ready().then(
         (r) => send(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
         (err) => send(503, { status: "not ready", error: String(err) }),
+      );
+      return;
+    }
+    if (path === "/metrics" && metrics) {
+      if (metrics.token && req.headers.authorization !== `Bearer ${metrics.token}`) return send(401, { error: "unauthorized" });
+      metrics.render().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { "content-type": contentType });
+          res.end(body);
+        },
+        (err) => send(500, { error: String(err) }),
       );
       return;
     }

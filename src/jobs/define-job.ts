@@ -6,6 +6,12 @@ export interface JobDefaults {
   backoff?: { type: "fixed" | "exponential"; delayMs: number };
   /** Jobs of this queue a worker process runs at once (per queue, the largest definition wins). */
   concurrency?: number;
+  /**
+   * BullMQ's rate limiter for the queue: at most `max` jobs start per `durationMs`, across every
+   * worker sharing the Redis. When several definitions of a queue set one, the strictest wins;
+   * `WORKER_RATE_LIMIT_<QUEUE>` overrides it.
+   */
+  rateLimit?: { max: number; durationMs: number };
 }
 
 /**

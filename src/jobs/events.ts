@@ -1,8 +1,5 @@
-import { QueueEvents } from "bullmq";
-import type { RedisPubSub } from "graphql-redis-subscriptions";
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import type { Logger } from "../infra/logger.ts";
 import { CANCELLED_PREFIX, JOB_STATES, type JobView, TERMINAL_STATES } from "./job-view.ts";
 
 export const JOB_EVENT_TYPES = [
@@ -133,6 +130,14 @@ export async function translate(
     }
     case "completed":
       return { ...base, type: "COMPLETED", job: await loadJob(queue, jobId) };
+    case "cancelled":
+      // Written by cancelJob for a job it took out of the queue (an active one ends as `failed`).
+      return {
+        ...base,
+        type: "CANCELLED",
+        failedReason: `${CANCELLED_PREFIX}: ${String(args.reason ?? "")}`,
+        job: await loadJob(queue, jobId),
+      };
     case "failed": {
       const failedReason = typeof args.failedReason === "string" ? args.failedReason : null;
       const cancelled = failedReason?.startsWith(CANCELLED_PREFIX) ?? false;
@@ -148,66 +153,6 @@ export const channels = {
   job: (prefix: string, queue: string, jobId: string) => `${prefix}:ev:${queue}:job:${jobId}`,
   queue: (prefix: string, queue: string) => `${prefix}:ev:${queue}:all`,
 };
-
-const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled"] as const;
-
-/**
- * Reads each queue's BullMQ events with `QueueEvents` and publishes them, translated, on the job's
- * and the queue's pub/sub channels. Every API instance may run one: subscribers drop events whose id
- * is not past the last one they saw, so a second relay costs traffic, never a duplicate.
- */
-export class EventRelay {
-  private readonly readers: QueueEvents[] = [];
-  /** Publishing is serial per relay, so events leave in stream order even when one needs a lookup. */
-  private chain: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly options: {
-      redisUrl: string;
-      prefix: string;
-      pubsub: RedisPubSub;
-      loadJob: LoadJob;
-      log: Logger;
-    },
-  ) {}
-
-  async start(queues: string[]): Promise<void> {
-    for (const queue of queues) {
-      const reader = new QueueEvents(queue, {
-        connection: { url: this.options.redisUrl, maxRetriesPerRequest: null },
-        prefix: this.options.prefix,
-      });
-      reader.on("error", (err) => this.options.log.warn("QueueEvents error", { queue, err }));
-      for (const name of RELAYED) {
-        reader.on(name, ((args: Record<string, unknown>, id: string) => this.relay(queue, id, name, args)) as never);
-      }
-      this.readers.push(reader);
-    }
-    await Promise.all(this.readers.map((r) => r.waitUntilReady()));
-  }
-
-  private relay(queue: string, id: string, name: string, args: Record<string, unknown>): void {
-    this.chain = this.chain.then(async () => {
-      try {
-        const event = await translate(queue, id, name, args, this.options.loadJob);
-        if (!event) return;
-        const { pubsub, prefix } = this.options;
-        await Promise.all([
-          pubsub.publish(channels.job(prefix, queue, event.jobId), event),
-          pubsub.publish(channels.queue(prefix, queue), event),
-        ]);
-      } catch (err) {
-        this.options.log.error("relaying an event failed", { queue, id, name, err });
-      }
-    });
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(this.readers.map((r) => r.close()));
-    this.readers.length = 0;
-    await this.chain;
-  }
-}
 
 /** Reads a queue's BullMQ events stream directly: its tail, and the entries after an id. */
 export class EventStream {

@@ -82,6 +82,15 @@ export class HistoryStore {
     return row ? viewFromRow(row) : null;
   }
 
+  /** The enqueue options a replay copies, as the row recorded them. */
+  async options(queue: string, id: string): Promise<{ attempts: number; backoff: unknown; priority: number } | null> {
+    const row = await this.db.jobHistory.findUnique({
+      where: { queue_id: { queue, id } },
+      select: { maxAttempts: true, backoff: true, priority: true },
+    });
+    return row ? { attempts: row.maxAttempts, backoff: row.backoff, priority: row.priority } : null;
+  }
+
   async exists(queue: string, id: string): Promise<boolean> {
     const row = await this.db.jobHistory.findUnique({ where: { queue_id: { queue, id } }, select: { id: true } });
     return row !== null;

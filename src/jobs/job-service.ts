@@ -26,6 +26,8 @@ export interface EnqueueInput {
 export interface JobServiceOptions {
   /** Largest accepted payload, in bytes of its JSON. */
   maxPayloadBytes: number;
+  /** Most inputs one `enqueueMany` call takes. */
+  maxBulkEnqueue: number;
 }
 
 const optionsSchema = z.object({
@@ -137,6 +139,73 @@ export class JobService {
   }
 
   /**
+   * Enqueues many jobs, all or nothing: every input is validated first (each issue's path starts
+   * with the input's index) and nothing is enqueued if any is invalid; then one `addBulk` per queue.
+   * Inputs whose `jobId` is already known return that job, as `enqueue` does.
+   */
+  async enqueueMany(inputs: EnqueueInput[], meta: JobMeta = {}): Promise<JobView[]> {
+    if (inputs.length > this.options.maxBulkEnqueue) {
+      throw ValidationError.at(["inputs"], `at most ${this.options.maxBulkEnqueue} inputs per call (got ${inputs.length})`);
+    }
+    const validated: { index: number; input: EnqueueInput; data: unknown; opts: JobsOptions }[] = [];
+    const issues: ValidationIssue[] = [];
+    for (const [index, input] of inputs.entries()) {
+      try {
+        validated.push({ index, input, ...this.validate(input) });
+      } catch (err) {
+        if (err instanceof ValidationError) issues.push(...err.issues.map((i) => ({ ...i, path: [String(index), ...i.path] })));
+        else if (err instanceof NotFoundError) throw new NotFoundError(`inputs[${index}]: ${err.message}`);
+        else throw err;
+      }
+    }
+    const seen = new Set<string>();
+    for (const v of validated) {
+      if (!v.opts.jobId) continue;
+      const key = `${v.input.queue}\u0000${v.opts.jobId}`;
+      if (seen.has(key)) issues.push({ path: [String(v.index), "jobId"], message: "appears twice in this call" });
+      seen.add(key);
+    }
+    if (issues.length > 0) throw ValidationError.of(issues);
+
+    // Known ids answer with the stored job; everything else goes out in one addBulk per queue.
+    const results: (JobView | null)[] = await Promise.all(
+      validated.map((v) => (v.opts.jobId ? this.getJob(v.input.queue, v.opts.jobId) : Promise.resolve(null))),
+    );
+    const byQueue = new Map<string, number[]>();
+    for (const [i, v] of validated.entries()) {
+      if (results[i]) continue;
+      byQueue.set(v.input.queue, [...(byQueue.get(v.input.queue) ?? []), i]);
+    }
+    const fresh: { view: JobView; delayMs: number; backoff: unknown }[] = [];
+    for (const [queueName, indexes] of byQueue) {
+      const queue = this.queues.get(queueName);
+      if (!queue) throw new NotFoundError(`No queue named "${queueName}"`);
+      const added = await queue.addBulk(
+        indexes.map((i) => {
+          const v = validated[i] as (typeof validated)[number];
+          const payload = Object.keys(meta).length > 0 ? { ...(v.data as object), [META_KEY]: meta } : v.data;
+          return { name: v.input.name, data: payload, opts: v.opts };
+        }),
+      );
+      for (const [k, job] of added.entries()) {
+        const i = indexes[k] as number;
+        const v = validated[i] as (typeof validated)[number];
+        const state: JobState = v.opts.delay ? "DELAYED" : v.opts.priority ? "PRIORITIZED" : "WAITING";
+        // With a jobId a concurrent call may have won: read back what Redis holds.
+        const view = (v.opts.jobId ? await this.getLive(queueName, v.opts.jobId) : null) ?? viewFromBull(job, state);
+        results[i] = view;
+        fresh.push({ view, delayMs: v.opts.delay ?? 0, backoff: typeof v.opts.backoff === "object" ? v.opts.backoff : null });
+      }
+    }
+    try {
+      await this.history.recordEnqueued(fresh);
+    } catch (err) {
+      this.log.warn("history write at bulk enqueue failed; the worker will create the rows", { count: fresh.length, err });
+    }
+    return results as JobView[];
+  }
+
+  /**
    * The history row from enqueue on. A failed write does not fail the enqueue (the job is already in
    * Redis and the worker's writes are upserts that create the row), so it is logged, not thrown.
    */
@@ -153,9 +222,12 @@ export class JobService {
   async getLive(queueName: string, id: string): Promise<JobView | null> {
     const queue = this.queues.get(queueName);
     if (!queue) return null;
-    const job = await queue.getJob(id);
+    let job = await queue.getJob(id);
     if (!job) return null;
-    const state = fromBullState(await job.getState(), job);
+    const bullState = await job.getState();
+    // The job finished between the two reads: read it again so its fields match its state.
+    if ((bullState === "completed" || bullState === "failed") && !job.finishedOn) job = (await queue.getJob(id)) ?? job;
+    const state = fromBullState(bullState, job);
     return state ? viewFromBull(job, state) : null;
   }
 

@@ -2,6 +2,7 @@ import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 import type { JobDefinition } from "./define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "./errors.ts";
+import type { OperatorActionLog } from "./operator-actions.ts";
 import type { QueueSet } from "./queues.ts";
 import type { JobRegistry } from "./registry.ts";
 
@@ -65,6 +66,7 @@ export class QueueService {
   constructor(
     private readonly registry: JobRegistry,
     private readonly queues: QueueSet,
+    private readonly actions: OperatorActionLog,
   ) {}
 
   names(): string[] {
@@ -116,12 +118,17 @@ export class QueueService {
   }
 
   /** Pauses the queue: its jobs stay waiting; active ones run to the end. Throws NotFoundError. */
-  async pause(name: string): Promise<void> {
+  async pause(name: string, actor: string): Promise<QueueView> {
     await this.queueOrThrow(name).pause();
+    await this.actions.record({ actor, action: "pauseQueue", queue: name });
+    return (await this.get(name)) as QueueView;
   }
 
-  async resume(name: string): Promise<void> {
+  /** Resumes a paused queue (a no-op on a running one). Throws NotFoundError. */
+  async resume(name: string, actor: string): Promise<QueueView> {
     await this.queueOrThrow(name).resume();
+    await this.actions.record({ actor, action: "resumeQueue", queue: name });
+    return (await this.get(name)) as QueueView;
   }
 
   async schedulers(name: string): Promise<SchedulerView[]> {
@@ -148,7 +155,7 @@ export class QueueService {
    * Creates or replaces a scheduler: a cron `pattern` (optionally in `tz`) or `everyMs`, exactly one.
    * The payload is validated against the job type like an enqueue. Throws ValidationError / NotFoundError.
    */
-  async upsertScheduler(input: UpsertSchedulerInput): Promise<SchedulerView> {
+  async upsertScheduler(input: UpsertSchedulerInput, actor: string): Promise<SchedulerView> {
     const queue = this.queueOrThrow(input.queue);
     const def = this.registry.get(input.queue, input.name);
     if (!def) {
@@ -185,6 +192,19 @@ export class QueueService {
     await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data: parsed.data });
     const view = await this.scheduler(input.queue, input.id);
     if (!view) throw new Error(`scheduler ${input.id} vanished right after it was written`);
+    await this.actions.record({
+      actor,
+      action: "upsertJobScheduler",
+      queue: input.queue,
+      details: {
+        id: input.id,
+        name: input.name,
+        data: parsed.data,
+        pattern: input.pattern ?? null,
+        everyMs: input.everyMs ?? null,
+        tz: input.tz ?? null,
+      },
+    });
     return view;
   }
 
@@ -192,11 +212,12 @@ export class QueueService {
    * Removes a scheduler and the next job it had already put in the queue (a delayed job), so none
    * of its jobs starts after this returns. Throws NotFoundError for an unknown queue or scheduler.
    */
-  async removeScheduler(name: string, id: string): Promise<SchedulerView> {
+  async removeScheduler(name: string, id: string, actor: string): Promise<SchedulerView> {
     const queue = this.queueOrThrow(name);
     const view = await this.scheduler(name, id);
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
     await queue.removeJobScheduler(id);
+    await this.actions.record({ actor, action: "removeJobScheduler", queue: name, details: { id } });
     return view;
   }
 }

@@ -14,6 +14,8 @@ export class QueueSet {
     private readonly registry: JobRegistry,
     private readonly connection: Redis,
     readonly prefix: string,
+    /** Approximate length of each queue's events stream; how far back `since` can resume. */
+    readonly eventsMaxLen = 10_000,
   ) {}
 
   /** The queue, or undefined when no job type is registered on it. */
@@ -25,6 +27,7 @@ export class QueueSet {
         connection: this.connection,
         prefix: this.prefix,
         skipWaitingForReady: true,
+        streams: { events: { maxLen: this.eventsMaxLen } },
         defaultJobOptions: { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
       });
       // Errors surface on the calls that hit them; this only keeps an idle connection error from

@@ -1,6 +1,9 @@
 import type { JobDefinition } from "./define-job.ts";
 import { demoFail } from "./definitions/demo-fail.ts";
+import { demoNoop } from "./definitions/demo-noop.ts";
 import { demoSleep } from "./definitions/demo-sleep.ts";
+import { reportCsv } from "./definitions/report-csv.ts";
+import { webhookDeliver } from "./definitions/webhook-deliver.ts";
 
 /** Every job type this deployment knows, by queue and name. */
 export interface JobRegistry {
@@ -26,7 +29,14 @@ export function createRegistry(definitions: JobDefinition[]): JobRegistry {
   };
 }
 
-/** The definitions registered for a configuration (the `demo` queue only where enabled). */
+/**
+ * The definitions registered for a configuration: `webhook.deliver` and `report.csv` always (they
+ * do nothing until a job is enqueued), the `demo` queue only where enabled.
+ */
 export function defaultDefinitions(options: { demoQueue: boolean }): JobDefinition[] {
-  return options.demoQueue ? [demoSleep, demoFail] : [];
+  return [webhookDeliver, reportCsv, ...demoDefinitions(options)];
+}
+
+function demoDefinitions(options: { demoQueue: boolean }): JobDefinition[] {
+  return options.demoQueue ? [demoSleep, demoFail, demoNoop] : [];
 }

@@ -1,12 +1,12 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { type ExecutionArgs, type ExecutionResult, type GraphQLSchema, NoSchemaIntrospectionCustomRule } from "graphql";
-import { useServer } from "graphql-ws/use/ws";
+import { type GraphQLSchema, NoSchemaIntrospectionCustomRule } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
-import { WebSocketServer } from "ws";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
+import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
@@ -19,6 +19,10 @@ export interface AppDeps {
   log: Logger;
   graphiql: boolean;
   introspection: boolean;
+  /** graphql-ws limits (keep-alive, init timeout, subscriptions per connection, slow consumers). */
+  websocket: WebSocketLimits;
+  /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
+  metricsToken?: string | undefined;
 }
 
 export interface App {
@@ -30,10 +34,16 @@ export interface App {
   stop(): Promise<void>;
 }
 
-function healthPlugin(ready: AppDeps["ready"]): Plugin {
+function healthPlugin(ready: AppDeps["ready"], metrics: Registry, metricsToken: string | undefined): Plugin {
   return {
-    async onRequest({ url, endResponse }) {
-      if (url.pathname === "/healthz") {
+    async onRequest({ url, request, endResponse }) {
+      if (url.pathname === "/metrics") {
+        if (metricsToken && request.headers.get("authorization") !== `Bearer ${metricsToken}`) {
+          endResponse(Response.json({ errors: [{ message: "Unauthorized", extensions: { code: "UNAUTHENTICATED" } }] }, { status: 401 }));
+        } else {
+          endResponse(new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType } }));
+        }
+      } else if (url.pathname === "/healthz") {
         endResponse(Response.json({ status: "ok" }));
       } else if (url.pathname === "/readyz") {
         const result = await ready();
@@ -52,18 +62,11 @@ function noIntrospectionPlugin(): Plugin {
   };
 }
 
-type Enveloped = {
-  execute: (args: ExecutionArgs) => OperationResult;
-  subscribe: (args: ExecutionArgs) => OperationResult;
-};
-type OperationResult =
-  | Promise<ExecutionResult>
-  | ExecutionResult
-  | AsyncGenerator<ExecutionResult>
-  | Promise<AsyncGenerator<ExecutionResult> | ExecutionResult>;
-
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
+  // One registry per app (not prom-client's global one), so building two apps in a process works.
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,
     graphqlEndpoint: "/graphql",
@@ -88,50 +91,11 @@ export function buildApp(deps: AppDeps): App {
       const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
       return deps.context(deps.authenticate(authorization));
     },
-    plugins: [healthPlugin(deps.ready), ...(deps.introspection ? [] : [noIntrospectionPlugin()])],
+    plugins: [healthPlugin(deps.ready, metrics, deps.metricsToken), ...(deps.introspection ? [] : [noIntrospectionPlugin()])],
   });
 
   const server = http.createServer(yoga);
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
-  // One execution path: graphql-ws runs through Yoga's envelop, so WebSocket and SSE share context,
-  // plugins and error masking.
-  const wsServer = useServer(
-    {
-      connectionInitWaitTimeout: 10_000,
-      // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
-      onConnect: (ctx) => {
-        try {
-          deps.authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      // Yoga's envelop hands us its own execute/subscribe in onSubscribe; they travel in rootValue.
-      execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
-      onSubscribe: async (ctx, _id, payload) => {
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params: payload,
-        });
-        const args = {
-          schema,
-          operationName: payload.operationName,
-          document: parse(payload.query),
-          variableValues: payload.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-        const errors = validate(args.schema, args.document);
-        if (errors.length) return errors;
-        return args;
-      },
-    },
-    wss,
-  );
+  const ws = attachGraphqlWs(server, yoga, deps.authenticate, deps.websocket);
 
   return {
     fetch: (request) => yoga.fetch(request),
@@ -146,9 +110,7 @@ export function buildApp(deps: AppDeps): App {
         });
       }),
     stop: async () => {
-      await wsServer.dispose();
-      for (const client of wss.clients) client.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await ws.close();
       if (!server.listening) return;
       server.closeIdleConnections();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -5,6 +5,7 @@ import { createLogger } from "../infra/logger.ts";
 import { applyMigrations } from "../infra/migrate.ts";
 import { buildApp } from "./app.ts";
 import { createApiRuntime } from "./runtime.ts";
+import { websocketLimits } from "./websocket.ts";
 
 const config = loadConfigOrExit();
 const log = createLogger(config.logLevel, { process: "api" });
@@ -34,10 +35,12 @@ const app = buildApp({
   schema,
   context: runtime.context,
   authenticate: runtime.authenticate,
+  websocket: websocketLimits(config),
   ready: runtime.ready,
   log,
   graphiql: config.nodeEnv !== "production",
   introspection: config.introspection,
+  metricsToken: config.metricsToken,
 });
 const url = await app.start(config.port, config.host);
 log.info("API listening", { url, queues: runtime.registry.queues() });

@@ -5,9 +5,14 @@ import type { Logger } from "../infra/logger.ts";
 import { createPrisma } from "../infra/prisma.ts";
 import { closeRedis, createRedis } from "../infra/redis.ts";
 import { EventFeeds } from "../jobs/event-feed.ts";
-import { EventRelay, EventStream } from "../jobs/events.ts";
+import { EventRelay } from "../jobs/event-relay.ts";
+import { EventStream } from "../jobs/events.ts";
 import { HistoryStore } from "../jobs/history.ts";
+import { HistoryQueries } from "../jobs/history-queries.ts";
+import { JobControl } from "../jobs/job-control.ts";
+import { createJobLoaders } from "../jobs/job-loaders.ts";
 import { JobService } from "../jobs/job-service.ts";
+import { OperatorActionLog } from "../jobs/operator-actions.ts";
 import { QueueService } from "../jobs/queue-service.ts";
 import { QueueSet } from "../jobs/queues.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
@@ -47,14 +52,30 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const subscriber = createRedis(config.redisUrl, "subscriber");
   for (const c of [publisher, subscriber]) c.on("error", (err) => log.debug("redis pub/sub connection error", { err: err.message }));
   const db = createPrisma(config.databaseUrl);
-  const queues = new QueueSet(registry, createRedis(config.redisUrl, "request"), config.queuePrefix);
+  const queues = new QueueSet(registry, createRedis(config.redisUrl, "request"), config.queuePrefix, config.eventsMaxLen);
   const history = new HistoryStore(db);
-  const queueService = new QueueService(registry, queues);
-  const jobs = new JobService(registry, queues, history, log, { maxPayloadBytes: config.maxPayloadBytes });
+  const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
+  const actions = new OperatorActionLog(db, log);
+  const queueService = new QueueService(registry, queues, actions);
+  const jobs = new JobService(registry, queues, history, log, {
+    maxPayloadBytes: config.maxPayloadBytes,
+    maxBulkEnqueue: config.maxBulkEnqueue,
+  });
+  const control = new JobControl(jobs, queues, history, actions, redis, {
+    cancelWaitMs: config.cancelWaitMs,
+    maxBulkRetry: config.maxBulkRetry,
+  });
   const pubsub = new RedisPubSub({ publisher, subscriber });
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
-  const relay = new EventRelay({ redisUrl: config.redisUrl, prefix: config.queuePrefix, pubsub, loadJob, log });
+  const relay = new EventRelay({
+    redisUrl: config.redisUrl,
+    prefix: config.queuePrefix,
+    publisher,
+    loadJob,
+    log,
+    leaseMs: config.relayLeaseMs,
+  });
   await relay.start(registry.queues());
   const feeds = new EventFeeds({
     pubsub,
@@ -71,7 +92,15 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     jobs,
     queueService,
     feeds,
-    context: (actor) => ({ jobs, queues: queueService, feeds, actor }),
+    context: (actor) => ({
+      jobs,
+      control,
+      queues: queueService,
+      feeds,
+      history: historyQueries,
+      loaders: createJobLoaders((queue, id) => jobs.getLive(queue, id), historyQueries),
+      actor,
+    }),
     authenticate: createAuthenticator(config.adminApiKey),
     ready: async () => {
       const checks: Record<string, string> = {};

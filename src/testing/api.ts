@@ -3,6 +3,7 @@ import { schema } from "../graphql/schema.ts";
 import { createLogger } from "../infra/logger.ts";
 import { type App, buildApp } from "../server/app.ts";
 import { type ApiRuntime, createApiRuntime } from "../server/runtime.ts";
+import { websocketLimits } from "../server/websocket.ts";
 
 export interface TestApi {
   url: string;
@@ -21,10 +22,12 @@ export async function startTestApi(env: Record<string, string>): Promise<TestApi
     schema,
     context: runtime.context,
     authenticate: runtime.authenticate,
+    websocket: websocketLimits(config),
     ready: runtime.ready,
     log,
     graphiql: true,
     introspection: true,
+    metricsToken: config.metricsToken,
   });
   const url = await app.start(0);
   return {

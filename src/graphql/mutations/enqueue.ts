@@ -40,3 +40,23 @@ builder.mutationField("enqueueJob", (t) =>
     },
   }),
 );
+
+const EnqueueJobsSuccess = builder.objectRef<{ jobs: JobView[] }>("EnqueueJobsSuccess").implement({
+  fields: (t) => ({ jobs: t.field({ type: [JobRef], resolve: (r) => r.jobs }) }),
+});
+
+builder.mutationField("enqueueJobs", (t) =>
+  t.field({
+    type: EnqueueJobsSuccess,
+    description:
+      "All or nothing: when any input is invalid, nothing is enqueued and each issue's path starts with the input's index. One addBulk per queue.",
+    args: { inputs: t.arg({ type: [EnqueueJobInput], required: true }) },
+    errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobsResult" } },
+    resolve: async (_root, { inputs }, ctx) => {
+      const jobs = await ctx.jobs.enqueueMany(
+        inputs.map((input) => ({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) })),
+      );
+      return { jobs };
+    },
+  }),
+);

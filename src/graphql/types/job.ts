@@ -32,12 +32,12 @@ JobRef.implement({
       type: JobRef,
       nullable: true,
       description: "The job this one replays",
-      resolve: (j, _args, ctx) => (j.replayOfId ? ctx.jobs.getJob(j.queue, j.replayOfId) : null),
+      resolve: (j, _args, ctx) => (j.replayOfId ? ctx.loaders.job.load({ queue: j.queue, id: j.replayOfId }) : null),
     }),
     replays: t.field({
       type: [JobRef],
       description: "Jobs that replay this one",
-      resolve: (j, _args, ctx) => ctx.jobs.replays(j.queue, j.id),
+      resolve: (j, _args, ctx) => ctx.loaders.replays.load({ queue: j.queue, id: j.id }),
     }),
     tenant: t.exposeString("tenant", { nullable: true, description: "The tenant of the API key that enqueued it, if any" }),
   }),
@@ -49,6 +49,6 @@ builder.queryField("job", (t) =>
     nullable: true,
     description: "Live state from Redis, else history; null when unknown",
     args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.jobs.getJob(args.queue, String(args.id)),
+    resolve: (_root, args, ctx) => ctx.loaders.job.load({ queue: args.queue, id: String(args.id) }),
   }),
 );

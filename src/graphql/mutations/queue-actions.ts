@@ -1,0 +1,70 @@
+import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
+import type { QueueView, SchedulerView } from "../../jobs/queue-service.ts";
+import { builder } from "../builder.ts";
+import { JobSchedulerRef } from "../types/job-scheduler.ts";
+import { QueueRef } from "../types/queue.ts";
+
+const QueueActionSuccess = builder.objectRef<{ queue: QueueView }>("QueueActionSuccess").implement({
+  fields: (t) => ({ queue: t.field({ type: QueueRef, resolve: (r) => r.queue }) }),
+});
+
+const JobSchedulerSuccess = builder.objectRef<{ scheduler: SchedulerView }>("JobSchedulerSuccess").implement({
+  fields: (t) => ({ scheduler: t.field({ type: JobSchedulerRef, resolve: (r) => r.scheduler }) }),
+});
+
+const UpsertJobSchedulerInput = builder.inputType("UpsertJobSchedulerInput", {
+  fields: (t) => ({
+    queue: t.string({ required: true }),
+    id: t.id({ required: true }),
+    name: t.string({ required: true }),
+    data: t.field({ type: "JSON", required: true }),
+    pattern: t.string({ description: "Cron pattern; exactly one of pattern and everyMs" }),
+    everyMs: t.int(),
+    tz: t.string({ description: "IANA time zone of the cron pattern, e.g. Europe/Paris" }),
+  }),
+});
+
+// The errors plugin builds one union per result name, so the fields sharing a union share it.
+const queueErrors = {
+  types: [NotFoundError, ForbiddenError],
+  union: { name: "QueueActionResult" },
+  result: { name: "QueueActionSuccess" },
+};
+const schedulerErrors = {
+  types: [ValidationError, NotFoundError, ForbiddenError],
+  union: { name: "JobSchedulerResult" },
+  result: { name: "JobSchedulerSuccess" },
+};
+
+builder.mutationFields((t) => ({
+  pauseQueue: t.field({
+    type: QueueActionSuccess,
+    errors: queueErrors,
+    description: "Jobs of a paused queue stay WAITING; nothing starts until it is resumed. Active jobs run to the end.",
+    args: { name: t.arg.string({ required: true }) },
+    resolve: async (_root, args, ctx) => ({ queue: await ctx.queues.pause(args.name, ctx.actor) }),
+  }),
+  resumeQueue: t.field({
+    type: QueueActionSuccess,
+    errors: queueErrors,
+    args: { name: t.arg.string({ required: true }) },
+    resolve: async (_root, args, ctx) => ({ queue: await ctx.queues.resume(args.name, ctx.actor) }),
+  }),
+  upsertJobScheduler: t.field({
+    type: JobSchedulerSuccess,
+    errors: schedulerErrors,
+    description:
+      "Creates or replaces a scheduler that enqueues `name` with `data` on a cron `pattern` (optionally in `tz`) or every `everyMs`.",
+    args: { input: t.arg({ type: UpsertJobSchedulerInput, required: true }) },
+    resolve: async (_root, { input }, ctx) => ({
+      scheduler: await ctx.queues.upsertScheduler({ ...input, id: String(input.id), data: input.data }, ctx.actor),
+    }),
+  }),
+  removeJobScheduler: t.field({
+    type: JobSchedulerSuccess,
+    errors: schedulerErrors,
+    description: "No job of that scheduler starts after the call returns, including the next one already waiting as a delayed job.",
+    args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
+    resolve: async (_root, args, ctx) => ({ scheduler: await ctx.queues.removeScheduler(args.queue, String(args.id), ctx.actor) }),
+  }),
+}));

@@ -1,0 +1,39 @@
+import { withGraphQLErrors } from "../as-graphql-error.ts";
+import { builder } from "../builder.ts";
+import { connectionOf } from "../types/connection.ts";
+import { FailedJobAuditRef } from "../types/failed-job-audit.ts";
+import { OperatorActionRef } from "../types/operator-action.ts";
+
+const FailedJobAuditConnection = connectionOf("FailedJobAudit", FailedJobAuditRef);
+const OperatorActionConnection = connectionOf("OperatorAction", OperatorActionRef);
+
+builder.queryFields((t) => ({
+  failedJobAudits: t.field({
+    type: FailedJobAuditConnection,
+    description: "Final failures, newest first (failedAt desc); optionally of one queue and one job",
+    args: {
+      queue: t.arg.string(),
+      jobId: t.arg.id(),
+      first: t.arg.int({ defaultValue: 20 }),
+      after: t.arg.string(),
+    },
+    resolve: (_root, args, ctx) =>
+      withGraphQLErrors(() =>
+        ctx.history.listFailedJobAudits(
+          { queue: args.queue, jobId: args.jobId === null || args.jobId === undefined ? args.jobId : String(args.jobId) },
+          { first: args.first, after: args.after },
+        ),
+      ),
+  }),
+  operatorActions: t.field({
+    type: OperatorActionConnection,
+    description: "Control actions taken through the API, newest first; optionally of one queue",
+    args: {
+      queue: t.arg.string(),
+      first: t.arg.int({ defaultValue: 20 }),
+      after: t.arg.string(),
+    },
+    resolve: (_root, args, ctx) =>
+      withGraphQLErrors(() => ctx.history.listOperatorActions({ queue: args.queue }, { first: args.first, after: args.after })),
+  }),
+}));

@@ -1,0 +1,16 @@
+import type { OperatorActionView } from "../../jobs/history-queries.ts";
+import { builder } from "../builder.ts";
+
+/** One row per control action taken through the API (enqueue excluded). */
+export const OperatorActionRef = builder.objectRef<OperatorActionView>("OperatorAction").implement({
+  description: "One row per control action taken through the API (enqueue excluded)",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    actor: t.exposeString("actor", { description: 'The API key\'s name, or "anonymous" where auth is off' }),
+    action: t.exposeString("action", { description: 'e.g. "cancelJob", "retryJob", "replayJob", "pauseQueue"' }),
+    queue: t.exposeString("queue"),
+    jobId: t.exposeID("jobId", { nullable: true }),
+    at: t.expose("at", { type: "DateTime" }),
+    details: t.expose("details", { type: "JSON", nullable: true }),
+  }),
+});

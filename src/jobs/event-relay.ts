@@ -1,0 +1,155 @@
+import { randomUUID } from "node:crypto";
+import { QueueEvents } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "../infra/logger.ts";
+import { channels, type LoadJob, translate } from "./events.ts";
+
+/** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
+const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
+
+export interface EventRelayOptions {
+  redisUrl: string;
+  prefix: string;
+  /** Publishes (a plain ioredis connection, not in subscriber mode). */
+  publisher: Redis;
+  loadJob: LoadJob;
+  log: Logger;
+  /** How long a relay's leadership lasts without renewal; another instance takes over after it. */
+  leaseMs: number;
+}
+
+// Renews the lease only if we still hold it; releases only our own.
+const RENEW = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
+
+/**
+ * Turns each queue's BullMQ events stream into JobEvents on Redis pub/sub: one channel per job and
+ * one per queue, so an API instance subscribes only to what its clients watch.
+ *
+ * One relay per queue across all API instances: every instance runs an EventRelay, and for each
+ * queue the one holding a Redis lease reads the stream with `QueueEvents` and publishes. After each
+ * event it stores the event's id with the publish, atomically, so a relay that takes over (the
+ * leader died or lost Redis) starts reading right after the last event published: nothing is
+ * skipped. An event published twice around a takeover is dropped by subscribers, which only accept
+ * ids past the last one they delivered.
+ */
+export class EventRelay {
+  private readonly token = randomUUID();
+  private readonly leading = new Map<string, { reader: QueueEvents; chain: Promise<void> }>();
+  private timer: NodeJS.Timeout | null = null;
+  private queues: string[] = [];
+  private stopped = false;
+  private ticking: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: EventRelayOptions) {}
+
+  private leaderKey(queue: string) {
+    return `${this.options.prefix}:relay:${queue}:leader`;
+  }
+
+  private positionKey(queue: string) {
+    return `${this.options.prefix}:relay:${queue}:position`;
+  }
+
+  /** Starts competing for every queue's lease; resolves after the first round. */
+  async start(queues: string[]): Promise<void> {
+    this.queues = queues;
+    await this.tick();
+    this.timer = setInterval(
+      () => {
+        this.ticking = this.ticking.then(() => this.tick());
+      },
+      Math.max(100, Math.floor(this.options.leaseMs / 3)),
+    );
+  }
+
+  /** True while this instance relays `queue` (for tests and /metrics). */
+  isLeader(queue: string): boolean {
+    return this.leading.has(queue);
+  }
+
+  /** One round: renew held leases (dropping lost ones), try to take free ones. */
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    const { publisher, leaseMs, log } = this.options;
+    for (const queue of this.queues) {
+      try {
+        if (this.leading.has(queue)) {
+          const renewed = await publisher.eval(RENEW, 1, this.leaderKey(queue), this.token, String(leaseMs));
+          if (renewed !== 1) {
+            log.warn("lost the event relay lease; another instance relays this queue now", { queue });
+            await this.resign(queue);
+          }
+        } else {
+          const taken = await publisher.set(this.leaderKey(queue), this.token, "PX", leaseMs, "NX");
+          if (taken === "OK") await this.lead(queue);
+        }
+      } catch (err) {
+        // Redis unreachable: a leader that cannot renew must assume it lost the lease by expiry.
+        log.debug("event relay lease round failed", { queue, err: err instanceof Error ? err.message : String(err) });
+      }
+    }
+  }
+
+  private async lead(queue: string): Promise<void> {
+    const { publisher, redisUrl, prefix, log } = this.options;
+    const position = (await publisher.get(this.positionKey(queue))) ?? "$";
+    const reader = new QueueEvents(queue, {
+      connection: { url: redisUrl, maxRetriesPerRequest: null },
+      prefix,
+      lastEventId: position,
+    });
+    reader.on("error", (err) => log.warn("QueueEvents error", { queue, err: err instanceof Error ? err.message : String(err) }));
+    const state = { reader, chain: Promise.resolve() };
+    for (const name of RELAYED) {
+      // QueueEvents emits every event name found in the stream, ours ("cancelled") included; its
+      // typed listener map only knows BullMQ's own, hence the cast.
+      reader.on(
+        name as "added",
+        ((args: Record<string, unknown>, id: string) => {
+          state.chain = state.chain.then(() => this.publish(queue, id, name, args));
+        }) as never,
+      );
+    }
+    this.leading.set(queue, state);
+    await reader.waitUntilReady();
+    log.info("relaying events", { queue, from: position });
+  }
+
+  /** Publishes one event on its channels and records its id, in one transaction. */
+  private async publish(queue: string, id: string, name: string, args: Record<string, unknown>): Promise<void> {
+    const { publisher, prefix, loadJob, log } = this.options;
+    try {
+      const event = await translate(queue, id, name, args, loadJob);
+      const tx = publisher.multi();
+      if (event) {
+        const payload = JSON.stringify(event);
+        tx.publish(channels.job(prefix, queue, event.jobId), payload);
+        tx.publish(channels.queue(prefix, queue), payload);
+      }
+      tx.set(this.positionKey(queue), id);
+      await tx.exec();
+    } catch (err) {
+      log.error("relaying an event failed", { queue, id, name, err: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  private async resign(queue: string): Promise<void> {
+    const state = this.leading.get(queue);
+    this.leading.delete(queue);
+    if (!state) return;
+    await state.reader.close();
+    await state.chain;
+  }
+
+  /** Stops relaying and hands the leases back so another instance takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.ticking;
+    for (const queue of [...this.leading.keys()]) {
+      await this.resign(queue);
+      await this.options.publisher.eval(RELEASE, 1, this.leaderKey(queue), this.token).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,306 @@
+import { Prisma } from "../generated/prisma/client.ts";
+import type { Db } from "../infra/prisma.ts";
+import { ValidationError, type ValidationIssue } from "./errors.ts";
+import { JOB_STATES, type JobState, type JobView } from "./job-view.ts";
+import { decodeJobCursor, decodeTimeIdCursor, encodeJobCursor, encodeTimeIdCursor, type JobCursor } from "./page-cursor.ts";
+
+/** What `jobs(filter:)` narrows the history by; every field optional, all of them ANDed. */
+export interface JobListFilter {
+  queue?: string | null;
+  name?: string | null;
+  states?: readonly JobState[] | null;
+  /** Exclusive lower bound on createdAt. */
+  createdAfter?: Date | null;
+  /** Exclusive upper bound on createdAt. */
+  createdBefore?: Date | null;
+  /** Case-insensitive substring of the job id or its failedReason (at least 3 characters: trigram index). */
+  search?: string | null;
+  /** A JSON object the payload must contain (jsonb `@>`). */
+  dataContains?: unknown;
+  tenant?: string | null;
+}
+
+/** Relay forward pagination: at most `first` rows after the row the `after` cursor names. */
+export interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+}
+
+export interface Edge<T> {
+  cursor: string;
+  node: T;
+}
+
+export interface Page<T> {
+  edges: Edge<T>[];
+  hasNextPage: boolean;
+  endCursor: string | null;
+}
+
+/** One final failure of a job, as the worker recorded it. */
+export interface FailedJobAuditView {
+  id: string;
+  queue: string;
+  jobId: string;
+  jobName: string;
+  data: unknown;
+  failedReason: string;
+  stacktrace: string[];
+  attemptsMade: number;
+  failedAt: Date;
+  workerId: string;
+}
+
+/** One control action taken through the API. */
+export interface OperatorActionView {
+  id: string;
+  actor: string;
+  action: string;
+  queue: string;
+  jobId: string | null;
+  at: Date;
+  details: unknown;
+}
+
+export interface HistoryQueriesOptions {
+  /** Largest `first` accepted (MAX_PAGE_SIZE). */
+  maxPageSize: number;
+}
+
+export const DEFAULT_PAGE_SIZE = 20;
+/** Trigram indexes only help from 3 characters on; shorter searches would scan the whole table. */
+export const MIN_SEARCH_LENGTH = 3;
+const MAX_SEARCH_LENGTH = 200;
+const MAX_NAME_LENGTH = 256;
+const MAX_DATA_CONTAINS_BYTES = 16 * 1024;
+
+/** Columns of job_history under the JobView's names. */
+const JOB_COLUMNS = Prisma.sql`queue, id, name, data, state::text AS state, progress,
+  attempts_made AS "attemptsMade", max_attempts AS "maxAttempts", priority,
+  created_at AS "createdAt", started_at AS "startedAt", finished_at AS "finishedAt", result,
+  failed_reason AS "failedReason", replay_of_id AS "replayOfId", tenant`;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function checkText(issues: ValidationIssue[], path: string[], value: string | null | undefined, max = MAX_NAME_LENGTH): void {
+  if (value === undefined || value === null) return;
+  if (value.length === 0) issues.push({ path, message: "must not be empty (omit it to match every value)" });
+  else if (value.length > max) issues.push({ path, message: `must be at most ${max} characters (got ${value.length})` });
+}
+
+/** `%`, `_` and `\` mean something to ILIKE; a search for them means the characters themselves. */
+function likePattern(search: string): string {
+  return `%${search.replace(/[\\%_]/g, "\\$&")}%`;
+}
+
+/**
+ * Read side of the history tables: `jobs`, `failedJobAudits`, `operatorActions` and the batched
+ * lookups behind the DataLoaders. Every list is newest first and paginated by keyset (the cursor is
+ * the last row's sort key, compared as a row value so PostgreSQL walks the matching index), never by
+ * OFFSET: a deep page costs what the first one does, and rows inserted meanwhile shift nothing.
+ */
+export class HistoryQueries {
+  constructor(
+    private readonly db: Db,
+    private readonly options: HistoryQueriesOptions,
+  ) {}
+
+  /** The page size from `first`, or the issue that makes it unusable. */
+  private pageSize(first: number | null | undefined, issues: ValidationIssue[]): number {
+    const n = first ?? DEFAULT_PAGE_SIZE;
+    if (!Number.isInteger(n) || n < 1 || n > this.options.maxPageSize) {
+      issues.push({ path: ["first"], message: `must be an integer from 1 to ${this.options.maxPageSize} (got ${n})` });
+    }
+    return n;
+  }
+
+  /** History rows matching `filter`, newest first (createdAt desc, id desc, queue desc). */
+  async listJobs(filter: JobListFilter | null | undefined, page: PageArgs): Promise<Page<JobView>> {
+    const f = filter ?? {};
+    const issues: ValidationIssue[] = [];
+    const first = this.pageSize(page.first, issues);
+    checkText(issues, ["filter", "queue"], f.queue);
+    checkText(issues, ["filter", "name"], f.name);
+    checkText(issues, ["filter", "tenant"], f.tenant);
+    if (f.states) {
+      if (f.states.length === 0) issues.push({ path: ["filter", "states"], message: "must list at least one state (omit it for all)" });
+      const unknown = f.states.filter((s) => !JOB_STATES.includes(s));
+      if (unknown.length > 0) issues.push({ path: ["filter", "states"], message: `unknown states: ${unknown.join(", ")}` });
+    }
+    if (f.createdAfter && f.createdBefore && f.createdAfter.getTime() >= f.createdBefore.getTime()) {
+      issues.push({
+        path: ["filter", "createdAfter"],
+        message: `must be earlier than filter.createdBefore (${f.createdAfter.toISOString()} is not before ${f.createdBefore.toISOString()})`,
+      });
+    }
+    if (f.search !== undefined && f.search !== null) {
+      if (f.search.length < MIN_SEARCH_LENGTH || f.search.length > MAX_SEARCH_LENGTH) {
+        issues.push({
+          path: ["filter", "search"],
+          message: `must be ${MIN_SEARCH_LENGTH} to ${MAX_SEARCH_LENGTH} characters (got ${f.search.length})`,
+        });
+      }
+    }
+    let dataContains: string | null = null;
+    if (f.dataContains !== undefined && f.dataContains !== null) {
+      if (!isPlainObject(f.dataContains)) {
+        issues.push({ path: ["filter", "dataContains"], message: 'must be a JSON object, e.g. {"customerId": 42}' });
+      } else {
+        dataContains = JSON.stringify(f.dataContains);
+        if (Buffer.byteLength(dataContains) > MAX_DATA_CONTAINS_BYTES) {
+          issues.push({ path: ["filter", "dataContains"], message: `must be at most ${MAX_DATA_CONTAINS_BYTES} bytes of JSON` });
+        }
+      }
+    }
+    let after: JobCursor | null = null;
+    if (page.after !== undefined && page.after !== null) {
+      try {
+        after = decodeJobCursor(page.after);
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        issues.push(...err.issues);
+      }
+    }
+    if (issues.length > 0) throw ValidationError.of(issues);
+
+    const where: Prisma.Sql[] = [];
+    if (f.queue) where.push(Prisma.sql`queue = ${f.queue}`);
+    if (f.name) where.push(Prisma.sql`name = ${f.name}`);
+    if (f.tenant) where.push(Prisma.sql`tenant = ${f.tenant}`);
+    if (f.states) {
+      const states = [...new Set(f.states)];
+      // One state as `=`, not `= ANY(...)`: only then does the planner walk (queue, state, created_at,
+      // id) in order and stop after one page, instead of filtering the (created_at, id, queue) index.
+      where.push(states.length === 1 ? Prisma.sql`state = ${states[0]}::"JobState"` : Prisma.sql`state = ANY(${states}::"JobState"[])`);
+    }
+    if (f.createdAfter) where.push(Prisma.sql`created_at > ${f.createdAfter}::timestamptz`);
+    if (f.createdBefore) where.push(Prisma.sql`created_at < ${f.createdBefore}::timestamptz`);
+    if (f.search) {
+      const pattern = likePattern(f.search);
+      // Two ILIKEs ORed (not one over a concatenation) so each uses its own trigram index (BitmapOr).
+      where.push(Prisma.sql`(id ILIKE ${pattern} OR failed_reason ILIKE ${pattern})`);
+    }
+    if (dataContains) where.push(Prisma.sql`data @> ${dataContains}::jsonb`);
+    if (after) where.push(jobKeyset(after, f.queue ?? null));
+
+    const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
+      SELECT ${JOB_COLUMNS} FROM job_history
+      ${where.length > 0 ? Prisma.sql`WHERE ${Prisma.join(where, " AND ")}` : Prisma.empty}
+      ORDER BY created_at DESC, id DESC, queue DESC
+      LIMIT ${first + 1}`);
+    return toPage(rows, first, (j) => encodeJobCursor(j));
+  }
+
+  /** Final failures, newest first (failedAt desc, id desc); optionally of one queue and/or one job. */
+  async listFailedJobAudits(filter: { queue?: string | null; jobId?: string | null }, page: PageArgs): Promise<Page<FailedJobAuditView>> {
+    const issues: ValidationIssue[] = [];
+    const first = this.pageSize(page.first, issues);
+    checkText(issues, ["queue"], filter.queue);
+    checkText(issues, ["jobId"], filter.jobId);
+    const after = this.timeIdAfter("failedJobAudit", page.after, issues);
+    if (issues.length > 0) throw ValidationError.of(issues);
+
+    const where: Prisma.Sql[] = [];
+    if (filter.queue) where.push(Prisma.sql`queue = ${filter.queue}`);
+    if (filter.jobId) where.push(Prisma.sql`job_id = ${filter.jobId}`);
+    if (after) where.push(Prisma.sql`(failed_at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
+    const rows = await this.db.$queryRaw<FailedJobAuditView[]>(Prisma.sql`
+      SELECT id::text AS id, queue, job_id AS "jobId", job_name AS "jobName", data, failed_reason AS "failedReason",
+        COALESCE(stacktrace, '{}') AS stacktrace, attempts_made AS "attemptsMade", failed_at AS "failedAt", worker_id AS "workerId"
+      FROM failed_job_audit
+      ${where.length > 0 ? Prisma.sql`WHERE ${Prisma.join(where, " AND ")}` : Prisma.empty}
+      ORDER BY failed_at DESC, id DESC
+      LIMIT ${first + 1}`);
+    return toPage(rows, first, (a) => encodeTimeIdCursor("failedJobAudit", { at: a.failedAt, id: a.id }));
+  }
+
+  /** Operator actions, newest first (at desc, id desc); optionally of one queue. */
+  async listOperatorActions(filter: { queue?: string | null }, page: PageArgs): Promise<Page<OperatorActionView>> {
+    const issues: ValidationIssue[] = [];
+    const first = this.pageSize(page.first, issues);
+    checkText(issues, ["queue"], filter.queue);
+    const after = this.timeIdAfter("operatorAction", page.after, issues);
+    if (issues.length > 0) throw ValidationError.of(issues);
+
+    const where: Prisma.Sql[] = [];
+    if (filter.queue) where.push(Prisma.sql`queue = ${filter.queue}`);
+    if (after) where.push(Prisma.sql`(at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
+    const rows = await this.db.$queryRaw<OperatorActionView[]>(Prisma.sql`
+      SELECT id::text AS id, actor, action, queue, job_id AS "jobId", at, details
+      FROM operator_action
+      ${where.length > 0 ? Prisma.sql`WHERE ${Prisma.join(where, " AND ")}` : Prisma.empty}
+      ORDER BY at DESC, id DESC
+      LIMIT ${first + 1}`);
+    return toPage(rows, first, (a) => encodeTimeIdCursor("operatorAction", { at: a.at, id: a.id }));
+  }
+
+  private timeIdAfter(kind: "failedJobAudit" | "operatorAction", after: string | null | undefined, issues: ValidationIssue[]) {
+    if (after === undefined || after === null) return null;
+    try {
+      return decodeTimeIdCursor(kind, after);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      issues.push(...err.issues);
+      return null;
+    }
+  }
+
+  /** History rows of many jobs in one query; the result is keyed `${queue}\u0000${id}`. */
+  async getMany(keys: readonly { queue: string; id: string }[]): Promise<Map<string, JobView>> {
+    const found = new Map<string, JobView>();
+    if (keys.length === 0) return found;
+    const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
+      SELECT ${JOB_COLUMNS} FROM job_history
+      WHERE (queue, id) IN (${Prisma.join(keys.map((k) => Prisma.sql`(${k.queue}, ${k.id})`))})`);
+    for (const row of rows) found.set(jobKey(row.queue, row.id), row);
+    return found;
+  }
+
+  /**
+   * Jobs that replay each of many jobs, newest first, at most `limit` each, in one query; keyed like
+   * getMany. Uses the (queue, replay_of_id) index.
+   */
+  async replaysOfMany(keys: readonly { queue: string; id: string }[], limit = 100): Promise<Map<string, JobView[]>> {
+    const found = new Map<string, JobView[]>();
+    if (keys.length === 0) return found;
+    const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
+      SELECT ${JOB_COLUMNS} FROM (
+        SELECT *, row_number() OVER (PARTITION BY queue, replay_of_id ORDER BY created_at DESC, id DESC) AS rank
+        FROM job_history
+        WHERE (queue, replay_of_id) IN (${Prisma.join(keys.map((k) => Prisma.sql`(${k.queue}, ${k.id})`))})
+      ) ranked
+      WHERE rank <= ${limit}
+      ORDER BY created_at DESC, id DESC`);
+    for (const row of rows) {
+      const key = jobKey(row.queue, row.replayOfId ?? "");
+      const list = found.get(key) ?? [];
+      list.push(row);
+      found.set(key, list);
+    }
+    return found;
+  }
+}
+
+/** The key getMany / replaysOfMany results are stored under. */
+export function jobKey(queue: string, id: string): string {
+  return `${queue}\u0000${id}`;
+}
+
+/**
+ * Rows strictly after the cursor in (created_at desc, id desc, queue desc). With one queue fixed by
+ * the filter, the (queue, created_at, id) indexes can only take a row comparison on (created_at, id):
+ * that `<=` bounds the index range, and the full three-column comparison settles the one tie left
+ * (same time and id, other queue) as a filter, in the database's collation like the ORDER BY.
+ */
+function jobKeyset(after: JobCursor, queue: string | null): Prisma.Sql {
+  const full = Prisma.sql`(created_at, id, queue) < (${after.createdAt}::timestamptz, ${after.id}, ${after.queue})`;
+  if (queue === null) return full;
+  return Prisma.sql`(created_at, id) <= (${after.createdAt}::timestamptz, ${after.id}) AND ${full}`;
+}
+
+function toPage<T>(rows: T[], first: number, cursorOf: (row: T) => string): Page<T> {
+  const edges = rows.slice(0, first).map((node) => ({ cursor: cursorOf(node), node }));
+  return { edges, hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null };
+}

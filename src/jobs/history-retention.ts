@@ -1,0 +1,101 @@
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { Prisma } from "../generated/prisma/client.ts";
+import type { Logger } from "../infra/logger.ts";
+import type { Db } from "../infra/prisma.ts";
+
+export interface HistoryRetentionOptions {
+  /** Finished jobs whose rows are older than this many days are deleted. */
+  days: number;
+  /** At most one sweep per interval across every worker (the Redis lock lives this long). */
+  intervalMs: number;
+  /** The Redis key of the lock, e.g. `${QUEUE_PREFIX}:maintenance:history-retention`. */
+  lockKey: string;
+  /** Rows deleted per statement: small enough that no statement holds locks for long. */
+  batchSize?: number;
+}
+
+/** The lock key for a queue prefix: inside the prefix's hash tag, next to the queues it belongs with. */
+export function retentionLockKey(queuePrefix: string): string {
+  return `${queuePrefix}:maintenance:history-retention`;
+}
+
+/**
+ * Deletes old history of finished jobs (HISTORY_RETENTION_DAYS), run by the workers.
+ *
+ * Why a timer with a Redis lock and not a BullMQ job scheduler: every worker runs the same timer,
+ * and a sweep starts only for the worker whose `SET NX PX interval` succeeds, so however many workers
+ * run there is at most one sweep per interval, and the next interval's winner picks up after a worker
+ * that died mid-sweep (each batch commits on its own, so nothing is left half done). A scheduler would
+ * need an internal queue that shows up in `queues`, a processor, and its own cleanup when retention is
+ * turned off again; the lock needs one key that expires by itself.
+ *
+ * Only finished jobs (COMPLETED, FAILED, CANCELLED) that were created AND finished before the cutoff
+ * go: a job delayed for longer than the retention period keeps its row. Failed-job audit rows and
+ * operator actions are an audit trail and are kept.
+ */
+export class HistoryRetention {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> | null = null;
+  private readonly owner = randomUUID();
+
+  constructor(
+    private readonly db: Db,
+    private readonly redis: Redis,
+    private readonly log: Logger,
+    private readonly options: HistoryRetentionOptions,
+  ) {}
+
+  /** Deletes every eligible row now, in batches, without the lock; returns how many went. */
+  async sweep(now: Date = new Date()): Promise<number> {
+    const cutoff = new Date(now.getTime() - this.options.days * 24 * 3600 * 1000);
+    const batch = this.options.batchSize ?? 5_000;
+    let total = 0;
+    for (;;) {
+      // created_at bounds the scan (index on created_at); finished/updated time keeps long-delayed jobs.
+      const deleted = await this.db.$executeRaw(Prisma.sql`
+        DELETE FROM job_history WHERE (queue, id) IN (
+          SELECT queue, id FROM job_history
+          WHERE created_at < ${cutoff}::timestamptz
+            AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+            AND COALESCE(finished_at, updated_at) < ${cutoff}::timestamptz
+          LIMIT ${batch})`);
+      total += deleted;
+      if (deleted < batch) return total;
+    }
+  }
+
+  /**
+   * Sweeps if no worker has in the last interval: returns the rows deleted, or null when another
+   * worker holds the lock.
+   */
+  async runIfDue(now: Date = new Date()): Promise<number | null> {
+    const got = await this.redis.set(this.options.lockKey, this.owner, "PX", this.options.intervalMs, "NX");
+    if (got !== "OK") return null;
+    const deleted = await this.sweep(now);
+    this.log.info("history retention sweep done", { deleted, days: this.options.days });
+    return deleted;
+  }
+
+  /** Tries at once, then every interval; a failed sweep is logged and tried again next time. */
+  start(): void {
+    const tick = () => {
+      if (this.running) return;
+      this.running = this.runIfDue()
+        .catch((err) => this.log.warn("history retention sweep failed; will try again", { err }))
+        .finally(() => {
+          this.running = null;
+        });
+    };
+    tick();
+    this.timer = setInterval(tick, this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and waits for a sweep under way. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+}

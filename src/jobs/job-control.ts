@@ -1,0 +1,226 @@
+import type { Job } from "bullmq";
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import { cancellation } from "./cancellation.ts";
+import { InvalidStateError, NotFoundError, ValidationError } from "./errors.ts";
+import type { HistoryStore } from "./history.ts";
+import type { EnqueueInput, JobService } from "./job-service.ts";
+import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, TERMINAL_STATES, viewFromBull } from "./job-view.ts";
+import { applyMergePatch } from "./merge-patch.ts";
+import type { OperatorActionLog } from "./operator-actions.ts";
+import type { QueueSet } from "./queues.ts";
+
+export interface JobControlOptions {
+  /** How long cancelJob waits for an active job to end before answering with its state then. */
+  cancelWaitMs: number;
+  /** Most jobs one retryFailedJobs call may retry. */
+  maxBulkRetry: number;
+}
+
+const WAITING_STATES: ReadonlySet<JobState> = new Set(["WAITING", "PRIORITIZED", "DELAYED", "WAITING_CHILDREN"]);
+const RETRYABLE_STATES: ReadonlySet<JobState> = new Set(["FAILED", "CANCELLED"]);
+
+const reasonSchema = z.string().max(1000, "must be at most 1000 characters");
+
+/** BullMQ's backoff option as our enqueue input spells it. */
+function backoffInput(backoff: unknown): EnqueueInput["backoff"] {
+  if (typeof backoff === "number") return { type: "FIXED", delayMs: backoff };
+  if (backoff && typeof backoff === "object") {
+    const b = backoff as { type?: string; delay?: number };
+    if ((b.type === "fixed" || b.type === "exponential") && typeof b.delay === "number") {
+      return { type: b.type === "fixed" ? "FIXED" : "EXPONENTIAL", delayMs: b.delay };
+    }
+  }
+  return null;
+}
+
+/**
+ * The control mutations: cancel, retry, replay. Each one that succeeds writes an operator action.
+ * Throws NotFoundError, InvalidStateError (carrying the job's current state) or ValidationError.
+ */
+export class JobControl {
+  constructor(
+    private readonly jobs: JobService,
+    private readonly queues: QueueSet,
+    private readonly history: HistoryStore,
+    private readonly actions: OperatorActionLog,
+    private readonly redis: Redis,
+    private readonly options: JobControlOptions,
+  ) {}
+
+  private queueOrThrow(name: string) {
+    const queue = this.queues.get(name);
+    if (!queue) throw new NotFoundError(`No queue named "${name}"`);
+    return queue;
+  }
+
+  /** The job Redis holds with its state, or the reason it can't be acted on. */
+  private async liveJob(queueName: string, id: string): Promise<{ job: Job; state: JobState } | { job: null; known: JobView | null }> {
+    const job = await this.queueOrThrow(queueName).getJob(id);
+    const state = job ? fromBullState(await job.getState(), job) : null;
+    if (job && state) return { job, state };
+    return { job: null, known: await this.history.get(queueName, id) };
+  }
+
+  /**
+   * Cancels a job. Waiting, prioritized and delayed jobs leave the queue at once and are recorded
+   * CANCELLED. An active job's worker (any process) is told to abort it; the answer comes once the
+   * job has ended, or after `cancelWaitMs` with its state then (the subscription sees the end).
+   */
+  async cancel(queueName: string, id: string, reason: string | null | undefined, actor: string): Promise<JobView> {
+    const why = reasonSchema.safeParse(reason ?? "");
+    if (!why.success) throw ValidationError.at(["reason"], why.error.issues[0]?.message ?? "invalid");
+    const text = why.data.trim() || `cancelled by ${actor}`;
+    const found = await this.liveJob(queueName, id);
+    if (!found.job) {
+      if (found.known) throw new InvalidStateError(`Job "${id}" is already ${found.known.state}`, found.known.state);
+      throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
+    }
+    const { job, state } = found;
+    if (TERMINAL_STATES.has(state)) throw new InvalidStateError(`Job "${id}" is already ${state}`, state);
+
+    const prefix = this.queues.prefix;
+    // The marker first: a worker that picks the job up from now on cancels it instead of running it.
+    await this.redis.set(cancellation.key(prefix, queueName, id), text, "EX", cancellation.markerTtlSeconds);
+    let view: JobView;
+    if (WAITING_STATES.has(state) && (await this.tryRemove(job))) {
+      view = { ...viewFromBull(job, "CANCELLED"), finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
+      await this.history.upsert(view);
+      // Into BullMQ's own events stream, so subscribers see CANCELLED in order with everything else.
+      await this.redis.xadd(
+        this.queues.eventsKey(queueName),
+        "MAXLEN",
+        "~",
+        String(this.queues.eventsMaxLen),
+        "*",
+        "event",
+        "cancelled",
+        "jobId",
+        id,
+        "reason",
+        text,
+      );
+    } else {
+      await this.redis.publish(cancellation.channel(prefix), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
+      view = await this.waitForEnd(queueName, id);
+    }
+    await this.actions.record({ actor, action: "cancelJob", queue: queueName, jobId: id, details: { reason: text, previousState: state } });
+    return view;
+  }
+
+  /** Removes a job that is not running; false when it was picked up (locked) in the meantime. */
+  private async tryRemove(job: Job): Promise<boolean> {
+    try {
+      await job.remove();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async waitForEnd(queueName: string, id: string): Promise<JobView> {
+    const deadline = Date.now() + this.options.cancelWaitMs;
+    for (;;) {
+      const view = await this.jobs.getJob(queueName, id);
+      if (!view) throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
+      if (TERMINAL_STATES.has(view.state) || Date.now() >= deadline) return view;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** A FAILED or CANCELLED job still held by the queue goes back to WAITING with a fresh set of attempts. */
+  async retry(queueName: string, id: string, actor: string): Promise<JobView> {
+    const found = await this.liveJob(queueName, id);
+    if (!found.job) {
+      if (found.known) {
+        throw new InvalidStateError(
+          `Job "${id}" (${found.known.state}) is no longer held by the queue, so it cannot be retried: use replayJob`,
+          found.known.state,
+        );
+      }
+      throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
+    }
+    const { job, state } = found;
+    if (!RETRYABLE_STATES.has(state))
+      throw new InvalidStateError(`Only FAILED or CANCELLED jobs can be retried; job "${id}" is ${state}`, state);
+    const view = await this.retryOne(job);
+    await this.actions.record({ actor, action: "retryJob", queue: queueName, jobId: id, details: { previousState: state } });
+    return view;
+  }
+
+  private async retryOne(job: Job): Promise<JobView> {
+    await this.redis.del(cancellation.key(this.queues.prefix, job.queueName, String(job.id)));
+    await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
+    const view = (await this.jobs.getLive(job.queueName, String(job.id))) ?? { ...viewFromBull(job, "WAITING") };
+    // The row starts over too; the earlier final failure keeps its audit row.
+    await this.history.upsert({ ...view, attemptsMade: 0, startedAt: null, finishedAt: null, failedReason: null, result: null });
+    return view;
+  }
+
+  /** Every FAILED job of the queue (cancelled ones excluded), at most `limit`, goes back to WAITING. */
+  async retryFailed(queueName: string, limit: number, actor: string): Promise<number> {
+    const queue = this.queueOrThrow(queueName);
+    if (!Number.isInteger(limit) || limit < 1 || limit > this.options.maxBulkRetry) {
+      throw ValidationError.at(["limit"], `must be an integer from 1 to ${this.options.maxBulkRetry}`);
+    }
+    const picked: Job[] = [];
+    for (let start = 0; picked.length < limit; start += 500) {
+      const page = (await queue.getFailed(start, start + 499)) as Job[];
+      for (const job of page) {
+        if (picked.length < limit && !job.failedReason?.startsWith(CANCELLED_PREFIX)) picked.push(job);
+      }
+      if (page.length < 500) break;
+    }
+    let count = 0;
+    for (let i = 0; i < picked.length; i += 50) {
+      const results = await Promise.allSettled(picked.slice(i, i + 50).map((job) => this.retryOne(job)));
+      count += results.filter((r) => r.status === "fulfilled").length;
+    }
+    await this.actions.record({ actor, action: "retryFailedJobs", queue: queueName, details: { limit, count } });
+    return count;
+  }
+
+  /**
+   * Enqueues a NEW job with the original's name, attempts, backoff and priority (never its delay or
+   * id), read from Redis or, once the original has left it, from history. `data` replaces the
+   * payload; `dataPatch` is an RFC 7386 merge patch over it; the result is validated again.
+   */
+  async replay(queueName: string, id: string, data: unknown, dataPatch: unknown, actor: string): Promise<JobView> {
+    this.queueOrThrow(queueName);
+    if (data !== undefined && dataPatch !== undefined) {
+      throw ValidationError.at(["dataPatch"], "give either data or dataPatch, not both");
+    }
+    const live = await this.queueOrThrow(queueName).getJob(id);
+    let original: JobView | null;
+    let options: { attempts: number; backoff: EnqueueInput["backoff"]; priority: number };
+    if (live) {
+      original = viewFromBull(live, "COMPLETED");
+      options = { attempts: live.opts.attempts ?? 1, backoff: backoffInput(live.opts.backoff), priority: live.opts.priority ?? 0 };
+    } else {
+      original = await this.history.get(queueName, id);
+      const stored = original ? await this.history.options(queueName, id) : null;
+      options = { attempts: stored?.attempts ?? 1, backoff: backoffInput(stored?.backoff), priority: stored?.priority ?? 0 };
+    }
+    if (!original) throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
+    const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(original.data, dataPatch) : original.data;
+    const replay = await this.jobs.enqueue(
+      {
+        queue: queueName,
+        name: original.name,
+        data: payload,
+        attempts: options.attempts,
+        backoff: options.backoff,
+        priority: options.priority > 0 ? options.priority : null,
+      },
+      { replayOf: id, ...(original.tenant ? { tenant: original.tenant } : {}) },
+    );
+    await this.actions.record({
+      actor,
+      action: "replayJob",
+      queue: queueName,
+      jobId: id,
+      details: { replayJobId: replay.id, ...(data !== undefined ? { data } : {}), ...(dataPatch !== undefined ? { dataPatch } : {}) },
+    });
+    return replay;
+  }
+}

@@ -1,0 +1,43 @@
+import type { Logger } from "../infra/logger.ts";
+import type { Db } from "../infra/prisma.ts";
+
+export interface OperatorActionInput {
+  /** The API key's name, or "anonymous" while auth is open. */
+  actor: string;
+  /** The mutation's name: "cancelJob", "retryJob", "pauseQueue" ... */
+  action: string;
+  queue: string;
+  jobId?: string | null;
+  details?: Record<string, unknown>;
+}
+
+/**
+ * The operator audit trail: one row per control action taken through the API (enqueues excluded),
+ * written in the request that took it, after the action succeeded.
+ */
+export class OperatorActionLog {
+  constructor(
+    private readonly db: Db,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Records an action. The action has already happened when this runs, so a failed write is logged
+   * with everything needed to reconstruct the row, and the mutation still answers with its result.
+   */
+  async record(input: OperatorActionInput): Promise<void> {
+    try {
+      await this.db.operatorAction.create({
+        data: {
+          actor: input.actor,
+          action: input.action,
+          queue: input.queue,
+          jobId: input.jobId ?? null,
+          details: (input.details ?? {}) as object,
+        },
+      });
+    } catch (err) {
+      this.log.error("operator action could not be recorded", { ...input, err });
+    }
+  }
+}

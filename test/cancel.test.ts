@@ -1,0 +1,189 @@
+import { Queue } from "bullmq";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/infra/logger.ts";
+import { demoSleep } from "../src/jobs/definitions/demo-sleep.ts";
+import { startTestApi, type TestApi } from "../src/testing/api.ts";
+import { createTestDatabase } from "../src/testing/database.ts";
+import { gql, subscribeWs } from "../src/testing/graphql.ts";
+import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
+import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { defineProcessor, type Processor } from "../workers/processor.ts";
+import { processors } from "../workers/processors/index.ts";
+import { createWorkerRuntime, type WorkerRuntime } from "../workers/worker-runtime.ts";
+
+// cancelJob on running jobs, with the API in this process and workers elsewhere: the request
+// reaches the worker that holds the job through Redis.
+
+const CANCEL = `mutation ($id: ID!) { cancelJob(queue: "demo", id: $id, reason: "stop") {
+  __typename ... on JobActionSuccess { job { id state failedReason } } ... on InvalidStateError { state } ... on UserError { message } } }`;
+const EVENTS = `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { id type failedReason job { state } } }`;
+
+let db: Awaited<ReturnType<typeof createTestDatabase>>;
+let sql: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  sql = new pg.Client({ connectionString: db.url });
+  await sql.connect();
+});
+
+afterAll(async () => {
+  await sql?.end();
+  expect(await killAll()).toEqual([]);
+  await db?.drop();
+});
+
+async function enqueue(api: TestApi, data: unknown, extra: Record<string, unknown> = {}): Promise<string> {
+  const { body } = await gql<{ enqueueJob: { job: { id: string } } }>(
+    api.url,
+    `mutation ($input: EnqueueJobInput!) { enqueueJob(input: $input) { ... on EnqueueJobSuccess { job { id } } } }`,
+    { input: { queue: "demo", name: "sleep", data, ...extra } },
+  );
+  const id = body.data?.enqueueJob.job.id;
+  if (!id) throw new Error(JSON.stringify(body));
+  return id;
+}
+
+async function waitForState(queue: Queue, id: string, state: string) {
+  for (let i = 0; i < 200; i++) {
+    if ((await (await queue.getJob(id))?.getState()) === state) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`job ${id} never became ${state}`);
+}
+
+async function historyState(id: string, until: (s: string | undefined) => boolean): Promise<string | undefined> {
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await sql.query("SELECT state FROM job_history WHERE id = $1", [id]);
+    if (until(rows[0]?.state)) return rows[0]?.state;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`history of ${id} never settled`);
+}
+
+describe("cancelling an active job in a worker process whose processor honours the signal", () => {
+  const prefix = uniquePrefix();
+  let api: TestApi;
+  let worker: RunningProcess;
+  let queue: Queue;
+
+  beforeAll(async () => {
+    const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix };
+    [api, worker] = await Promise.all([startTestApi(env), startWorker(env)]);
+    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  });
+
+  afterAll(async () => {
+    await queue?.close();
+    await worker?.stop();
+    await api?.stop();
+    await deletePrefix(prefix);
+  });
+
+  it("aborts it at once: CANCELLED with no further attempts, the subscription ends with CANCELLED, no audit row", async () => {
+    const id = await enqueue(api, { steps: 200, stepMs: 100 }, { attempts: 3 });
+    const sub = await subscribeWs(api.url, EVENTS, { id });
+    await waitForState(queue, id, "active");
+    const { body } = await gql(api.url, CANCEL, { id });
+    expect(body.data?.cancelJob).toEqual({
+      __typename: "JobActionSuccess",
+      job: { id, state: "CANCELLED", failedReason: "Cancelled: stop" },
+    });
+    await sub.done;
+    const events = sub.results.map((r) => (r.data as { jobEvents: { type: string; job: { state: string } | null } }).jobEvents);
+    expect(events.at(-1)).toMatchObject({ type: "CANCELLED", job: { state: "CANCELLED" } });
+    expect(events.map((e) => e.type)).not.toContain("RETRYING");
+    const job = await queue.getJob(id);
+    expect(job?.attemptsMade).toBe(1);
+    expect(await historyState(id, (s) => s === "CANCELLED")).toBe("CANCELLED");
+    const { rowCount } = await sql.query("SELECT 1 FROM failed_job_audit WHERE job_id = $1", [id]);
+    expect(rowCount).toBe(0);
+    await sub.close();
+  });
+
+  it("a job cancelled in the race with its completion ends in exactly one terminal state, and history agrees", async () => {
+    const outcomes = new Map<string, string>();
+    for (let i = 0; i < 12; i++) {
+      const id = await enqueue(api, { steps: 1, stepMs: 40 });
+      await new Promise((r) => setTimeout(r, 20 + (i % 4) * 15));
+      const { body } = await gql<{ cancelJob: { __typename: string; job?: { state: string }; state?: string } }>(api.url, CANCEL, { id });
+      const answer = body.data?.cancelJob;
+      for (let k = 0; k < 100 && !["completed", "failed"].includes(String(await (await queue.getJob(id))?.getState())); k++) {
+        if (!(await queue.getJob(id))) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const live = await queue.getJob(id);
+      const redisState = live ? await live.getState() : "removed";
+      const final = redisState === "completed" ? "COMPLETED" : "CANCELLED";
+      expect(redisState === "completed" || redisState === "failed" || redisState === "removed").toBe(true);
+      if (redisState === "failed") expect(live?.failedReason).toBe("Cancelled: stop");
+      expect(await historyState(id, (s) => s === final)).toBe(final);
+      // The answer never contradicts the outcome.
+      if (answer?.__typename === "JobActionSuccess" && answer.job?.state !== "ACTIVE") expect(answer.job?.state).toBe(final);
+      if (answer?.__typename === "InvalidStateError") expect([answer.state, live?.failedReason]).toEqual(["COMPLETED", undefined]);
+      outcomes.set(id, final);
+    }
+    expect(outcomes.size).toBe(12);
+  });
+});
+
+describe("cancelling an active job whose processor ignores the signal", () => {
+  const prefix = uniquePrefix();
+  let api: TestApi;
+  let runtime: WorkerRuntime;
+  let queue: Queue;
+  const stubborn = defineProcessor(demoSleep, async ({ steps, stepMs }, { progress }) => {
+    // Deliberately never looks at its AbortSignal.
+    for (let i = 1; i <= steps; i++) {
+      await new Promise((r) => setTimeout(r, stepMs));
+      await progress(Math.round((100 * i) / steps));
+    }
+    return { steps };
+  });
+
+  beforeAll(async () => {
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: prefix,
+      CANCEL_GRACE_MS: "600",
+      CANCEL_WAIT_MS: "3000",
+      LOG_LEVEL: "warn",
+    };
+    api = await startTestApi(env);
+    const config = loadConfig(env);
+    const own = processors.filter((p) => p.definition !== demoSleep);
+    runtime = await createWorkerRuntime(config, createLogger("warn"), [stubborn as Processor, ...own]);
+    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  });
+
+  afterAll(async () => {
+    await queue?.close();
+    await runtime?.stop();
+    await api?.stop();
+    await deletePrefix(prefix);
+  });
+
+  it("still ends CANCELLED once the grace period is over, although the processor keeps going", async () => {
+    const id = await enqueue(api, { steps: 100, stepMs: 100 }, { attempts: 2 });
+    await waitForState(queue, id, "active");
+    const started = Date.now();
+    const { body } = await gql(api.url, CANCEL, { id });
+    expect(body.data?.cancelJob).toMatchObject({ __typename: "JobActionSuccess", job: { state: "CANCELLED" } });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+    expect((await queue.getJob(id))?.attemptsMade).toBe(1);
+    expect(await historyState(id, (s) => s === "CANCELLED")).toBe("CANCELLED");
+  });
+
+  it("ends CANCELLED, not COMPLETED, when the processor ignores the signal and returns within the grace period", async () => {
+    const id = await enqueue(api, { steps: 4, stepMs: 100 });
+    await waitForState(queue, id, "active");
+    const { body } = await gql(api.url, CANCEL, { id });
+    expect(body.data?.cancelJob).toMatchObject({ job: { state: "CANCELLED" } });
+    const job = await queue.getJob(id);
+    expect(job?.failedReason).toBe("Cancelled: stop");
+    expect(job?.returnvalue ?? null).toBeNull();
+  });
+});

@@ -1,0 +1,152 @@
+import type { Job } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Logger } from "../src/infra/logger.ts";
+import type { Db } from "../src/infra/prisma.ts";
+import type { HistoryStore } from "../src/jobs/history.ts";
+import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
+
+/** The audit row of one final failure (failed_job_audit). */
+export interface AuditRow {
+  queue: string;
+  jobId: string;
+  jobName: string;
+  data: unknown;
+  failedReason: string;
+  stacktrace: string[];
+  attemptsMade: number;
+  failedAt: Date;
+  workerId: string;
+}
+
+/** Everything PostgreSQL must learn about one finished job: its terminal history row, and for a final failure its audit row. */
+export interface LedgerRecord {
+  view: JobView;
+  audit: AuditRow | null;
+}
+
+const DATE_FIELDS = new Set(["createdAt", "startedAt", "finishedAt", "failedAt"]);
+
+function revive(key: string, value: unknown): unknown {
+  return DATE_FIELDS.has(key) && typeof value === "string" ? new Date(value) : value;
+}
+
+/**
+ * The record of a job BullMQ has finished (completed, failed for good, or cancelled: a failure whose
+ * reason starts with "Cancelled"), or null while it is not finished (a failed attempt to be retried).
+ */
+export function recordOf(job: Job, outcome: "completed" | "failed", workerId: string): LedgerRecord | null {
+  if (job.finishedOn == null) return null;
+  if (outcome === "completed") return { view: viewFromBull(job, "COMPLETED"), audit: null };
+  const cancelled = job.failedReason?.startsWith(CANCELLED_PREFIX) ?? false;
+  const view = viewFromBull(job, cancelled ? "CANCELLED" : "FAILED");
+  if (cancelled) return { view, audit: null };
+  return {
+    view,
+    audit: {
+      queue: job.queueName,
+      jobId: String(job.id),
+      jobName: job.name,
+      data: view.data,
+      failedReason: job.failedReason || "(no reason given)",
+      stacktrace: (job.stacktrace ?? []).filter((line): line is string => typeof line === "string"),
+      attemptsMade: job.attemptsMade,
+      failedAt: new Date(job.finishedOn),
+      workerId,
+    },
+  };
+}
+
+/**
+ * The durable path from "BullMQ finished a job" to PostgreSQL. A record is first kept in a Redis hash
+ * under the queue's prefix (`<prefix>:<queue>:ledger:pending`), then written to PostgreSQL, then
+ * removed from the hash. If PostgreSQL is unreachable, or the process dies in between, the record
+ * stays in Redis and `flushPending` (run by the reconciler) writes it later. Every write is
+ * idempotent: history is an upsert, audit rows are unique on queue + job id + failure time.
+ */
+export class Ledger {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly history: HistoryStore,
+    private readonly db: Db,
+    private readonly log: Logger,
+  ) {}
+
+  /** The Redis hash holding one queue's records not yet confirmed in PostgreSQL. */
+  pendingKey(queue: string): string {
+    return `${this.prefix}:${queue}:ledger:pending`;
+  }
+
+  private field(record: LedgerRecord): string {
+    return `${record.view.id}:${record.view.finishedAt?.getTime() ?? 0}`;
+  }
+
+  /**
+   * Keeps the record in Redis, writes it to PostgreSQL, then forgets it. Never throws: when
+   * PostgreSQL fails the record stays pending; when Redis fails too, the reconciler's comparison of
+   * the queue's finished sets with the tables still finds the job.
+   */
+  async write(record: LedgerRecord): Promise<void> {
+    const key = this.pendingKey(record.view.queue);
+    const field = this.field(record);
+    let kept = false;
+    try {
+      await this.redis.hset(key, field, JSON.stringify(record));
+      kept = true;
+    } catch (err) {
+      this.log.warn("could not keep a ledger record in Redis; the reconciler will find the job", { key, field, err });
+    }
+    try {
+      await this.apply(record);
+    } catch (err) {
+      this.log.warn("ledger write to PostgreSQL failed; kept in Redis for the reconciler", {
+        queue: record.view.queue,
+        jobId: record.view.id,
+        err: err instanceof Error ? err.message : String(err),
+      });
+      return;
+    }
+    if (kept) await this.redis.hdel(key, field).catch(() => undefined);
+  }
+
+  /** Writes a record to PostgreSQL (idempotent); throws what PostgreSQL threw. */
+  async apply(record: LedgerRecord, options: { history: boolean } = { history: true }): Promise<void> {
+    // Audit first: if the history write fails after it, re-applying adds no second audit row.
+    if (record.audit) {
+      await this.db.failedJobAudit.createMany({
+        data: [{ ...record.audit, data: (record.audit.data ?? {}) as object }],
+        skipDuplicates: true,
+      });
+    }
+    if (options.history) await this.history.upsert(record.view);
+  }
+
+  /**
+   * Writes every pending record of `queue` whose write is still owed. `isCurrent` says whether the
+   * job in Redis still has that finish (a job retried since must not get its old terminal state
+   * back in history; its audit row is still written). Returns how many were written; throws when
+   * PostgreSQL fails (the records stay).
+   */
+  async flushPending(queue: string, isCurrent: (record: LedgerRecord) => Promise<boolean>): Promise<number> {
+    const key = this.pendingKey(queue);
+    let cursor = "0";
+    let written = 0;
+    do {
+      const [next, entries] = await this.redis.hscan(key, cursor, "COUNT", 200);
+      cursor = next;
+      for (let i = 0; i + 1 < entries.length; i += 2) {
+        const field = entries[i] as string;
+        const record = JSON.parse(entries[i + 1] as string, revive) as LedgerRecord;
+        await this.apply(record, { history: await isCurrent(record) });
+        await this.redis.hdel(key, field);
+        written++;
+      }
+    } while (cursor !== "0");
+    return written;
+  }
+
+  /** Records of `queue` waiting in Redis for PostgreSQL (the `ledger_backlog` metric). */
+  backlog(queue: string): Promise<number> {
+    return this.redis.hlen(this.pendingKey(queue));
+  }
+}

@@ -1,0 +1,77 @@
+import { type Job, UnrecoverableError } from "bullmq";
+import type { Redis } from "ioredis";
+import { cancellation } from "../src/jobs/cancellation.ts";
+import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
+import type { Processor, ProcessorContext } from "./processor.ts";
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export interface RunJobOptions {
+  /** Reads cancel markers (see src/jobs/cancellation.ts). */
+  redis: Redis;
+  prefix: string;
+  /** After a cancel, how long a processor that ignores its AbortSignal may keep the job. */
+  cancelGraceMs: number;
+  /** What processors get besides the job: configuration and the PostgreSQL client. */
+  services: Pick<ProcessorContext, "config" | "db">;
+}
+
+/**
+ * Runs one job: parses its payload with the definition's schema (a mismatch fails at once, no
+ * retries), runs the processor with an AbortSignal, and makes every cancelled job end as CANCELLED
+ * (an UnrecoverableError with the "Cancelled" prefix), whether the processor honours the signal,
+ * ignores it and returns, or ignores it for longer than `cancelGraceMs`.
+ */
+export async function runJob(
+  job: Job,
+  signal: AbortSignal | undefined,
+  processor: Processor | undefined,
+  options: RunJobOptions,
+): Promise<unknown> {
+  const queue = job.queueName;
+  if (!processor) throw new UnrecoverableError(`No processor for job type ${queue}.${job.name} in this worker`);
+  // Cancelled before this worker got it (or before a stalled job came back): don't run it at all.
+  const marker = await options.redis.get(cancellation.key(options.prefix, queue, String(job.id)));
+  if (marker !== null) throw new UnrecoverableError(`${CANCELLED_PREFIX}: ${marker}`);
+
+  const parsed = processor.definition.schema.safeParse(splitData(job.data).data);
+  if (!parsed.success) {
+    throw new UnrecoverableError(`Invalid payload: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const abort = signal ?? new AbortController().signal;
+  const cancelled = () => new UnrecoverableError(`${CANCELLED_PREFIX}: ${describe(abort.reason)}`);
+
+  let graceTimer: NodeJS.Timeout | undefined;
+  const outOfGrace = new Promise<never>((_, reject) => {
+    const start = () => {
+      graceTimer = setTimeout(() => reject(cancelled()), options.cancelGraceMs);
+    };
+    if (abort.aborted) start();
+    else abort.addEventListener("abort", start, { once: true });
+  });
+  outOfGrace.catch(() => {});
+  try {
+    const result = await Promise.race([
+      processor.run(parsed.data, {
+        ...options.services,
+        job,
+        signal: abort,
+        progress: (value) => job.updateProgress(value),
+        log: async (line) => {
+          await job.log(line);
+        },
+      }),
+      outOfGrace,
+    ]);
+    // A processor that ignored the signal and finished anyway: the job was still cancelled.
+    if (abort.aborted) throw cancelled();
+    return result;
+  } catch (err) {
+    if (abort.aborted) throw cancelled();
+    throw err;
+  } finally {
+    clearTimeout(graceTimer);
+  }
+}
