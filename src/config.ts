@@ -28,6 +28,32 @@ const url = (name: string, protocols: string[]) =>
     { message: `${name} must be a URL starting with ${protocols.map((p) => `${p}//`).join(" or ")}` },
   );
 
+/** `host:port` seed nodes, comma-separated; an IPv6 host goes in brackets (`[::1]:7000`). */
+const CLUSTER_NODES = /^\s*(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}\s*(?:,\s*(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}\s*)*$/;
+
+function parseClusterNodes(value: string): { host: string; port: number }[] {
+  return value.split(",").map((entry) => {
+    const at = entry.trim().lastIndexOf(":");
+    return {
+      host: entry
+        .trim()
+        .slice(0, at)
+        .replace(/^\[(.*)\]$/, "$1"),
+      port: Number(entry.trim().slice(at + 1)),
+    };
+  });
+}
+
+/**
+ * True when every key starting with `prefix` hashes to one cluster slot: Redis hashes only the part
+ * between the first `{` and the first `}` after it, when that part is not empty.
+ */
+export function hasHashTag(prefix: string): boolean {
+  const open = prefix.indexOf("{");
+  const close = open < 0 ? -1 : prefix.indexOf("}", open + 1);
+  return close > open + 1;
+}
+
 const positiveInt = (name: string) =>
   z.coerce
     .number({ error: `${name} must be a positive integer` })
@@ -42,6 +68,13 @@ const envSchema = z.object({
   HOST: z.string().min(1, "HOST must not be empty").default("127.0.0.1"),
   WORKER_PORT: port("WORKER_PORT").default(4001),
   REDIS_URL: url("REDIS_URL", ["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .refine(
+      (v) => CLUSTER_NODES.test(v) && parseClusterNodes(v).every((n) => n.port >= 1 && n.port <= 65535),
+      "REDIS_CLUSTER_NODES must be a comma-separated list of host:port (e.g. 10.0.0.1:7000,10.0.0.2:7000)",
+    )
+    .optional(),
   DATABASE_URL: url("DATABASE_URL", ["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/jobs"),
   DEMO_QUEUE: bool("DEMO_QUEUE").optional(),
   MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true),
@@ -63,8 +96,7 @@ const envSchema = z.object({
   WS_KEEPALIVE_MS: positiveInt("WS_KEEPALIVE_MS").default(12_000),
   WS_INIT_TIMEOUT_MS: positiveInt("WS_INIT_TIMEOUT_MS").default(10_000),
   WS_MAX_SUBSCRIPTIONS: positiveInt("WS_MAX_SUBSCRIPTIONS").default(100),
-  WS_MAX_BUFFERED_BYTES: positiveInt("WS_MAX_BUFFERED_BYTES").default(1024 * 1024),
-  WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS").default(30_000),
+  WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS").default(10_000),
   ADMIN_API_KEY: z.string().min(16, "ADMIN_API_KEY must be at least 16 characters").optional(),
   LOG_LEVEL: z
     .enum(["debug", "info", "warn", "error", "silent"], { error: "LOG_LEVEL must be debug, info, warn, error or silent" })
@@ -137,6 +169,8 @@ export interface Config {
   host: string;
   workerPort: number;
   redisUrl: string;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); when set, every connection is a cluster connection and `redisUrl` is unused. */
+  redisClusterNodes: { host: string; port: number }[] | undefined;
   databaseUrl: string;
   /** Whether the `demo` queue is registered (runtime contract: on outside production). */
   demoQueue: boolean;
@@ -171,9 +205,7 @@ export interface Config {
   wsInitTimeoutMs: number;
   /** graphql-ws: subscriptions one connection may run at once (more: close 4029). */
   wsMaxSubscriptions: number;
-  /** graphql-ws: bytes waiting to be sent past which a subscription stops pulling events (they queue and coalesce in its buffer). */
-  wsMaxBufferedBytes: number;
-  /** graphql-ws: how long a socket may stay congested before it is closed with 4008. */
+  /** graphql-ws: how long one message may wait to be taken by the client before it is closed with 4008. */
   wsSlowConsumerMs: number;
   /** Queues this worker serves (WORKER_QUEUES); undefined = every registered queue. */
   workerQueues: string[] | undefined;
@@ -218,12 +250,20 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = envSchema.safeParse(present);
   const overrides = perQueueOverrides(present);
-  if (!parsed.success || overrides.problems.length > 0) {
+  // BullMQ's scripts touch several keys of a queue at once, and so do ours: on a cluster they must
+  // all hash to one slot, which only a hash tag in the prefix guarantees.
+  const clusterProblems =
+    present.REDIS_CLUSTER_NODES && !hasHashTag(present.QUEUE_PREFIX ?? "{jobs}")
+      ? [
+          `QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set (got ${JSON.stringify(present.QUEUE_PREFIX)})`,
+        ]
+      : [];
+  if (!parsed.success || overrides.problems.length > 0 || clusterProblems.length > 0) {
     const problems = (parsed.error?.issues ?? []).map((issue) => {
       const name = String(issue.path[0] ?? "environment");
       return `${name}: ${issue.message} (got ${JSON.stringify(present[name])})`;
     });
-    throw new ConfigError([...new Set([...problems, ...overrides.problems])]);
+    throw new ConfigError([...new Set([...problems, ...overrides.problems, ...clusterProblems])]);
   }
   const e = parsed.data;
   const production = e.NODE_ENV === "production";
@@ -234,6 +274,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST,
     workerPort: e.WORKER_PORT,
     redisUrl: e.REDIS_URL,
+    redisClusterNodes: e.REDIS_CLUSTER_NODES ? parseClusterNodes(e.REDIS_CLUSTER_NODES) : undefined,
     databaseUrl: e.DATABASE_URL,
     demoQueue: e.DEMO_QUEUE ?? !production,
     migrateOnStart: e.MIGRATE_ON_START,
@@ -253,7 +294,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     wsKeepAliveMs: e.WS_KEEPALIVE_MS,
     wsInitTimeoutMs: e.WS_INIT_TIMEOUT_MS,
     wsMaxSubscriptions: e.WS_MAX_SUBSCRIPTIONS,
-    wsMaxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
     wsSlowConsumerMs: e.WS_SLOW_CONSUMER_MS,
     adminApiKey: e.ADMIN_API_KEY,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),

@@ -1,10 +1,8 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { type Collected, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
-import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // One job from enqueue to live progress, through a real listening API and a real worker process.
 
@@ -31,29 +29,20 @@ interface Event {
   job: { state: string; progress: unknown; result: unknown; failedReason: string | null; attemptsMade: number } | null;
 }
 
+let stack: TestStack;
 let api: TestApi;
-let worker: RunningProcess;
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
-const prefix = uniquePrefix();
 const open: Collected<unknown>[] = [];
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix };
-  [api, worker] = await Promise.all([startTestApi(env), startWorker(env)]);
+  stack = await startTestStack();
+  api = stack.api;
 });
 
 afterEach(async () => {
   await Promise.all(open.splice(0).map((s) => s.close()));
 });
 
-afterAll(async () => {
-  await worker?.stop();
-  await api?.stop();
-  expect(await killAll()).toEqual([]);
-  await deletePrefix(prefix);
-  await db?.drop();
-});
+afterAll(() => stack?.stop());
 
 async function enqueue(name: string, data: unknown, extra: Record<string, unknown> = {}): Promise<string> {
   const { body } = await gql<{ enqueueJob: { job: { id: string } } }>(api.url, ENQUEUE, { input: { queue: "demo", name, data, ...extra } });
@@ -70,7 +59,7 @@ function eventsOf(sub: Collected<unknown>): Event[] {
 }
 
 async function historyRow(id: string, until: (row: Record<string, unknown> | undefined) => boolean) {
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({ connectionString: stack.databaseUrl });
   await client.connect();
   try {
     for (let i = 0; i < 100; i++) {
@@ -168,7 +157,7 @@ describe("a failing demo job end to end", () => {
       job: { state: "FAILED", failedReason: "card declined" },
     });
     await historyRow(id, (r) => r?.state === "FAILED");
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: stack.databaseUrl });
     await client.connect();
     for (let i = 0; i < 50; i++) {
       const { rowCount } = await client.query("SELECT 1 FROM failed_job_audit WHERE job_id = $1", [id]);

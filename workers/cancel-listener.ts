@@ -1,6 +1,6 @@
 import type { Worker } from "bullmq";
-import type { Redis } from "ioredis";
 import type { Logger } from "../src/infra/logger.ts";
+import type { RedisClient } from "../src/infra/redis.ts";
 import { cancellation, cancelMessageSchema } from "../src/jobs/cancellation.ts";
 
 /**
@@ -9,7 +9,7 @@ import { cancellation, cancelMessageSchema } from "../src/jobs/cancellation.ts";
  * for a job another process runs is a no-op here. Uses its own connection (subscriber mode).
  */
 export async function listenForCancellations(
-  subscriber: Redis,
+  subscriber: RedisClient,
   prefix: string,
   workers: Worker[],
   log: Logger,

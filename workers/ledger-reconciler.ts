@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Job, Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
+import type { RedisClient } from "../src/infra/redis.ts";
 import { type Ledger, type LedgerRecord, recordOf } from "./ledger.ts";
 
 export interface ReconcilerOptions {
@@ -37,7 +37,7 @@ export class LedgerReconciler {
 
   constructor(
     private readonly ledger: Ledger,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly queues: Queue[],
     private readonly db: Db,
     private readonly log: Logger,

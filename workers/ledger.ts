@@ -1,7 +1,7 @@
 import type { Job } from "bullmq";
-import type { Redis } from "ioredis";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
+import type { RedisClient } from "../src/infra/redis.ts";
 import type { HistoryStore } from "../src/jobs/history.ts";
 import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 
@@ -65,7 +65,7 @@ export function recordOf(job: Job, outcome: "completed" | "failed", workerId: st
  */
 export class Ledger {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly history: HistoryStore,
     private readonly db: Db,

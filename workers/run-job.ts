@@ -1,5 +1,5 @@
 import { type Job, UnrecoverableError } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../src/infra/redis.ts";
 import { cancellation } from "../src/jobs/cancellation.ts";
 import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
 import type { Processor, ProcessorContext } from "./processor.ts";
@@ -10,7 +10,7 @@ function describe(err: unknown): string {
 
 export interface RunJobOptions {
   /** Reads cancel markers (see src/jobs/cancellation.ts). */
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   /** After a cancel, how long a processor that ignores its AbortSignal may keep the job. */
   cancelGraceMs: number;

@@ -1,11 +1,10 @@
-import { type Queue, UnrecoverableError, Worker } from "bullmq";
+import { type Queue, Worker } from "bullmq";
 import type { Config } from "../src/config.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
-import { closeRedis, createRedis } from "../src/infra/redis.ts";
+import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
 import { HistoryStore } from "../src/jobs/history.ts";
 import { HistoryRetention, retentionLockKey } from "../src/jobs/history-retention.ts";
-import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
 import { QueueSet } from "../src/jobs/queues.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 import { listenForCancellations } from "./cancel-listener.ts";
@@ -48,7 +47,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   const history = new HistoryStore(db);
   // Ledger and reconciler commands must wait out a Redis restart rather than fail (records would
   // otherwise stay only in this process' memory): no per-request retry limit.
-  const redis = createRedis(config.redisUrl, "blocking");
+  const redis = createRedis(config, "blocking");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
   const ledger = new Ledger(redis, config.queuePrefix, history, db, log);
   const metrics = new WorkerMetrics(queueNames, (queue) => ledger.backlog(queue));
@@ -61,7 +60,8 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     workerId,
   });
   const workers: Worker[] = [];
-  const probe = createRedis(config.redisUrl, "request");
+  const connection = bullConnection(config);
+  const probe = createRedis(config, "request");
   probe.on("error", () => {});
 
   for (const { queue, concurrency, rateLimit } of settings) {
@@ -78,7 +78,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
           services: { config, db },
         }),
       {
-        connection: { url: config.redisUrl, maxRetriesPerRequest: null },
+        connection,
         prefix: config.queuePrefix,
         concurrency,
         limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
@@ -100,7 +100,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   }
 
   // cancelJob on an active job reaches whichever worker process runs it through this channel.
-  const cancelSubscriber = createRedis(config.redisUrl, "subscriber");
+  const cancelSubscriber = createRedis(config, "subscriber");
   cancelSubscriber.on("error", (err) => log.debug("cancel listener connection error", { err: describe(err) }));
   const stopCancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, workers, log);
 

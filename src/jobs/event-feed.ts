@@ -40,7 +40,7 @@ export class SlowSubscriberError extends Error {
  */
 class Feed implements AsyncIterableIterator<JobEvent> {
   private readonly initial: JobEvent[] = [];
-  private readonly live: JobEvent[] = [];
+  private live: JobEvent[] = [];
   private wake: (() => void) | null = null;
   private done = false;
   private failure: Error | null = null;
@@ -66,6 +66,7 @@ class Feed implements AsyncIterableIterator<JobEvent> {
 
   push(event: JobEvent): void {
     if (this.done) return;
+    if (this.live.length >= this.maxBuffer) this.coalesce();
     if (this.live.length >= this.maxBuffer) {
       this.failure = new SlowSubscriberError(this.maxBuffer);
       this.close();
@@ -73,6 +74,16 @@ class Feed implements AsyncIterableIterator<JobEvent> {
     }
     this.live.push(event);
     this.wake?.();
+  }
+
+  /**
+   * For a reader that fell behind: of each job's waiting PROGRESS events only the newest stays
+   * (latest wins). Every other event, terminal ones above all, is kept.
+   */
+  private coalesce(): void {
+    const newest = new Map<string, JobEvent>();
+    for (const e of this.live) if (e.type === "PROGRESS") newest.set(e.jobId, e);
+    this.live = this.live.filter((e) => e.type !== "PROGRESS" || newest.get(e.jobId) === e);
   }
 
   private close(): void {
@@ -186,8 +197,7 @@ export class EventFeeds {
     const feed = new Feed("0-0", true, this.options.maxBuffer, null);
     await this.subscribe(feed, channels.job(prefix, queue, jobId));
     try {
-      const position = await stream.tail(queue);
-      const job = await loadJob(queue, jobId);
+      const { position, job } = await this.consistentSnapshot(queue, jobId);
       if (!job) throw new NotFoundError(`No job "${jobId}" in queue "${queue}"`);
       if (since == null || (await this.isTrimmed(queue, since))) {
         const snapshot = this.snapshot(position, job, since != null);
@@ -203,6 +213,11 @@ export class EventFeeds {
           if (raw.args.jobId !== jobId) continue;
           const event = await translate(queue, raw.id, raw.name, raw.args, loadJob);
           if (event) missed.push(event);
+        }
+        if (TERMINAL_STATES.has(job.state) && !missed.some((e) => TERMINAL_EVENTS.has(e.type))) {
+          // The job ended at or before `since`: the client has seen its end already.
+          await feed.return();
+          return none();
         }
         feed.setStart(missed, position);
       }
@@ -237,13 +252,35 @@ export class EventFeeds {
     }
   }
 
+  /**
+   * The job and the stream position it is current at. The two can't be read atomically, so read the
+   * tail, the job, the tail again, and accept when none of the job's own events came in between
+   * (then the job is as of the second read). Without this a SNAPSHOT could already show what an
+   * event after its position says, and a client resuming from it would see that event twice.
+   */
+  private async consistentSnapshot(queue: string, jobId: string): Promise<{ position: string; job: JobView | null }> {
+    const { stream, loadJob } = this.options;
+    let before = await stream.tail(queue);
+    for (let attempt = 0; ; attempt++) {
+      const job = await loadJob(queue, jobId);
+      const after = await stream.tail(queue);
+      if (after === before || attempt === 4) return { position: before, job };
+      let touched = false;
+      for await (const raw of stream.after(queue, before, after)) if (raw.args.jobId === jobId) touched = true;
+      if (!touched) return { position: after, job };
+      before = after;
+    }
+  }
+
   /** True when events after `since` may have been trimmed from the stream. */
-  private async isTrimmed(queue: string, since: string): Promise<boolean> {
-    const head = await this.options.stream.head(queue);
-    return head !== null && compareEventIds(since, head) < 0;
+  private isTrimmed(queue: string, since: string): Promise<boolean> {
+    return this.options.stream.isTrimmedAfter(queue, since);
   }
 }
 
 async function* once(event: JobEvent): AsyncGenerator<JobEvent> {
   yield event;
 }
+
+// biome-ignore lint/correctness/useYield: an empty stream, for a subscription with nothing left to say
+async function* none(): AsyncGenerator<JobEvent> {}

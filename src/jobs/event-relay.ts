@@ -1,17 +1,18 @@
 import { randomUUID } from "node:crypto";
-import { QueueEvents } from "bullmq";
-import type { Redis } from "ioredis";
+import { type ConnectionOptions, QueueEvents } from "bullmq";
 import type { Logger } from "../infra/logger.ts";
-import { channels, type LoadJob, translate } from "./events.ts";
+import type { RedisClient } from "../infra/redis.ts";
+import { channels, type JobEvent, type LoadJob, translate } from "./events.ts";
 
 /** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
 const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
 
 export interface EventRelayOptions {
-  redisUrl: string;
+  /** What each queue's `QueueEvents` connects with (see `bullConnection`). */
+  connection: ConnectionOptions;
   prefix: string;
   /** Publishes (a plain ioredis connection, not in subscriber mode). */
-  publisher: Redis;
+  publisher: RedisClient;
   loadJob: LoadJob;
   log: Logger;
   /** How long a relay's leadership lasts without renewal; another instance takes over after it. */
@@ -92,10 +93,10 @@ export class EventRelay {
   }
 
   private async lead(queue: string): Promise<void> {
-    const { publisher, redisUrl, prefix, log } = this.options;
+    const { publisher, connection, prefix, log } = this.options;
     const position = (await publisher.get(this.positionKey(queue))) ?? "$";
     const reader = new QueueEvents(queue, {
-      connection: { url: redisUrl, maxRetriesPerRequest: null },
+      connection,
       prefix,
       lastEventId: position,
     });
@@ -107,7 +108,10 @@ export class EventRelay {
       reader.on(
         name as "added",
         ((args: Record<string, unknown>, id: string) => {
-          state.chain = state.chain.then(() => this.publish(queue, id, name, args));
+          // Lookups (the job of a terminal event) start at once and overlap; publishing stays in order.
+          const translated = translate(queue, id, name, args, this.options.loadJob);
+          translated.catch(() => undefined);
+          state.chain = state.chain.then(() => this.publish(queue, id, name, translated));
         }) as never,
       );
     }
@@ -117,10 +121,10 @@ export class EventRelay {
   }
 
   /** Publishes one event on its channels and records its id, in one transaction. */
-  private async publish(queue: string, id: string, name: string, args: Record<string, unknown>): Promise<void> {
-    const { publisher, prefix, loadJob, log } = this.options;
+  private async publish(queue: string, id: string, name: string, translated: Promise<JobEvent | null>): Promise<void> {
+    const { publisher, prefix, log } = this.options;
     try {
-      const event = await translate(queue, id, name, args, loadJob);
+      const event = await translated;
       const tx = publisher.multi();
       if (event) {
         const payload = JSON.stringify(event);

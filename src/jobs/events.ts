@@ -1,5 +1,5 @@
-import type { Redis } from "ioredis";
 import { z } from "zod";
+import type { RedisClient } from "../infra/redis.ts";
 import { CANCELLED_PREFIX, JOB_STATES, type JobView, TERMINAL_STATES } from "./job-view.ts";
 
 export const JOB_EVENT_TYPES = [
@@ -157,7 +157,7 @@ export const channels = {
 /** Reads a queue's BullMQ events stream directly: its tail, and the entries after an id. */
 export class EventStream {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyOf: (queue: string) => string,
   ) {}
 
@@ -167,10 +167,30 @@ export class EventStream {
     return last[0]?.[0] ?? "0-0";
   }
 
-  /** The id of the oldest entry still held, null when the stream is empty. */
-  async head(queue: string): Promise<string | null> {
-    const first = await this.redis.xrange(this.keyOf(queue), "-", "+", "COUNT", 1);
-    return first[0]?.[0] ?? null;
+  /**
+   * True when entries after `since` may have been deleted (trimmed by MAXLEN), so replaying from it
+   * could skip some: something was removed from the stream, and `since` is older than the oldest
+   * entry still held (or than the newest one deleted with XDEL).
+   */
+  async isTrimmedAfter(queue: string, since: string): Promise<boolean> {
+    let info: unknown[];
+    try {
+      info = (await this.redis.call("XINFO", "STREAM", this.keyOf(queue))) as unknown[];
+    } catch {
+      return false; // no stream yet: nothing was ever written, so nothing was trimmed
+    }
+    const field = (name: string) => {
+      const i = info.indexOf(name);
+      return i >= 0 ? info[i + 1] : undefined;
+    };
+    const length = Number(field("length") ?? 0);
+    const added = Number(field("entries-added") ?? length); // Redis < 7 does not say: assume nothing removed
+    if (added <= length) return false;
+    const maxDeleted = field("max-deleted-entry-id");
+    if (typeof maxDeleted === "string" && compareEventIds(since, maxDeleted) < 0) return true;
+    const first = field("first-entry");
+    const head = Array.isArray(first) && typeof first[0] === "string" ? first[0] : String(field("last-generated-id") ?? "0-0");
+    return compareEventIds(since, head) < 0;
   }
 
   /** Entries after `since` up to `until` (inclusive), as raw names and fields. */

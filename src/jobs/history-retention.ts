@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
 import { Prisma } from "../generated/prisma/client.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Db } from "../infra/prisma.ts";
+import type { RedisClient } from "../infra/redis.ts";
 
 export interface HistoryRetentionOptions {
   /** Finished jobs whose rows are older than this many days are deleted. */
@@ -41,7 +41,7 @@ export class HistoryRetention {
 
   constructor(
     private readonly db: Db,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly log: Logger,
     private readonly options: HistoryRetentionOptions,
   ) {}

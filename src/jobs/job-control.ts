@@ -1,6 +1,6 @@
 import type { Job } from "bullmq";
-import type { Redis } from "ioredis";
 import { z } from "zod";
+import type { RedisClient } from "../infra/redis.ts";
 import { cancellation } from "./cancellation.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "./errors.ts";
 import type { HistoryStore } from "./history.ts";
@@ -44,7 +44,7 @@ export class JobControl {
     private readonly queues: QueueSet,
     private readonly history: HistoryStore,
     private readonly actions: OperatorActionLog,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: JobControlOptions,
   ) {}
 

@@ -217,6 +217,12 @@ export class QueueService {
     const view = await this.scheduler(name, id);
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
     await queue.removeJobScheduler(id);
+    // BullMQ removes the scheduler's next job while it is delayed; one already promoted to waiting
+    // would still start, so take those out too (scheduler jobs' ids are "repeat:<id>:<time>").
+    const pending = await queue.getJobs(["waiting", "prioritized", "delayed"], 0, 999);
+    await Promise.all(
+      pending.filter((job) => String(job.id).startsWith(`repeat:${id}:`)).map((job) => job.remove().catch(() => undefined)),
+    );
     await this.actions.record({ actor, action: "removeJobScheduler", queue: name, details: { id } });
     return view;
   }

@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../infra/redis.ts";
 import type { JobRegistry } from "./registry.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
@@ -12,7 +12,7 @@ export class QueueSet {
 
   constructor(
     private readonly registry: JobRegistry,
-    private readonly connection: Redis,
+    private readonly connection: RedisClient,
     readonly prefix: string,
     /** Approximate length of each queue's events stream; how far back `since` can resume. */
     readonly eventsMaxLen = 10_000,

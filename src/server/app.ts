@@ -6,6 +6,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
+import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
@@ -79,6 +80,8 @@ export function buildApp(deps: AppDeps): App {
         }
       : false,
     maskedErrors: true,
+    // Replaced by requestBodyLimitPlugin: same limit, without a stream per request (see its file).
+    maxRequestBodySize: false,
     logging: {
       debug: (...a) => deps.log.debug(String(a[0]), { args: a.slice(1) }),
       info: (...a) => deps.log.info(String(a[0]), { args: a.slice(1) }),
@@ -91,7 +94,11 @@ export function buildApp(deps: AppDeps): App {
       const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
       return deps.context(deps.authenticate(authorization));
     },
-    plugins: [healthPlugin(deps.ready, metrics, deps.metricsToken), ...(deps.introspection ? [] : [noIntrospectionPlugin()])],
+    plugins: [
+      healthPlugin(deps.ready, metrics, deps.metricsToken),
+      ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
+      requestBodyLimitPlugin(),
+    ],
   });
 
   const server = http.createServer(yoga);

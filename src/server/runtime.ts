@@ -3,7 +3,7 @@ import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma } from "../infra/prisma.ts";
-import { closeRedis, createRedis } from "../infra/redis.ts";
+import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { EventFeeds } from "../jobs/event-feed.ts";
 import { EventRelay } from "../jobs/event-relay.ts";
 import { EventStream } from "../jobs/events.ts";
@@ -46,13 +46,17 @@ async function check(name: string, probe: () => Promise<unknown>, checks: Record
  */
 export async function createApiRuntime(config: Config, log: Logger): Promise<ApiRuntime> {
   const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
-  const redis = createRedis(config.redisUrl, "request");
+  const redis = createRedis(config, "request");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
-  const publisher = createRedis(config.redisUrl, "subscriber");
-  const subscriber = createRedis(config.redisUrl, "subscriber");
+  const publisher = createRedis(config, "subscriber");
+  const subscriber = createRedis(config, "subscriber");
   for (const c of [publisher, subscriber]) c.on("error", (err) => log.debug("redis pub/sub connection error", { err: err.message }));
   const db = createPrisma(config.databaseUrl);
-  const queues = new QueueSet(registry, createRedis(config.redisUrl, "request"), config.queuePrefix, config.eventsMaxLen);
+  // The queues share one connection of their own; BullMQ does not close a connection it was given.
+  const queueConnection = createRedis(config, "request");
+  const queues = new QueueSet(registry, queueConnection, config.queuePrefix, config.eventsMaxLen);
+  // Made now rather than on first use: each writes the queue's settings (events stream length) to Redis.
+  for (const name of registry.queues()) queues.get(name);
   const history = new HistoryStore(db);
   const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
   const actions = new OperatorActionLog(db, log);
@@ -69,7 +73,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
   const relay = new EventRelay({
-    redisUrl: config.redisUrl,
+    connection: bullConnection(config),
     prefix: config.queuePrefix,
     publisher,
     loadJob,
@@ -114,7 +118,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       await relay.stop();
       await pubsub.close();
       await queues.close();
-      await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber)]);
+      await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber), closeRedis(queueConnection)]);
       await db.$disconnect();
     },
   };

@@ -18,11 +18,7 @@ export interface WebSocketLimits {
   initTimeoutMs: number;
   /** Subscriptions one connection may run at once; one more closes it with 4029. */
   maxSubscriptions: number;
-  /**
-   * Bytes waiting in the socket past which a subscription stops pulling events (they wait, and
-   * progress coalesces, in its own buffer); a socket congested for `slowConsumerMs` is closed with 4008.
-   */
-  maxBufferedBytes: number;
+  /** How long one message may wait to be taken by the client before the socket is closed with 4008. */
   slowConsumerMs: number;
 }
 
@@ -38,31 +34,32 @@ export function websocketLimits(config: Config): WebSocketLimits {
     keepAliveMs: config.wsKeepAliveMs,
     initTimeoutMs: config.wsInitTimeoutMs,
     maxSubscriptions: config.wsMaxSubscriptions,
-    maxBufferedBytes: config.wsMaxBufferedBytes,
     slowConsumerMs: config.wsSlowConsumerMs,
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
- * Passes results on only while the socket keeps up. While more than `maxBufferedBytes` wait to be
- * sent, it does not pull the next result, so events queue in the subscription's own bounded buffer
- * (src/jobs/event-feed.ts), where progress coalesces and an overflow ends that subscription, instead
- * of piling up unbounded in the socket. Other subscriptions and connections are not slowed.
+ * Closes the connection of a client that stops taking events. graphql-ws waits until each message
+ * has been handed to the OS before it asks for the next one, so a client that stops reading stalls
+ * its subscription at a `yield` here once the socket buffers are full; meanwhile new events wait in
+ * the subscription's own bounded buffer (src/jobs/event-feed.ts), where progress coalesces. A yield
+ * that is not taken within `slowConsumerMs` closes the socket with 4008. Other subscriptions and
+ * connections are never slowed.
  */
-async function* paced(source: AsyncIterable<ExecutionResult>, socket: WebSocket, limits: WebSocketLimits): AsyncGenerator<ExecutionResult> {
+async function* watched(
+  source: AsyncIterable<ExecutionResult>,
+  socket: WebSocket,
+  limits: WebSocketLimits,
+): AsyncGenerator<ExecutionResult> {
   for await (const result of source) {
-    const since = Date.now();
-    while (socket.bufferedAmount > limits.maxBufferedBytes) {
-      if (socket.readyState !== socket.OPEN) return;
-      if (Date.now() - since > limits.slowConsumerMs) {
-        socket.close(CLOSE_SLOW_CONSUMER, "Slow consumer: events are not being read; reconnect and resume with `since`");
-        return;
-      }
-      await sleep(20);
+    const watchdog = setTimeout(() => {
+      socket.close(CLOSE_SLOW_CONSUMER, "Slow consumer: events are not being read; reconnect and resume with `since`");
+    }, limits.slowConsumerMs);
+    try {
+      yield result;
+    } finally {
+      clearTimeout(watchdog);
     }
-    yield result;
   }
 }
 
@@ -97,7 +94,7 @@ export function attachGraphqlWs(
       subscribe: async (args) => {
         const root = args.rootValue as Enveloped;
         const result = (await root.subscribe(args)) as AsyncIterable<ExecutionResult> | ExecutionResult;
-        return Symbol.asyncIterator in result ? paced(result, root.socket, limits) : result;
+        return Symbol.asyncIterator in result ? watched(result, root.socket, limits) : result;
       },
       onSubscribe: async (ctx, id, payload) => {
         const socket = ctx.extra.socket;

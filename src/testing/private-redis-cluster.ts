@@ -1,0 +1,120 @@
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export interface PrivateRedisCluster {
+  /** The seed nodes as REDIS_CLUSTER_NODES wants them: `127.0.0.1:<p1>,127.0.0.1:<p2>,...`. */
+  nodes: string;
+  ports: number[];
+  /** Kills every node and deletes the data directory. */
+  destroy(): Promise<void>;
+}
+
+async function canListen(port: number): Promise<boolean> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A free port whose cluster bus port (port + 10000, fixed by Redis) is free too. Picked at random
+ * from a range that keeps the bus port below 65536; racy in theory, fine for tests.
+ */
+async function freeNodePort(taken: Set<number>): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000);
+    if (taken.has(port) || taken.has(port + 10_000)) continue;
+    if ((await canListen(port)) && (await canListen(port + 10_000))) return port;
+  }
+  throw new Error("no free port pair for a Redis Cluster node");
+}
+
+/**
+ * A Redis Cluster of its own: `size` masters (no replicas) on free loopback ports, each a
+ * `redis-server` child process with persistence off, joined with `redis-cli --cluster create` and
+ * resolved once `cluster_state:ok`. Needs `redis-server` and `redis-cli` on PATH.
+ */
+export async function startPrivateRedisCluster(size = 3): Promise<PrivateRedisCluster> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "redis-cluster-"));
+  const ports: number[] = [];
+  const children: ChildProcess[] = [];
+  const destroy = async () => {
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
+            child.once("exit", () => resolve());
+            child.kill("SIGKILL");
+          }),
+      ),
+    );
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const taken = new Set<number>();
+    for (let i = 0; i < size; i++) {
+      const port = await freeNodePort(taken);
+      taken.add(port).add(port + 10_000);
+      ports.push(port);
+      // stdio ignored: a node's log is not needed, and an unread pipe could fill up and stall it.
+      const child = spawn(
+        "redis-server",
+        [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          path.join(dir, `nodes-${port}.conf`),
+          "--dir",
+          dir,
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--daemonize",
+          "no",
+        ],
+        { stdio: "ignore" },
+      );
+      children.push(child);
+    }
+    for (const port of ports) await waitFor(async () => (await cli(port, "ping")) === "PONG", `node ${port} answering`);
+    await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"]);
+    // Every node must agree before a client's first slot lookup, or it may be told CLUSTERDOWN.
+    for (const port of ports) {
+      await waitFor(async () => (await cli(port, "cluster", "info")).includes("cluster_state:ok"), `node ${port} cluster_state:ok`);
+    }
+    return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(","), ports, destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}
+
+async function cli(port: number, ...args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run("redis-cli", ["-p", String(port), ...args]);
+    return stdout.trim();
+  } catch {
+    return "";
+  }
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Redis Cluster: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
