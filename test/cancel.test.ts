@@ -85,6 +85,7 @@ describe("cancelling an active job in a worker process whose processor honours t
   it("aborts it at once: CANCELLED with no further attempts, the subscription ends with CANCELLED, no audit row", async () => {
     const id = await enqueue(api, { steps: 200, stepMs: 100 }, { attempts: 3 });
     const sub = await subscribeWs(api.url, EVENTS, { id });
+    await sub.waitFor(1);
     await waitForState(queue, id, "active");
     const { body } = await gql(api.url, CANCEL, { id });
     expect(body.data?.cancelJob).toEqual({

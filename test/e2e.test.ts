@@ -144,13 +144,16 @@ describe("a demo.sleep job end to end", () => {
 
 describe("a failing demo job end to end", () => {
   it("ends in FAILED with its reason, writes history and one audit row", async () => {
-    // Delayed a little so the subscription is live before the job runs.
-    const id = await enqueue("fail", { message: "card declined" }, { delayMs: 400 });
+    // The queue is paused until the subscription is live, so it sees the whole run.
+    await stack.queue.pause();
+    const id = await enqueue("fail", { message: "card declined" });
     const sub = await subscribeSse(api.url, JOB_EVENTS, { queue: "demo", id });
     open.push(sub);
+    await sub.waitFor(1);
+    await stack.queue.resume();
     await sub.done;
     const events = eventsOf(sub);
-    expect(events.map((e) => e.type)).toEqual(["SNAPSHOT", "WAITING", "ACTIVE", "FAILED"]);
+    expect(events.map((e) => e.type)).toEqual(["SNAPSHOT", "ACTIVE", "FAILED"]);
     expect(events.at(-1)).toMatchObject({
       type: "FAILED",
       failedReason: "card declined",
@@ -182,9 +185,12 @@ describe("a failing demo job end to end", () => {
   });
 
   it("shows a failed attempt with attempts left as RETRYING, not FAILED", async () => {
-    const id = await enqueue("fail", { message: "flaky", failTimes: 1 }, { attempts: 2, delayMs: 400 });
+    await stack.queue.pause();
+    const id = await enqueue("fail", { message: "flaky", failTimes: 1 }, { attempts: 2 });
     const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
     open.push(sub);
+    await sub.waitFor(1);
+    await stack.queue.resume();
     await sub.done;
     const types = eventsOf(sub).map((e) => e.type);
     expect(types).toContain("RETRYING");

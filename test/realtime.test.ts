@@ -88,15 +88,18 @@ describe("jobEvents", () => {
   });
 
   it("gives the same event sequence over SSE and WebSocket", async () => {
-    const id = await enqueue(api.url, "sleep", { steps: 6, stepMs: 40 }, { delayMs: 400 });
+    // The queue is paused until both subscriptions are live, so both see the whole run.
+    await queue.pause();
+    const id = await enqueue(api.url, "sleep", { steps: 6, stepMs: 40 });
     const ws = await subscribeWs(api.url, JOB_EVENTS, { id });
     const sse = await subscribeSse(api.url, JOB_EVENTS, { id });
     open.push(ws, sse);
+    await Promise.all([ws.waitFor(1), sse.waitFor(1)]);
+    await queue.resume();
     await Promise.all([ws.done, sse.done]);
     const strip = (list: Ev[]) => list.filter((e) => e.type !== "SNAPSHOT").map((e) => [e.id, e.type, e.progress]);
     expect(strip(events(sse))).toEqual(strip(events(ws)));
     expect(strip(events(ws)).map((e) => e[1])).toEqual([
-      "WAITING",
       "ACTIVE",
       "PROGRESS",
       "PROGRESS",
@@ -115,6 +118,8 @@ describe("jobEvents", () => {
     try {
       await resyncScenario(api);
     } finally {
+      // This API stops before afterEach runs: close its subscriptions first.
+      await Promise.all(open.splice(0).map((sub) => sub.close()));
       await Promise.all([worker.stop(), api.stop()]);
       await deletePrefix(short.QUEUE_PREFIX);
     }
@@ -158,9 +163,12 @@ describe("many API instances", () => {
   it("two instances, subscribers on both: each gets every event of the job exactly once", async () => {
     const second = await startTestApi(env);
     try {
-      const id = await enqueue(api.url, "sleep", { steps: 8, stepMs: 40 }, { delayMs: 400 });
+      await queue.pause();
+      const id = await enqueue(api.url, "sleep", { steps: 8, stepMs: 40 });
       const subs = await Promise.all([api, second, api, second].map((a) => subscribeWs(a.url, JOB_EVENTS, { id })));
       open.push(...subs);
+      await Promise.all(subs.map((s) => s.waitFor(1)));
+      await queue.resume();
       await Promise.all(subs.map((s) => s.done));
       const sequences = subs.map((s) =>
         events(s)

@@ -29,7 +29,7 @@ try {
   const loss = await engine.evaluateDataLoss({ migrationsList: migrationList(), schema: schemaFiles(), filters });
   if (loss.unexecutableSteps.length) throw new Error(loss.unexecutableSteps.map((s) => s.message).join("\n"));
   if (loss.warnings.length && !acceptDataLoss && !createOnly)
-    throw new Error(`Data loss warnings (re-run with --accept-data-loss):\n${loss.warnings.map((w) => " - " + w.message).join("\n")}`);
+    throw new Error(`Data loss warnings (re-run with --accept-data-loss):\n${loss.warnings.map((w) => ` - ${w.message}`).join("\n")}`);
 
   const list = migrationList();
   const out = await engine.createMigration({

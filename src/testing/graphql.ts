@@ -79,6 +79,8 @@ export async function subscribeWs<T = Record<string, unknown>>(
     connectionParams,
     retryAttempts: 0,
     lazy: false,
+    // A closed socket surfaces through `done`; don't also print it.
+    onNonLazyError: () => {},
   });
   const { c, push } = collector<T>();
   const done = new Promise<void>((resolve, reject) => {
