@@ -282,5 +282,5 @@ async function* once(event: JobEvent): AsyncGenerator<JobEvent> {
   yield event;
 }
 
-// biome-ignore lint/correctness/useYield: an empty stream, for a subscription with nothing left to say
+/** An empty stream, for a subscription with nothing left to say. */
 async function* none(): AsyncGenerator<JobEvent> {}

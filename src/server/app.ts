@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { type GraphQLSchema, NoSchemaIntrospectionCustomRule } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
@@ -72,6 +73,8 @@ export function buildApp(deps: AppDeps): App {
     schema: deps.schema,
     graphqlEndpoint: "/graphql",
     landingPage: false,
+    // GraphiQL's assets bundled in the page, so it works without reaching a CDN.
+    renderGraphiQL,
     graphiql: deps.graphiql
       ? {
           title: "Job control API",

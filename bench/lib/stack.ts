@@ -1,0 +1,96 @@
+import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import pg from "pg";
+import { applyMigrations } from "../../src/infra/migrate.ts";
+import { type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
+import { deletePrefix } from "../../src/testing/redis.ts";
+
+export interface StackOptions {
+  workers?: number;
+  workerEnv?: Record<string, string>;
+  apiEnv?: Record<string, string>;
+  /** No API process (worker-only scenarios). */
+  noApi?: boolean;
+}
+
+export interface Stack {
+  /** The API's /graphql URL ("" without an API). */
+  url: string;
+  prefix: string;
+  databaseUrl: string;
+  env: Record<string, string>;
+  api: RunningProcess | null;
+  workers: RunningProcess[];
+  startWorker(extra?: Record<string, string>): Promise<RunningProcess>;
+  stop(): Promise<void>;
+}
+
+async function admin(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Starts a stack like production runs it (NODE_ENV=production, auth on), isolated by prefix and database. */
+export async function startStack(
+  base: { redisUrl: string; adminDatabaseUrl: string; apiKey: string },
+  options: StackOptions = {},
+): Promise<Stack> {
+  const id = randomBytes(4).toString("hex");
+  const prefix = `{bench-${id}}`;
+  const dbName = `bench_${id}`;
+  await admin(base.adminDatabaseUrl, `CREATE DATABASE "${dbName}"`);
+  const dbUrl = new URL(base.adminDatabaseUrl);
+  dbUrl.pathname = `/${dbName}`;
+  const databaseUrl = dbUrl.toString();
+  await applyMigrations(databaseUrl);
+  const env: Record<string, string> = {
+    NODE_ENV: "production",
+    ADMIN_API_KEY: base.apiKey,
+    DEMO_QUEUE: "true",
+    REDIS_URL: base.redisUrl,
+    DATABASE_URL: databaseUrl,
+    QUEUE_PREFIX: prefix,
+    MIGRATE_ON_START: "false",
+    LOG_LEVEL: "error",
+    SHUTDOWN_GRACE_MS: "2000",
+  };
+  const workers: RunningProcess[] = [];
+  const spawnWorker = async (extra: Record<string, string> = {}) => {
+    const w = await startWorker({ ...env, ...options.workerEnv, ...extra });
+    workers.push(w);
+    return w;
+  };
+  let api: RunningProcess | null = null;
+  let url = "";
+  if (!options.noApi) {
+    api = await startApi({ ...env, ...options.apiEnv });
+    url = /GraphQL API ready at (\S+)/.exec(api.stdout())?.[1] ?? "";
+  }
+  for (let i = 0; i < (options.workers ?? 0); i++) await spawnWorker();
+  return {
+    url,
+    prefix,
+    databaseUrl,
+    env,
+    api,
+    workers,
+    startWorker: spawnWorker,
+    stop: async () => {
+      await Promise.all([...workers, ...(api ? [api] : [])].map((p) => p.stop("SIGKILL")));
+      await deletePrefix(prefix, base.redisUrl);
+      await admin(base.adminDatabaseUrl, `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
+    },
+  };
+}
+
+/** Resident memory of a process, from /proc (Linux). */
+export function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return kb * 1024;
+}

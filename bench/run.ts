@@ -1,0 +1,116 @@
+// `npm run bench [-- --quick] [-- --only <name>]`: every scenario under bench/scenarios/, one table, JSON and SVG under bench/results/.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { renderChart } from "./lib/chart.ts";
+import { type PrivatePostgres, startPrivatePostgres } from "./lib/private-postgres.ts";
+import { type PrivateRedis, startPrivateRedis } from "./lib/private-redis.ts";
+import type { BenchContext, Row, Scenario, ScenarioOutput } from "./lib/scenario.ts";
+import { startStack } from "./lib/stack.ts";
+import { formatTable } from "./lib/table.ts";
+
+const args = process.argv.slice(2);
+const quick = args.includes("--quick");
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+const started = Date.now();
+const log = (m: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0)}s] ${m}\n`);
+
+// Private servers unless the environment names its own: the bench must not load the shared ones.
+let redis: PrivateRedis | null = null;
+let postgres: PrivatePostgres | null = null;
+const cleanup = async () => {
+  await redis?.destroy();
+  await postgres?.stop();
+};
+process.on("SIGINT", () => void cleanup().then(() => process.exit(130)));
+// The harness is a composition root of its own (like main.ts): it reads only these two variables.
+const env = process.env;
+try {
+  if (!env.REDIS_URL) redis = await startPrivateRedis();
+  if (!env.DATABASE_URL) postgres = await startPrivatePostgres();
+  const redisUrl = env.REDIS_URL ?? redis?.url ?? "";
+  const adminDatabaseUrl = env.DATABASE_URL ?? postgres?.adminUrl ?? "";
+  const machine = await describeMachine(redisUrl, adminDatabaseUrl);
+  log(`machine: ${JSON.stringify(machine)}`);
+
+  const ctx: BenchContext = {
+    quick,
+    redisUrl,
+    adminDatabaseUrl,
+    apiKey: `bench-${randomBytes(16).toString("hex")}`,
+    startStack: (options) => startStack({ redisUrl, adminDatabaseUrl, apiKey: ctx.apiKey }, options),
+    memo: new Map(),
+    log,
+  };
+
+  const dir = path.join(import.meta.dirname, "scenarios");
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith(".ts"))
+    .sort();
+  const outputs: Record<string, ScenarioOutput & { seconds: number }> = {};
+  const rows: Row[] = [];
+  for (const file of files) {
+    const scenario = (await import(path.join(dir, file))).default as Scenario;
+    if (only && !scenario.name.includes(only)) continue;
+    const t0 = Date.now();
+    log(`scenario ${scenario.name}`);
+    try {
+      const out = await scenario.run(ctx);
+      outputs[scenario.name] = { ...out, seconds: (Date.now() - t0) / 1000 };
+      rows.push(...out.rows);
+    } catch (err) {
+      const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
+      log(`scenario ${scenario.name} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      rows.push({
+        scenario: scenario.name,
+        metric: "-",
+        project: null,
+        baseline: null,
+        baselineName: "-",
+        ratio: null,
+        target: "-",
+        pass: null,
+        note: `error: ${message}`,
+      });
+    }
+  }
+
+  const seconds = (Date.now() - started) / 1000;
+  process.stdout.write(
+    `\n${formatTable(rows)}\n\n${quick ? "quick run" : "full run"} in ${seconds.toFixed(0)} s on ${machine.cpus} cores, ${machine.memoryGiB} GiB, Node ${machine.node}, Redis ${machine.redis}, ${machine.postgres}\n`,
+  );
+  const resultsDir = path.join(import.meta.dirname, "results");
+  mkdirSync(resultsDir, { recursive: true });
+  // A partial run (--only) must not replace the latest complete one.
+  const name = `${only ? `only-${only}-` : ""}${quick ? "latest-quick" : "latest"}`;
+  const report = { mode: quick ? "quick" : "full", date: new Date().toISOString(), seconds, machine, rows, scenarios: outputs };
+  writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(path.join(resultsDir, `${name}.svg`), renderChart(report));
+  log(`wrote bench/results/${name}.json and ${name}.svg`);
+} finally {
+  await cleanup();
+}
+// Load clients' sockets and pools may still hold the loop open for a while; the run is over.
+process.exit(process.exitCode ?? 0);
+
+async function describeMachine(redisUrl: string, databaseUrl: string) {
+  const r = new Redis(redisUrl);
+  const info = await r.info("server");
+  r.disconnect();
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  const version = (await c.query("SHOW server_version")).rows[0]?.server_version as string;
+  await c.end();
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? "unknown",
+    postgres: `PostgreSQL ${version}`,
+    os: `${os.type()} ${os.release()}`,
+  };
+}

@@ -1,0 +1,94 @@
+// Worker throughput on no-op jobs, history and failed-job ledger on, vs a raw BullMQ Worker with the
+// same concurrency. Both drain the same number of pre-filled jobs; the first tenth is warm-up.
+import { Queue } from "bullmq";
+import pg from "pg";
+import { deletePrefix } from "../../src/testing/redis.ts";
+import { steer } from "../lib/ipc.ts";
+import { ratioRow, type Scenario } from "../lib/scenario.ts";
+
+const CONCURRENCY = 20;
+
+async function fill(redisUrl: string, prefix: string, count: number): Promise<Queue> {
+  const queue = new Queue("demo", { connection: { url: redisUrl }, prefix });
+  for (let i = 0; i < count; i += 1_000) {
+    // The options the API's QueueSet gives every job, so both workers trim the same way.
+    const batch = Array.from({ length: Math.min(1_000, count - i) }, () => ({
+      name: "noop",
+      data: {},
+      opts: { removeOnComplete: { age: 86_400, count: 10_000 }, removeOnFail: { age: 604_800 } },
+    }));
+    await queue.addBulk(batch);
+  }
+  return queue;
+}
+
+/** Polls until `done()` reaches `count`; jobs/s between 10% and 100% done. */
+async function drainRate(count: number, done: () => Promise<number>, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let t1 = 0;
+  for (;;) {
+    const n = await done();
+    const now = performance.now();
+    if (!t1 && n >= count / 10) t1 = now;
+    if (n >= count) return ((count - count / 10) / (now - t1)) * 1000;
+    if (Date.now() > deadline) throw new Error(`only ${n} of ${count} jobs done after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const remaining = async (q: Queue) => {
+  const c = await q.getJobCounts("wait", "active", "prioritized", "delayed");
+  return Object.values(c).reduce((a, b) => a + b, 0);
+};
+
+export default {
+  name: "worker-throughput",
+  async run(ctx) {
+    const count = ctx.quick ? 1_000 : 5_000;
+    const timeoutMs = ctx.quick ? 60_000 : 240_000;
+
+    // Baseline: raw Worker, no-op processor, in its own process.
+    const rawPrefix = `{bench-raw-worker-${process.pid}}`;
+    const rawQueue = await fill(ctx.redisUrl, rawPrefix, count);
+    const raw = steer<{ ready: boolean }>("load/raw-worker.ts", { redisUrl: ctx.redisUrl, prefix: rawPrefix, concurrency: CONCURRENCY });
+    const baseline = await drainRate(count, async () => count - (await remaining(rawQueue)), timeoutMs);
+    raw.kill();
+    await rawQueue.close();
+    await deletePrefix(rawPrefix, ctx.redisUrl);
+
+    // Ours: workers/main.ts with the same concurrency, writing history rows; done = COMPLETED rows.
+    const stack = await ctx.startStack({ noApi: true });
+    const queue = await fill(ctx.redisUrl, stack.prefix, count);
+    const db = new pg.Client({ connectionString: stack.databaseUrl });
+    await db.connect();
+    try {
+      await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY) });
+      const completedRows = async () =>
+        Number((await db.query("SELECT count(*)::int AS n FROM job_history WHERE state = 'COMPLETED'")).rows[0]?.n ?? 0);
+      // Two clocks on the same run: Redis drained (what BullMQ alone would report), and every
+      // history row written (the figure the target is about: history and ledger on).
+      const [redisDrained, project] = await Promise.all([
+        drainRate(count, async () => count - (await remaining(queue)), timeoutMs),
+        drainRate(count, completedRows, timeoutMs),
+      ]);
+      const scenario = `worker no-op x${count}, c=${CONCURRENCY}`;
+      return {
+        rows: [
+          ratioRow(
+            { scenario, metric: "jobs/s, history written", project, baseline, baselineName: "raw BullMQ Worker", target: ">= 0.7x" },
+            0.7,
+          ),
+          ratioRow(
+            { scenario, metric: "jobs/s, Redis drained", project: redisDrained, baseline, baselineName: "raw BullMQ Worker", target: "-" },
+            null,
+          ),
+        ],
+        details: { count, concurrency: CONCURRENCY, project, redisDrained, baseline },
+      };
+    } finally {
+      await db.end();
+      await queue.close();
+      await stack.stop();
+    }
+  },
+} satisfies Scenario;

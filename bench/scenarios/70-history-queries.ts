@@ -1,0 +1,158 @@
+// History queries at 100,000 and 1,000,000 rows: `jobs` over HTTP against the API (auth on,
+// production mode), p95 of sequential requests, and the 1M / 100k ratio of each (keyset pagination
+// and the indexes should make row count nearly irrelevant). Prints each query's EXPLAIN ANALYZE plan.
+import pg from "pg";
+import { Prisma } from "../../src/generated/prisma/client.ts";
+import { createPrisma, type Db } from "../../src/infra/prisma.ts";
+import { HistoryQueries, type JobListFilter } from "../../src/jobs/history-queries.ts";
+import { encodeJobCursor } from "../../src/jobs/page-cursor.ts";
+import { post } from "../lib/graphql-client.ts";
+import type { BenchContext, Row, Scenario } from "../lib/scenario.ts";
+import { nowMs, summarize } from "../lib/stats.ts";
+
+const QUEUES = ["emails", "reports", "webhooks", "billing", "imports"];
+/** Time between seeded rows: 1M rows span about 11.5 days. */
+const STEP_MS = 1_000;
+const TARGET_P95_MS = 15;
+const TARGET_RATIO = 2;
+
+/**
+ * Appends rows [from, to) in one INSERT ... SELECT generate_series: ~8% FAILED (reasons naming one of
+ * 1000 hosts), customerId from 50,000, newest row last. Ids are `job-<n>`, unique per queue.
+ */
+async function seed(client: pg.Client, from: number, to: number, start: number): Promise<void> {
+  await client.query(
+    `INSERT INTO job_history (queue, id, name, data, state, attempts_made, max_attempts, created_at, updated_at, finished_at, failed_reason, tenant)
+     SELECT ($4::text[])[1 + n % 5], 'job-' || n, 'run',
+            jsonb_build_object('customerId', n % 50000, 'region', (ARRAY['eu','us','ap'])[1 + n % 3], 'size', n % 97),
+            (CASE WHEN n % 13 = 0 THEN 'FAILED' WHEN n % 101 = 0 THEN 'CANCELLED' WHEN n % 211 = 0 THEN 'WAITING' ELSE 'COMPLETED' END)::"JobState",
+            1, 3, ts, ts, ts,
+            CASE WHEN n % 13 = 0 THEN 'upstream 503 from host-' || (n / 13) % 1000 || ' after 30000 ms' END,
+            CASE WHEN n % 4 = 0 THEN 'tenant-' || n % 20 END
+     FROM generate_series($1::int, $2::int - 1) AS n,
+          LATERAL (SELECT to_timestamp(($3::bigint + n::bigint * ${STEP_MS}) / 1000.0) AS ts) t`,
+    [from, to, start, QUEUES],
+  );
+  await client.query("ANALYZE job_history");
+}
+
+interface Case {
+  name: string;
+  filter: JobListFilter;
+  /** A cursor into the middle of the list (the deep page), computed at each size. */
+  deep?: boolean;
+}
+
+const CASES: Case[] = [
+  { name: "queue + FAILED, first 20", filter: { queue: "billing", states: ["FAILED"] } },
+  { name: "deep page (row n/2), first 20", filter: {}, deep: true },
+  { name: "search (failedReason)", filter: { search: "host-417 " } },
+  { name: "dataContains", filter: { dataContains: { customerId: 4242 } } },
+];
+
+const QUERY = `query ($filter: JobFilter, $after: String) {
+  jobs(filter: $filter, first: 20, after: $after) { edges { cursor node { id queue state createdAt failedReason } } pageInfo { hasNextPage endCursor } }
+}`;
+
+/** The SQL the API runs for a case, under EXPLAIN ANALYZE: a Db whose $queryRaw explains instead. */
+async function explain(db: Db, filter: JobListFilter, after: string | null): Promise<string> {
+  const lines: string[] = [];
+  const explaining = {
+    $queryRaw: async (query: Prisma.Sql) => {
+      const plan = await db.$queryRaw<{ "QUERY PLAN": string }[]>(Prisma.sql`EXPLAIN (ANALYZE, BUFFERS) ${query}`);
+      lines.push(...plan.map((r) => r["QUERY PLAN"]));
+      return [];
+    },
+  } as unknown as Db;
+  await new HistoryQueries(explaining, { maxPageSize: 100 }).listJobs(filter, { first: 20, after });
+  return lines.join("\n");
+}
+
+async function measure(ctx: BenchContext, url: string, c: Case, after: string | null) {
+  const warmup = ctx.quick ? 10 : 30;
+  const samples = ctx.quick ? 60 : 300;
+  const times: number[] = [];
+  let rows = 0;
+  for (let i = 0; i < warmup + samples; i++) {
+    const t0 = nowMs();
+    const data = await post<{ jobs: { edges: unknown[] } }>(url, ctx.apiKey, QUERY, { filter: c.filter, after });
+    if (i >= warmup) times.push(nowMs() - t0);
+    rows = data.jobs.edges.length;
+  }
+  return { ...summarize(times), rows };
+}
+
+export default {
+  name: "history-queries",
+  async run(ctx) {
+    const stack = await ctx.startStack();
+    const client = new pg.Client({ connectionString: stack.databaseUrl });
+    await client.connect();
+    const db = createPrisma(stack.databaseUrl, { max: 2 });
+    // --quick checks the harness, not the figures: a tenth of the rows.
+    const [smallSize, largeSize] = ctx.quick ? [10_000, 100_000] : [100_000, 1_000_000];
+    const label = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1_000}k`);
+    const start = Date.now() - largeSize * STEP_MS;
+    const results: Record<string, Record<number, { p50: number; p95: number; p99: number; rows: number; plan: string }>> = {};
+    try {
+      let seeded = 0;
+      for (const size of [smallSize, largeSize]) {
+        const t0 = Date.now();
+        await seed(client, seeded, size, start);
+        seeded = size;
+        ctx.log(`history-queries: ${size} rows seeded in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+        for (const c of CASES) {
+          let after: string | null = null;
+          if (c.deep) {
+            const { rows } = await client.query<{ created_at: Date; queue: string; id: string }>(
+              "SELECT created_at, queue, id FROM job_history ORDER BY created_at DESC, id DESC, queue DESC OFFSET $1 LIMIT 1",
+              [Math.floor(size / 2)],
+            );
+            const r = rows[0];
+            if (r) after = encodeJobCursor({ createdAt: r.created_at, queue: r.queue, id: r.id });
+          }
+          const m = await measure(ctx, stack.url, c, after);
+          const plan = await explain(db, c.filter, after);
+          process.stderr.write(
+            `\n--- ${c.name} @ ${size.toLocaleString("en")} rows: p50 ${m.p50.toFixed(2)} ms, p95 ${m.p95.toFixed(2)} ms, ${m.rows} rows\n${plan}\n`,
+          );
+          const byCase = results[c.name] ?? {};
+          byCase[size] = { p50: m.p50, p95: m.p95, p99: m.p99, rows: m.rows, plan };
+          results[c.name] = byCase;
+        }
+      }
+    } finally {
+      await db.$disconnect();
+      await client.end();
+      await stack.stop();
+    }
+
+    const rows: Row[] = [];
+    for (const c of CASES) {
+      const small = results[c.name]?.[smallSize];
+      const large = results[c.name]?.[largeSize];
+      if (!small || !large) continue;
+      rows.push({
+        scenario: `jobs: ${c.name}`,
+        metric: `p95 ms @${label(largeSize)}`,
+        project: large.p95,
+        baseline: null,
+        baselineName: "-",
+        ratio: null,
+        target: `<= ${TARGET_P95_MS} ms`,
+        pass: large.p95 <= TARGET_P95_MS,
+      });
+      rows.push({
+        scenario: `jobs: ${c.name}`,
+        metric: `p95 ${label(largeSize)} / ${label(smallSize)}`,
+        project: large.p95,
+        baseline: small.p95,
+        baselineName: `same query @${label(smallSize)}`,
+        ratio: large.p95 / small.p95,
+        target: `<= ${TARGET_RATIO}x`,
+        pass: large.p95 / small.p95 <= TARGET_RATIO,
+      });
+    }
+    return { rows, details: { results } };
+  },
+} satisfies Scenario;
