@@ -220,3 +220,23 @@ describe("subscription errors", () => {
     expect((await fetch(api.url.replace("/graphql", "/readyz"))).status).toBe(200);
   });
 });
+
+describe("replay after the worker ran the job and it left Redis", () => {
+  it("copies the original's options from history, which the worker's writes left intact", async () => {
+    const id = await enqueue(
+      "sleep",
+      { steps: 1, stepMs: 0 },
+      { attempts: 3, priority: 4, backoff: { type: "EXPONENTIAL", delayMs: 250 } },
+    );
+    await historyRow(id, (r) => r?.state === "COMPLETED");
+    await (await stack.queue.getJob(id))?.remove();
+    const { body } = await gql<{ replayJob: { job: { id: string; maxAttempts: number; priority: number; replayOf: { id: string } } } }>(
+      api.url,
+      `mutation ($id: ID!) { replayJob(queue: "demo", id: $id) { ... on JobActionSuccess { job { id maxAttempts priority replayOf { id } } } } }`,
+      { id },
+    );
+    const replay = body.data?.replayJob.job;
+    expect(replay).toMatchObject({ maxAttempts: 3, priority: 4, replayOf: { id } });
+    expect((await stack.queue.getJob(String(replay?.id)))?.opts.backoff).toEqual({ type: "exponential", delay: 250 });
+  });
+});

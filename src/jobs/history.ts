@@ -1,34 +1,7 @@
 import { Prisma } from "../generated/prisma/client.ts";
 import type { Db } from "../infra/prisma.ts";
+import { GroupCommit } from "./group-commit.ts";
 import type { JobState, JobView } from "./job-view.ts";
-
-/** Prisma's JSON input: `null` must be spelled as its JsonNull marker. */
-function json(value: unknown): Prisma.InputJsonValue | typeof Prisma.JsonNull {
-  return value === null || value === undefined ? Prisma.JsonNull : (value as Prisma.InputJsonValue);
-}
-
-function rowFromView(view: JobView, extra: { delayMs?: number; backoff?: unknown } = {}) {
-  return {
-    queue: view.queue,
-    id: view.id,
-    name: view.name,
-    data: json(view.data),
-    state: view.state,
-    progress: json(view.progress),
-    attemptsMade: view.attemptsMade,
-    maxAttempts: view.maxAttempts,
-    priority: view.priority,
-    delayMs: extra.delayMs ?? 0,
-    backoff: json(extra.backoff),
-    createdAt: view.createdAt,
-    startedAt: view.startedAt,
-    finishedAt: view.finishedAt,
-    result: json(view.result),
-    failedReason: view.failedReason,
-    replayOfId: view.replayOfId,
-    tenant: view.tenant,
-  };
-}
 
 type HistoryRow = Awaited<ReturnType<Db["jobHistory"]["findFirstOrThrow"]>>;
 
@@ -53,28 +26,77 @@ export function viewFromRow(row: HistoryRow): JobView {
   };
 }
 
-/** Reads and writes of the job history table. Every write is an upsert: a missing row is created. */
+const jsonb = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+
+type Write = { view: JobView; delayMs: number; backoff: unknown };
+
+/** One job per (queue, id) in a batch, the last write winning: Postgres won't update a row twice in a statement. */
+function lastPerJob<T extends { view: JobView }>(writes: T[]): T[] {
+  const latest = new Map<string, T>();
+  for (const w of writes) latest.set(`${w.view.queue}\u0000${w.view.id}`, w);
+  return [...latest.values()];
+}
+
+function values(writes: Write[]): Prisma.Sql {
+  return Prisma.join(
+    writes.map(
+      ({
+        view: v,
+        delayMs,
+        backoff,
+      }) => Prisma.sql`(${v.queue}, ${v.id}, ${v.name}, ${jsonb(v.data) ?? "null"}::jsonb, ${v.state}::"JobState",
+      ${jsonb(v.progress)}::jsonb, ${v.attemptsMade}, ${v.maxAttempts}, ${v.priority}, ${delayMs}, ${jsonb(backoff)}::jsonb, ${v.createdAt},
+      ${v.startedAt}, ${v.finishedAt}, now(), ${jsonb(v.result)}::jsonb, ${v.failedReason}, ${v.replayOfId}, ${v.tenant})`,
+    ),
+  );
+}
+
+const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_made, max_attempts, priority, delay_ms, backoff,
+  created_at, started_at, finished_at, updated_at, result, failed_reason, replay_of_id, tenant)`);
+
+/**
+ * Rows of newly enqueued jobs. A row the worker created first (it can start the job before the API
+ * writes) keeps its state and gets the enqueue options only the API knows (delay, backoff).
+ */
+function insertStatement(writes: Write[]): Prisma.Sql {
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} VALUES ${values(lastPerJob(writes))}
+    ON CONFLICT (queue, id) DO UPDATE SET delay_ms = EXCLUDED.delay_ms, backoff = EXCLUDED.backoff`;
+}
+
+/**
+ * The job's life so far. Name, data, creation time, delay and backoff are only set when this
+ * creates the row: later writes describe the job's life, not its definition.
+ */
+function upsertStatement(views: JobView[]): Prisma.Sql {
+  const writes = lastPerJob(views.map((view) => ({ view, delayMs: 0, backoff: null })));
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} VALUES ${values(writes)}
+    ON CONFLICT (queue, id) DO UPDATE SET state = EXCLUDED.state, progress = EXCLUDED.progress,
+      attempts_made = EXCLUDED.attempts_made, max_attempts = EXCLUDED.max_attempts, priority = EXCLUDED.priority,
+      started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, updated_at = now(), result = EXCLUDED.result,
+      failed_reason = EXCLUDED.failed_reason, replay_of_id = EXCLUDED.replay_of_id, tenant = EXCLUDED.tenant`;
+}
+
+/**
+ * Reads and writes of the job history table. Every write is an upsert (a missing row is created),
+ * and writes are group-committed: concurrent ones share a statement and a commit.
+ */
 export class HistoryStore {
-  constructor(private readonly db: Db) {}
+  private readonly inserts: GroupCommit<Write>;
+  private readonly upserts: GroupCommit<JobView>;
+
+  constructor(private readonly db: Db) {
+    this.inserts = new GroupCommit((writes) => this.db.$executeRaw(insertStatement(writes)));
+    this.upserts = new GroupCommit((rows) => this.db.$executeRaw(upsertStatement(rows)));
+  }
 
   /** The row of a newly enqueued job; an existing row (an idempotent re-enqueue) is left alone. */
   async recordEnqueued(views: { view: JobView; delayMs: number; backoff: unknown }[]): Promise<void> {
-    if (views.length === 0) return;
-    await this.db.jobHistory.createMany({
-      data: views.map(({ view, delayMs, backoff }) => rowFromView(view, { delayMs, backoff })),
-      skipDuplicates: true,
-    });
+    await Promise.all(views.map((write) => this.inserts.add(write)));
   }
 
   /** Writes the job's current state; creates the row when the enqueue-time write was lost. */
-  async upsert(view: JobView): Promise<void> {
-    const row = rowFromView(view);
-    const { queue, id, createdAt, data, name, ...changes } = row;
-    await this.db.jobHistory.upsert({
-      where: { queue_id: { queue, id } },
-      create: row,
-      update: changes,
-    });
+  upsert(view: JobView): Promise<void> {
+    return this.upserts.add(view);
   }
 
   async get(queue: string, id: string): Promise<JobView | null> {
