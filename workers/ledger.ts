@@ -3,20 +3,11 @@ import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
 import type { HistoryStore } from "../src/jobs/history.ts";
+import type { FailedJobAuditView } from "../src/jobs/history-queries.ts";
 import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 
-/** The audit row of one final failure (failed_job_audit). */
-export interface AuditRow {
-  queue: string;
-  jobId: string;
-  jobName: string;
-  data: unknown;
-  failedReason: string;
-  stacktrace: string[];
-  attemptsMade: number;
-  failedAt: Date;
-  workerId: string;
-}
+/** The audit row of one final failure (failed_job_audit), before PostgreSQL gives it an id. */
+export type AuditRow = Omit<FailedJobAuditView, "id">;
 
 /** Everything PostgreSQL must learn about one finished job: its terminal history row, and for a final failure its audit row. */
 export interface LedgerRecord {
