@@ -6,7 +6,7 @@ import { createLogger } from "../src/infra/logger.ts";
 import { demoSleep } from "../src/jobs/definitions/demo-sleep.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
-import { gql, subscribeWs } from "../src/testing/graphql.ts";
+import { enqueueDemo, gql, subscribeWs } from "../src/testing/graphql.ts";
 import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { defineProcessor, type Processor } from "../workers/processor.ts";
@@ -35,16 +35,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function enqueue(api: TestApi, data: unknown, extra: Record<string, unknown> = {}): Promise<string> {
-  const { body } = await gql<{ enqueueJob: { job: { id: string } } }>(
-    api.url,
-    `mutation ($input: EnqueueJobInput!) { enqueueJob(input: $input) { ... on EnqueueJobSuccess { job { id } } } }`,
-    { input: { queue: "demo", name: "sleep", data, ...extra } },
-  );
-  const id = body.data?.enqueueJob.job.id;
-  if (!id) throw new Error(JSON.stringify(body));
-  return id;
-}
+const enqueue = (api: TestApi, data: unknown, extra: Record<string, unknown> = {}) => enqueueDemo(api.url, "sleep", data, extra);
 
 async function waitForState(queue: Queue, id: string, state: string) {
   for (let i = 0; i < 200; i++) {

@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { loadConfig } from "../src/config.ts";
+import { configProblems } from "../src/testing/config.ts";
 import { startProcess } from "../src/testing/processes.ts";
-
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error("expected a ConfigError");
-}
 
 describe("config", () => {
   it("has the runtime contract's defaults", () => {
@@ -42,7 +33,7 @@ describe("config", () => {
   });
 
   it("reports every bad variable at once, one line each, naming it and what was expected", () => {
-    const lines = problems({
+    const lines = configProblems({
       PORT: "eighty",
       WORKER_PORT: "70000",
       REDIS_URL: "localhost:6379",

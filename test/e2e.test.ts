@@ -1,16 +1,11 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TestApi } from "../src/testing/api.ts";
-import { type Collected, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
+import { type Collected, enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // One job from enqueue to live progress, through a real listening API and a real worker process.
 
-const ENQUEUE = /* GraphQL */ `
-  mutation ($input: EnqueueJobInput!) {
-    enqueueJob(input: $input) { __typename ... on EnqueueJobSuccess { job { id state } } ... on UserError { message } }
-  }
-`;
 const JOB_EVENTS = /* GraphQL */ `
   subscription ($queue: String!, $id: ID!, $since: String) {
     jobEvents(queue: $queue, id: $id, since: $since) {
@@ -44,12 +39,7 @@ afterEach(async () => {
 
 afterAll(() => stack?.stop());
 
-async function enqueue(name: string, data: unknown, extra: Record<string, unknown> = {}): Promise<string> {
-  const { body } = await gql<{ enqueueJob: { job: { id: string } } }>(api.url, ENQUEUE, { input: { queue: "demo", name, data, ...extra } });
-  const id = body.data?.enqueueJob.job?.id;
-  if (!id) throw new Error(`enqueue failed: ${JSON.stringify(body)}`);
-  return id;
-}
+const enqueue = (name: string, data: unknown, extra: Record<string, unknown> = {}) => enqueueDemo(api.url, name, data, extra);
 
 function eventsOf(sub: Collected<unknown>): Event[] {
   return sub.results.map((r) => {

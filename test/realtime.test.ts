@@ -5,7 +5,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
-import { type Collected, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
+import { type Collected, enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { killAll, type RunningProcess, startApi, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 
@@ -52,16 +52,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function enqueue(target: string, name: string, data: unknown, extra: Record<string, unknown> = {}): Promise<string> {
-  const { body } = await gql<{ enqueueJob: { job: { id: string } } }>(
-    target,
-    `mutation ($input: EnqueueJobInput!) { enqueueJob(input: $input) { ... on EnqueueJobSuccess { job { id } } ... on UserError { message } } }`,
-    { input: { queue: "demo", name, data, ...extra } },
-  );
-  const id = body.data?.enqueueJob.job?.id;
-  if (!id) throw new Error(JSON.stringify(body));
-  return id;
-}
+const enqueue = enqueueDemo;
 
 const events = (sub: Collected<unknown>): Ev[] =>
   sub.results.map((r) => {

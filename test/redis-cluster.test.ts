@@ -1,10 +1,11 @@
 import { Cluster } from "ioredis";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config.ts";
+import { loadConfig } from "../src/config.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
+import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
-import { type Collected, gql, subscribeWs } from "../src/testing/graphql.ts";
+import { type Collected, enqueueDemo, gql, subscribeWs } from "../src/testing/graphql.ts";
 import { type PrivateRedisCluster, startPrivateRedisCluster } from "../src/testing/private-redis-cluster.ts";
 import { killAll, type RunningProcess, startProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, uniquePrefix } from "../src/testing/redis.ts";
@@ -12,7 +13,7 @@ import { deletePrefix, uniquePrefix } from "../src/testing/redis.ts";
 // The API and a worker process on a Redis Cluster of their own (REDIS_CLUSTER_NODES): BullMQ,
 // the event relay, pub/sub and the ledger all work across three masters.
 
-const ENQUEUE = /* GraphQL */ `
+const _ENQUEUE = /* GraphQL */ `
   mutation ($input: EnqueueJobInput!) {
     enqueueJob(input: $input) { __typename ... on EnqueueJobSuccess { job { id state } } ... on UserError { message } }
   }
@@ -33,16 +34,6 @@ interface Event {
   progress: unknown;
   failedReason: string | null;
   job: { state: string; result: unknown; failedReason: string | null } | null;
-}
-
-function configProblems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error("expected a ConfigError");
 }
 
 describe("REDIS_CLUSTER_NODES config", () => {
@@ -111,14 +102,7 @@ describe("on a Redis Cluster", () => {
     await db?.drop();
   });
 
-  async function enqueue(name: string, data: unknown, extra: Record<string, unknown> = {}): Promise<string> {
-    const { body } = await gql<{ enqueueJob: { job: { id: string } } }>(api.url, ENQUEUE, {
-      input: { queue: "demo", name, data, ...extra },
-    });
-    const id = body.data?.enqueueJob.job?.id;
-    if (!id) throw new Error(`enqueue failed: ${JSON.stringify(body)}`);
-    return id;
-  }
+  const enqueue = (name: string, data: unknown, extra: Record<string, unknown> = {}) => enqueueDemo(api.url, name, data, extra);
 
   function eventsOf(sub: Collected<unknown>): Event[] {
     return sub.results.map((r) => {

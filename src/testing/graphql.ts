@@ -155,3 +155,20 @@ export async function subscribeSse<T = Record<string, unknown>>(
   done.catch(() => {});
   return { ...c, status: response.status, done, close: async () => abort.abort() };
 }
+
+/** Enqueues one job on the `demo` queue through the API and returns its id; throws with the answer otherwise. */
+export async function enqueueDemo(
+  target: string | ((r: Request) => Promise<Response> | Response),
+  name: string,
+  data: unknown,
+  extra: Record<string, unknown> = {},
+): Promise<string> {
+  const { body } = await gql<{ enqueueJob: { job?: { id: string } } }>(
+    target,
+    `mutation ($input: EnqueueJobInput!) { enqueueJob(input: $input) { ... on EnqueueJobSuccess { job { id } } ... on UserError { message } } }`,
+    { input: { queue: "demo", name, data, ...extra } },
+  );
+  const id = body.data?.enqueueJob.job?.id;
+  if (!id) throw new Error(`enqueue failed: ${JSON.stringify(body)}`);
+  return id;
+}
