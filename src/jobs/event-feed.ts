@@ -14,6 +14,7 @@ import {
   translate,
 } from "./events.ts";
 import { type JobView, TERMINAL_STATES } from "./job-view.ts";
+import type { LocalEvents } from "./local-events.ts";
 
 export interface EventFeedOptions {
   pubsub: RedisPubSub;
@@ -24,6 +25,8 @@ export interface EventFeedOptions {
   log: Logger;
   /** Events held for a subscriber that is not reading; past it the subscription ends with an error. */
   maxBuffer: number;
+  /** Events this process's relay emits directly (skipping the pub/sub round trip). */
+  local?: LocalEvents;
 }
 
 export class SlowSubscriberError extends Error {
@@ -45,6 +48,8 @@ class Feed implements AsyncIterableIterator<JobEvent> {
   private done = false;
   private failure: Error | null = null;
   private unsubscribe: (() => void) | null = null;
+  /** The newest id pushed so far, from any source. */
+  private lastPushed: string | null = null;
   /** Set once nothing more is to be delivered, buffered events included. */
   private ended = false;
 
@@ -66,6 +71,10 @@ class Feed implements AsyncIterableIterator<JobEvent> {
 
   push(event: JobEvent): void {
     if (this.done) return;
+    // Each source delivers in order; a copy of an event already taken (pub/sub after the local
+    // relay, or a relay that took over) is dropped here rather than buffered.
+    if (this.lastPushed !== null && compareEventIds(event.id, this.lastPushed) <= 0) return;
+    this.lastPushed = event.id;
     if (this.live.length >= this.maxBuffer) this.coalesce();
     if (this.live.length >= this.maxBuffer) {
       this.failure = new SlowSubscriberError(this.maxBuffer);
@@ -173,7 +182,8 @@ export class EventFeeds {
 
   /** Subscribes to `channel` and resolves once Redis confirmed it, so nothing published after is missed. */
   private async subscribe(feed: Feed, channel: string): Promise<void> {
-    const { pubsub, log } = this.options;
+    const { pubsub, log, local } = this.options;
+    const offLocal = local?.on(channel, (event) => feed.push(event));
     const subId = await pubsub.subscribe(channel, (payload: unknown) => {
       try {
         feed.push(parseJobEvent(payload));
@@ -181,7 +191,10 @@ export class EventFeeds {
         log.error("dropping a malformed event from pub/sub", { channel, err });
       }
     });
-    feed.attach(() => pubsub.unsubscribe(subId));
+    feed.attach(() => {
+      offLocal?.();
+      pubsub.unsubscribe(subId);
+    });
   }
 
   /**

@@ -3,6 +3,7 @@ import { type ConnectionOptions, QueueEvents } from "bullmq";
 import type { Logger } from "../infra/logger.ts";
 import type { RedisClient } from "../infra/redis.ts";
 import { channels, type JobEvent, type LoadJob, translate } from "./events.ts";
+import type { LocalEvents } from "./local-events.ts";
 
 /** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
 const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
@@ -17,6 +18,8 @@ export interface EventRelayOptions {
   log: Logger;
   /** How long a relay's leadership lasts without renewal; another instance takes over after it. */
   leaseMs: number;
+  /** Subscribers in this process get events from here first, without the pub/sub round trip. */
+  local?: LocalEvents;
 }
 
 // Renews the lease only if we still hold it; releases only our own.
@@ -125,6 +128,10 @@ export class EventRelay {
     const { publisher, prefix, log } = this.options;
     try {
       const event = await translated;
+      if (event && this.options.local) {
+        this.options.local.emit(channels.job(prefix, queue, event.jobId), event);
+        this.options.local.emit(channels.queue(prefix, queue), event);
+      }
       const tx = publisher.multi();
       if (event) {
         const payload = JSON.stringify(event);

@@ -12,6 +12,7 @@ import { HistoryQueries } from "../jobs/history-queries.ts";
 import { JobControl } from "../jobs/job-control.ts";
 import { createJobLoaders } from "../jobs/job-loaders.ts";
 import { JobService } from "../jobs/job-service.ts";
+import { LocalEvents } from "../jobs/local-events.ts";
 import { OperatorActionLog } from "../jobs/operator-actions.ts";
 import { QueueService } from "../jobs/queue-service.ts";
 import { QueueSet } from "../jobs/queues.ts";
@@ -72,6 +73,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const pubsub = new RedisPubSub({ publisher, subscriber });
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
+  const local = new LocalEvents();
   const relay = new EventRelay({
     connection: bullConnection(config),
     prefix: config.queuePrefix,
@@ -79,6 +81,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     loadJob,
     log,
     leaseMs: config.relayLeaseMs,
+    local,
   });
   await relay.start(registry.queues());
   const feeds = new EventFeeds({
@@ -89,6 +92,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     hasQueue: (queue) => registry.hasQueue(queue),
     log,
     maxBuffer: config.subscriberMaxBuffer,
+    local,
   });
 
   return {
