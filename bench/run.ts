@@ -8,7 +8,7 @@ import pg from "pg";
 import { renderChart } from "./lib/chart.ts";
 import { type PrivatePostgres, startPrivatePostgres } from "./lib/private-postgres.ts";
 import { type PrivateRedis, startPrivateRedis } from "./lib/private-redis.ts";
-import type { BenchContext, Row, Scenario, ScenarioOutput } from "./lib/scenario.ts";
+import { type BenchContext, errorRow, type Row, type Scenario, type ScenarioOutput } from "./lib/scenario.ts";
 import { startStack } from "./lib/stack.ts";
 import { formatTable } from "./lib/table.ts";
 
@@ -62,19 +62,8 @@ try {
       outputs[scenario.name] = { ...out, seconds: (Date.now() - t0) / 1000 };
       rows.push(...out.rows);
     } catch (err) {
-      const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
       log(`scenario ${scenario.name} failed: ${err instanceof Error ? err.stack : String(err)}`);
-      rows.push({
-        scenario: scenario.name,
-        metric: "-",
-        project: null,
-        baseline: null,
-        baselineName: "-",
-        ratio: null,
-        target: "-",
-        pass: null,
-        note: `error: ${message}`,
-      });
+      rows.push(errorRow(scenario.name, err));
     }
   }
 

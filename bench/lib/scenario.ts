@@ -46,3 +46,19 @@ export const ratioRow = (r: Omit<Row, "ratio" | "pass">, min: number | null): Ro
   const ratio = r.project !== null && r.baseline ? r.project / r.baseline : null;
   return { ...r, ratio, pass: min === null || ratio === null ? null : ratio >= min };
 };
+
+/** The row a scenario (or one level of it) leaves when it failed, so one failure doesn't lose the others. */
+export function errorRow(scenario: string, err: unknown, pass: boolean | null = null): Row {
+  const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  return {
+    scenario,
+    metric: "-",
+    project: null,
+    baseline: null,
+    baselineName: "-",
+    ratio: null,
+    target: "-",
+    pass,
+    note: `error: ${message}`,
+  };
+}

@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { enqueueNoops } from "../lib/graphql-client.ts";
 import { type Steered, steer } from "../lib/ipc.ts";
-import type { Row, Scenario } from "../lib/scenario.ts";
+import { errorRow, type Row, type Scenario } from "../lib/scenario.ts";
 import { rssBytes } from "../lib/stack.ts";
 import { nowMs, summarize } from "../lib/stats.ts";
 import type { WsSubscribersMessage } from "../load/ws-subscribers.ts";
@@ -141,18 +141,7 @@ export default {
         r = await level(ctx, n, jobs, windowMs);
       } catch (err) {
         // One level failing (e.g. past the API's open-files limit) must not lose the others.
-        const message = err instanceof Error ? err.message.split("\n")[0] : String(err);
-        rows.push({
-          scenario: `fan-out ${n.toLocaleString("en")} subs`,
-          metric: "-",
-          project: null,
-          baseline: null,
-          baselineName: "-",
-          ratio: null,
-          target: "-",
-          pass: n === 10_000 ? false : null,
-          note: `error: ${message}`,
-        });
+        rows.push(errorRow(`fan-out ${n.toLocaleString("en")} subs`, err, n === 10_000 ? false : null));
         continue;
       }
       results.push(r);

@@ -1,30 +1,20 @@
 // Drill: the API process is killed (kill -9) while clients follow jobs over graphql-ws. They
 // reconnect to a new API process with `since` = the last event id they got, and none misses its
 // terminal event or a progress step.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase } from "../../src/testing/database.ts";
-import { killAll, startApi, startWorker } from "../../src/testing/processes.ts";
-import { deletePrefix, uniquePrefix } from "../../src/testing/redis.ts";
-import { followWithResume, sleep, timedEnqueue, within } from "./drill-client.ts";
+import { describe, expect, it } from "vitest";
+import { startApi, startWorker } from "../../src/testing/processes.ts";
+import { drillScratch, followWithResume, sleep, timedEnqueue, within } from "./drill-client.ts";
 
 const JOBS = 20;
 const STEPS = 10;
 
-let db: { url: string; drop(): Promise<void> };
-const prefix = uniquePrefix();
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await killAll();
-  await deletePrefix(prefix);
-  await db.drop();
-});
+const scratch = drillScratch();
+const prefix = scratch.prefix;
 
 describe("API restart drill", () => {
   it("subscribers reconnect with `since` and miss no event, terminal ones included", async () => {
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: scratch.databaseUrl(),
       QUEUE_PREFIX: prefix,
       LOG_LEVEL: "error",
       ...(process.env.TEST_REDIS_URL ? { REDIS_URL: process.env.TEST_REDIS_URL } : {}),

@@ -1,7 +1,11 @@
 // Helpers for the fault drills (test/chaos/*.chaos.ts): timed enqueues and a subscriber that
 // reconnects with `since`, as a real client would.
 import { createClient } from "graphql-ws";
+import { afterAll, beforeAll } from "vitest";
 import WebSocket from "ws";
+import { createTestDatabase } from "../../src/testing/database.ts";
+import { killAll } from "../../src/testing/processes.ts";
+import { deletePrefix, uniquePrefix } from "../../src/testing/redis.ts";
 
 export interface EnqueueAttempt {
   startedAt: number;
@@ -112,4 +116,28 @@ export async function within(limitMs: number, check: () => boolean | Promise<boo
     await sleep(50);
   }
   return Date.now() - t0;
+}
+
+/**
+ * A database and a key prefix for one drill file, removed (with any process it left running) after
+ * its tests. Call at the top level of the file.
+ */
+export function drillScratch(): { prefix: string; databaseUrl(): string } {
+  const prefix = uniquePrefix();
+  let db: { url: string; drop(): Promise<void> } | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await killAll();
+    await deletePrefix(prefix);
+    await db?.drop();
+  });
+  return {
+    prefix,
+    databaseUrl: () => {
+      if (!db) throw new Error("the drill's database is made in beforeAll");
+      return db.url;
+    },
+  };
 }

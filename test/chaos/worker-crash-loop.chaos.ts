@@ -5,30 +5,21 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase } from "../../src/testing/database.ts";
-import { killAll, type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../../src/testing/redis.ts";
-import { sleep, timedEnqueue } from "./drill-client.ts";
+import { describe, expect, it } from "vitest";
+import { type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
+import { testRedisUrl } from "../../src/testing/redis.ts";
+import { drillScratch, sleep, timedEnqueue } from "./drill-client.ts";
 
 const JOBS = 500;
 const MAX_KILLS = 8;
 
-let db: { url: string; drop(): Promise<void> };
-const prefix = uniquePrefix();
-beforeAll(async () => {
-  db = await createTestDatabase();
-});
-afterAll(async () => {
-  await killAll();
-  await deletePrefix(prefix);
-  await db.drop();
-});
+const scratch = drillScratch();
+const prefix = scratch.prefix;
 
 describe("worker crash-loop drill", () => {
   it("every job ends COMPLETED or FAILED with a ledger row; duplicates bounded by the jobs active at kills", async () => {
     const env = {
-      DATABASE_URL: db.url,
+      DATABASE_URL: scratch.databaseUrl(),
       REDIS_URL: testRedisUrl,
       QUEUE_PREFIX: prefix,
       LOG_LEVEL: "error",
@@ -40,7 +31,7 @@ describe("worker crash-loop drill", () => {
     const url = /GraphQL API ready at (\S+)/.exec(api.stdout())?.[1] ?? "";
     const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
     const redis = new Redis(testRedisUrl);
-    const sql = new pg.Client({ connectionString: db.url });
+    const sql = new pg.Client({ connectionString: scratch.databaseUrl() });
     await sql.connect();
     try {
       const ids: string[] = [];
