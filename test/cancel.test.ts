@@ -42,7 +42,7 @@ async function waitForState(queue: Queue, id: string, state: string) {
     if ((await (await queue.getJob(id))?.getState()) === state) return;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error(`job ${id} never became ${state}`);
+  throw new Error(`job ${id} never became ${state} (is ${await (await queue.getJob(id))?.getState()})`);
 }
 
 async function historyState(id: string, until: (s: string | undefined) => boolean): Promise<string | undefined> {
@@ -177,5 +177,53 @@ describe("cancelling an active job whose processor ignores the signal", () => {
     const job = await queue.getJob(id);
     expect(job?.failedReason).toBe("Cancelled: stop");
     expect(job?.returnvalue ?? null).toBeNull();
+  });
+});
+
+describe("cancelling a job while no worker holds it (its worker died)", () => {
+  const prefix = uniquePrefix();
+  let api: TestApi;
+  let queue: Queue;
+  const fast = { WORKER_LOCK_DURATION_MS: "1000", WORKER_STALLED_INTERVAL_MS: "500" };
+
+  beforeAll(async () => {
+    const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix };
+    api = await startTestApi({ ...env, CANCEL_WAIT_MS: "300" });
+    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  });
+
+  afterAll(async () => {
+    await queue?.close();
+    await api?.stop();
+    await deletePrefix(prefix);
+  });
+
+  it("the worker that takes it after the stall fails it CANCELLED without running it; retryJob then runs it", async () => {
+    const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, ...fast };
+    const first = await startWorker(env);
+    const id = await enqueue(api, { steps: 10, stepMs: 100 });
+    await waitForState(queue, id, "active");
+    expect(await first.stop("SIGKILL")).toBe("SIGKILL");
+
+    // Nobody aborts it: the answer is the state when the wait ran out.
+    const { body } = await gql(api.url, CANCEL, { id });
+    expect(body.data?.cancelJob).toMatchObject({ __typename: "JobActionSuccess", job: { state: "ACTIVE" } });
+    const progressAtCancel = Number((await queue.getJob(id))?.progress ?? 0);
+
+    const second = await startWorker(env);
+    try {
+      await waitForState(queue, id, "failed");
+      const job = await queue.getJob(id);
+      expect(job?.failedReason).toBe("Cancelled: stop");
+      expect(Number(job?.progress ?? 0)).toBe(progressAtCancel);
+      expect(await historyState(id, (s) => s === "CANCELLED")).toBe("CANCELLED");
+
+      const RETRY = `mutation ($id: ID!) { retryJob(queue: "demo", id: $id) { __typename } }`;
+      expect((await gql(api.url, RETRY, { id })).body.data?.retryJob).toEqual({ __typename: "JobActionSuccess" });
+      for (let i = 0; i < 200 && (await queue.getJobState(id)) !== "completed"; i++) await new Promise((r) => setTimeout(r, 25));
+      expect((await queue.getJob(id))?.returnvalue).toEqual({ steps: 10 });
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
   });
 });

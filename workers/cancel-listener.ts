@@ -3,17 +3,30 @@ import type { Logger } from "../src/infra/logger.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
 import { cancellation, cancelMessageSchema } from "../src/jobs/cancellation.ts";
 
+/** How many cancel requests for jobs not (yet) running here a process remembers. */
+const REMEMBERED = 10_000;
+
+export interface CancelListener {
+  /** The reason of a request for a job this process was not running when it arrived (see run-job.ts). */
+  requested(queue: string, jobId: string): string | undefined;
+  stop(): Promise<void>;
+}
+
 /**
  * Listens for cancelJob requests on the control channel and aborts the job if one of this process's
  * workers is running it (BullMQ's `Worker.cancelJob` fires the processor's AbortSignal). A request
- * for a job another process runs is a no-op here. Uses its own connection (subscriber mode).
+ * for a job not running here is remembered (the newest REMEMBERED of them): the job may be on its
+ * way to this worker, taken before the API marked it and not yet tracked by BullMQ. Uses its own
+ * connection (subscriber mode).
  */
 export async function listenForCancellations(
   subscriber: RedisClient,
   prefix: string,
   workers: Worker[],
   log: Logger,
-): Promise<() => Promise<void>> {
+): Promise<CancelListener> {
+  const notRunning = new Map<string, string>();
+  const keyOf = (queue: string, jobId: string) => `${queue}\u0000${jobId}`;
   const byQueue = new Map(workers.map((w) => [w.name, w]));
   const channel = cancellation.channel(prefix);
   subscriber.on("message", (from: string, message: string) => {
@@ -26,10 +39,18 @@ export async function listenForCancellations(
       return;
     }
     const cancelled = byQueue.get(parsed.queue)?.cancelJob(parsed.jobId, parsed.reason) ?? false;
-    if (cancelled) log.info("cancelling active job", { queue: parsed.queue, jobId: parsed.jobId, reason: parsed.reason });
+    if (cancelled) {
+      log.info("cancelling active job", { queue: parsed.queue, jobId: parsed.jobId, reason: parsed.reason });
+      return;
+    }
+    notRunning.set(keyOf(parsed.queue, parsed.jobId), parsed.reason);
+    if (notRunning.size > REMEMBERED) notRunning.delete(notRunning.keys().next().value as string);
   });
   await subscriber.subscribe(channel);
-  return async () => {
-    await subscriber.unsubscribe(channel);
+  return {
+    requested: (queue, jobId) => notRunning.get(keyOf(queue, jobId)),
+    stop: async () => {
+      await subscriber.unsubscribe(channel);
+    },
   };
 }

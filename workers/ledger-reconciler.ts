@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Job, Queue } from "bullmq";
+import type { Queue } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
@@ -99,25 +99,39 @@ export class LedgerReconciler {
     }
   }
 
-  /** Compares the jobs of one finished set (finished at or after `from`) with PostgreSQL; returns how many it wrote. */
+  /**
+   * Compares the jobs of one finished set (finished at or after `from`) with PostgreSQL; returns how
+   * many it wrote. The set's scores are the finish times, so a page is checked against the tables
+   * first and only the jobs whose rows disagree are read from Redis.
+   */
   private async compare(queue: Queue, set: "failed" | "completed", from: number): Promise<number> {
     const key = `${queue.qualifiedName}:${set}`;
     let offset = 0;
     let repaired = 0;
     for (;;) {
-      const ids = await this.redis.zrangebyscore(key, from, "+inf", "LIMIT", offset, PAGE);
-      if (ids.length === 0) return repaired;
+      const page = await this.redis.zrangebyscore(key, from, "+inf", "WITHSCORES", "LIMIT", offset, PAGE);
+      if (page.length === 0) return repaired;
+      const finishedOn = new Map<string, number>();
+      for (let i = 0; i + 1 < page.length; i += 2) finishedOn.set(page[i] as string, Number(page[i + 1]));
+      const ids = [...finishedOn.keys()];
       offset += ids.length;
-      const jobs = (await Promise.all(ids.map((id) => queue.getJob(id)))).filter((j): j is Job => j != null && j.finishedOn != null);
       const [rows, audits] = await Promise.all([
         this.db.jobHistory.findMany({ where: { queue: queue.name, id: { in: ids } }, select: { id: true, state: true, finishedAt: true } }),
         set === "failed"
           ? this.db.failedJobAudit.findMany({ where: { queue: queue.name, jobId: { in: ids } }, select: { jobId: true, failedAt: true } })
           : Promise.resolve([]),
       ]);
-      const rowById = new Map(rows.map((r) => [r.id, r]));
+      const terminal = set === "completed" ? ["COMPLETED"] : ["FAILED", "CANCELLED"];
+      const rowOk = new Set(
+        rows.filter((r) => terminal.includes(r.state) && r.finishedAt?.getTime() === finishedOn.get(r.id)).map((r) => r.id),
+      );
       const audited = new Set(audits.map((a) => `${a.jobId}:${a.failedAt.getTime()}`));
+      // A cancelled job needs no audit row; which failures are cancellations is read from the job below.
+      const suspects = ids.filter((id) => !rowOk.has(id) || (set === "failed" && !audited.has(`${id}:${finishedOn.get(id)}`)));
+      const jobs = await Promise.all(suspects.map((id) => queue.getJob(id)));
+      const rowById = new Map(rows.map((r) => [r.id, r]));
       for (const job of jobs) {
+        if (!job || job.finishedOn == null) continue;
         const record = recordOf(job, set, this.options.workerId);
         if (!record) continue;
         const row = rowById.get(record.view.id);

@@ -13,6 +13,13 @@ export const workerId = `${os.hostname()}:${process.pid}`;
 const PROGRESS_WRITE_INTERVAL_MS = 250;
 
 /**
+ * A job's ACTIVE row is written once it has run this long: most jobs of a busy queue finish sooner,
+ * and their terminal write (which carries startedAt too) is the only one they need. Halves the
+ * history writes of short jobs.
+ */
+export const ACTIVE_WRITE_DELAY_MS = 200;
+
+/**
  * Turns a worker's job events into history rows and failed-job audit rows. Every write is
  * idempotent (upserts; audit rows unique on queue + job id + failure time), so a re-delivered event
  * adds nothing. Terminal writes (COMPLETED, FAILED, CANCELLED and the audit row) go through the
@@ -23,6 +30,9 @@ export class Lifecycle {
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
   private readonly pending = new Set<Promise<unknown>>();
   private readonly chains = new Map<string, Promise<unknown>>();
+  /** Jobs started and not yet finished whose ACTIVE row is not written yet, oldest first. */
+  private readonly startedAt = new Map<string, { job: Job; at: number }>();
+  private activeSweep: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly history: HistoryStore,
@@ -50,9 +60,22 @@ export class Lifecycle {
     this.pending.add(p);
   }
 
+  /** Schedules the ACTIVE write (see ACTIVE_WRITE_DELAY_MS); one timer sweeps every started job. */
   active(job: Job): void {
     this.metrics?.onActive(job);
-    this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    const key = `${job.queueName}:${job.id}`;
+    this.startedAt.delete(key);
+    this.startedAt.set(key, { job, at: Date.now() });
+    this.activeSweep ??= setInterval(() => this.writeLongRunning(), ACTIVE_WRITE_DELAY_MS / 2).unref();
+  }
+
+  private writeLongRunning(): void {
+    const due = Date.now() - ACTIVE_WRITE_DELAY_MS;
+    for (const [key, { job, at }] of this.startedAt) {
+      if (at > due) break;
+      this.startedAt.delete(key);
+      this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    }
   }
 
   /** Progress is throttled per job: at most one write per interval, the latest value wins. */
@@ -66,10 +89,12 @@ export class Lifecycle {
     this.progressTimers.set(key, timer);
   }
 
+  /** The job's attempt ended: its pending ACTIVE and progress writes are superseded. */
   private cancelProgress(job: Job): void {
     const key = `${job.queueName}:${job.id}`;
     clearTimeout(this.progressTimers.get(key));
     this.progressTimers.delete(key);
+    this.startedAt.delete(key);
   }
 
   completed(job: Job): void {
@@ -97,6 +122,11 @@ export class Lifecycle {
   async drain(): Promise<void> {
     for (const timer of this.progressTimers.values()) clearTimeout(timer);
     this.progressTimers.clear();
+    clearInterval(this.activeSweep);
+    this.activeSweep = undefined;
+    // Jobs still running when the worker gave up waiting: history says they started.
+    for (const { job } of this.startedAt.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    this.startedAt.clear();
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 }

@@ -1,6 +1,4 @@
 import { type Job, UnrecoverableError } from "bullmq";
-import type { RedisClient } from "../src/infra/redis.ts";
-import { cancellation } from "../src/jobs/cancellation.ts";
 import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
 import type { Processor, ProcessorContext } from "./processor.ts";
 
@@ -9,9 +7,12 @@ function describe(err: unknown): string {
 }
 
 export interface RunJobOptions {
-  /** Reads cancel markers (see src/jobs/cancellation.ts). */
-  redis: RedisClient;
-  prefix: string;
+  /**
+   * The reason of a cancel request this process received for the job before BullMQ tracked it (so
+   * `Worker.cancelJob` could not abort it yet), if any. A job cancelled before it was taken never
+   * gets here: BullMQ fails it from its `deferredFailure` mark (src/jobs/cancellation.ts).
+   */
+  cancelRequested: (queue: string, jobId: string) => string | undefined;
   /** After a cancel, how long a processor that ignores its AbortSignal may keep the job. */
   cancelGraceMs: number;
   /** What processors get besides the job: configuration and the PostgreSQL client. */
@@ -32,9 +33,9 @@ export async function runJob(
 ): Promise<unknown> {
   const queue = job.queueName;
   if (!processor) throw new UnrecoverableError(`No processor for job type ${queue}.${job.name} in this worker`);
-  // Cancelled before this worker got it (or before a stalled job came back): don't run it at all.
-  const marker = await options.redis.get(cancellation.key(options.prefix, queue, String(job.id)));
-  if (marker !== null) throw new UnrecoverableError(`${CANCELLED_PREFIX}: ${marker}`);
+  // Cancelled while BullMQ was handing the job to this worker: don't run it at all.
+  const requested = options.cancelRequested(queue, String(job.id));
+  if (requested !== undefined) throw new UnrecoverableError(`${CANCELLED_PREFIX}: ${requested}`);
 
   const parsed = processor.definition.schema.safeParse(splitData(job.data).data);
   if (!parsed.success) {

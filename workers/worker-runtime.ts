@@ -7,7 +7,7 @@ import { HistoryStore } from "../src/jobs/history.ts";
 import { HistoryRetention, retentionLockKey } from "../src/jobs/history-retention.ts";
 import { QueueSet } from "../src/jobs/queues.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
-import { listenForCancellations } from "./cancel-listener.ts";
+import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
 import { Ledger } from "./ledger.ts";
 import { LedgerReconciler } from "./ledger-reconciler.ts";
 import { Lifecycle, workerId } from "./lifecycle.ts";
@@ -60,6 +60,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     workerId,
   });
   const workers: Worker[] = [];
+  let cancelListener: CancelListener | undefined;
   const connection = bullConnection(config);
   const probe = createRedis(config, "request");
   probe.on("error", () => {});
@@ -72,8 +73,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
       queue,
       (job, _token, signal) =>
         runJob(job, signal, byName.get(job.name), {
-          redis: probe,
-          prefix: config.queuePrefix,
+          cancelRequested: (q, id) => cancelListener?.requested(q, id),
           cancelGraceMs: config.cancelGraceMs,
           services: { config, db },
         }),
@@ -102,7 +102,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   // cancelJob on an active job reaches whichever worker process runs it through this channel.
   const cancelSubscriber = createRedis(config, "subscriber");
   cancelSubscriber.on("error", (err) => log.debug("cancel listener connection error", { err: describe(err) }));
-  const stopCancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, workers, log);
+  cancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, workers, log);
 
   for (const worker of workers) {
     worker.run().catch((err) => log.error("worker stopped with an error", { queue: worker.name, err: describe(err) }));
@@ -150,7 +150,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     },
     stop: async () => {
       await Promise.all(workers.map((w) => w.close()));
-      await stopCancelListener();
+      await cancelListener?.stop();
       await closeRedis(cancelSubscriber);
       await lifecycle.drain();
       await reconciler.stop();

@@ -1,15 +1,19 @@
 import { z } from "zod";
 
 /**
- * How the API tells workers to cancel an active job. The API first sets a marker key (so a worker
- * that picks the job up later, or gets it again after a stall, cancels it at once), then publishes
- * on one channel every worker process subscribes to; the worker that holds the job aborts it.
+ * How the API tells workers to cancel an active job. The API first marks the job itself: the
+ * `defa` field of its hash (`Job.deferredFailure`), which BullMQ's Worker checks when it takes a job and turns
+ * into an UnrecoverableError without running the processor. So a worker that picks the job up later
+ * (after a stall, or in a race with the cancel) fails it at once, and no worker reads anything extra
+ * per job. Then the API publishes on one channel every worker process subscribes to; the worker that
+ * holds the job aborts it.
  */
 export const cancellation = {
   channel: (prefix: string) => `${prefix}:control:cancel`,
-  key: (prefix: string, queue: string, jobId: string) => `${prefix}:${queue}:cancelled:${jobId}`,
-  /** Markers outlive any job BullMQ still holds (failed jobs are kept a week). */
-  markerTtlSeconds: 8 * 24 * 3600,
+  /** The job-hash field BullMQ's Worker fails a job with before running it. */
+  field: "defa",
+  /** Sets the field only on a job that still exists (KEYS[1] the job hash, ARGV[1] the failure). */
+  markScript: `if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("HSET", KEYS[1], "defa", ARGV[1]) return 1 end return 0`,
 };
 
 export const cancelMessageSchema = z.object({ queue: z.string(), jobId: z.string(), reason: z.string() });

@@ -37,18 +37,26 @@ function lastPerJob<T extends { view: JobView }>(writes: T[]): T[] {
   return [...latest.values()];
 }
 
-function values(writes: Write[]): Prisma.Sql {
-  return Prisma.join(
-    writes.map(
-      ({
-        view: v,
-        delayMs,
-        backoff,
-      }) => Prisma.sql`(${v.queue}, ${v.id}, ${v.name}, ${jsonb(v.data) ?? "null"}::jsonb, ${v.state}::"JobState",
-      ${jsonb(v.progress)}::jsonb, ${v.attemptsMade}, ${v.maxAttempts}, ${v.priority}, ${delayMs}, ${jsonb(backoff)}::jsonb, ${v.createdAt},
-      ${v.startedAt}, ${v.finishedAt}, now(), ${jsonb(v.result)}::jsonb, ${v.failedReason}, ${v.replayOfId}, ${v.tenant})`,
-    ),
-  );
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/**
+ * The rows as one array per column, read back with unnest: the statement text and its 18
+ * parameters are the same for 1 row or 1,000, so PostgreSQL and the driver do per-column work once
+ * per batch instead of per row and value (a VALUES list of 1,000 rows has 18,000 parameters).
+ */
+function rowsOf(writes: Write[]): Prisma.Sql {
+  const rows = lastPerJob(writes);
+  const col = <T>(f: (w: Write) => T) => rows.map(f);
+  return Prisma.sql`SELECT q, i, n, d::jsonb, s::"JobState", p::jsonb, am, ma, pr, dm, b::jsonb, ca, sa, fa, now(), r::jsonb, fr, ro, t
+    FROM unnest(
+      ${col((w) => w.view.queue)}::text[], ${col((w) => w.view.id)}::text[], ${col((w) => w.view.name)}::text[],
+      ${col((w) => jsonb(w.view.data) ?? "null")}::text[], ${col((w) => w.view.state)}::text[], ${col((w) => jsonb(w.view.progress))}::text[],
+      ${col((w) => w.view.attemptsMade)}::int[], ${col((w) => w.view.maxAttempts)}::int[], ${col((w) => w.view.priority)}::int[],
+      ${col((w) => w.delayMs)}::int[], ${col((w) => jsonb(w.backoff))}::text[], ${col((w) => iso(w.view.createdAt))}::timestamptz[],
+      ${col((w) => iso(w.view.startedAt))}::timestamptz[], ${col((w) => iso(w.view.finishedAt))}::timestamptz[],
+      ${col((w) => jsonb(w.view.result))}::text[], ${col((w) => w.view.failedReason)}::text[], ${col((w) => w.view.replayOfId)}::text[],
+      ${col((w) => w.view.tenant)}::text[]
+    ) AS u(q, i, n, d, s, p, am, ma, pr, dm, b, ca, sa, fa, r, fr, ro, t)`;
 }
 
 const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_made, max_attempts, priority, delay_ms, backoff,
@@ -59,7 +67,7 @@ const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_ma
  * writes) keeps its state and gets the enqueue options only the API knows (delay, backoff).
  */
 function insertStatement(writes: Write[]): Prisma.Sql {
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} VALUES ${values(lastPerJob(writes))}
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(writes)}
     ON CONFLICT (queue, id) DO UPDATE SET delay_ms = EXCLUDED.delay_ms, backoff = EXCLUDED.backoff`;
 }
 
@@ -68,8 +76,7 @@ function insertStatement(writes: Write[]): Prisma.Sql {
  * creates the row: later writes describe the job's life, not its definition.
  */
 function upsertStatement(views: JobView[]): Prisma.Sql {
-  const writes = lastPerJob(views.map((view) => ({ view, delayMs: 0, backoff: null })));
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} VALUES ${values(writes)}
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(views.map((view) => ({ view, delayMs: 0, backoff: null })))}
     ON CONFLICT (queue, id) DO UPDATE SET state = EXCLUDED.state, progress = EXCLUDED.progress,
       attempts_made = EXCLUDED.attempts_made, max_attempts = EXCLUDED.max_attempts, priority = EXCLUDED.priority,
       started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, updated_at = now(), result = EXCLUDED.result,

@@ -80,8 +80,8 @@ export class JobControl {
     if (TERMINAL_STATES.has(state)) throw new InvalidStateError(`Job "${id}" is already ${state}`, state);
 
     const prefix = this.queues.prefix;
-    // The marker first: a worker that picks the job up from now on cancels it instead of running it.
-    await this.redis.set(cancellation.key(prefix, queueName, id), text, "EX", cancellation.markerTtlSeconds);
+    // The mark first: a worker that picks the job up from now on fails it as cancelled instead of running it.
+    await this.redis.eval(cancellation.markScript, 1, `${job.queueQualifiedName}:${id}`, `${CANCELLED_PREFIX}: ${text}`);
     let view: JobView;
     if (WAITING_STATES.has(state) && (await this.tryRemove(job))) {
       view = { ...viewFromBull(job, "CANCELLED"), finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
@@ -149,7 +149,7 @@ export class JobControl {
   }
 
   private async retryOne(job: Job): Promise<JobView> {
-    await this.redis.del(cancellation.key(this.queues.prefix, job.queueName, String(job.id)));
+    await this.redis.hdel(`${job.queueQualifiedName}:${job.id}`, cancellation.field);
     await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
     const view = (await this.jobs.getLive(job.queueName, String(job.id))) ?? { ...viewFromBull(job, "WAITING") };
     // The row starts over too; the earlier final failure keeps its audit row.
