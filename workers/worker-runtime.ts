@@ -44,7 +44,8 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   const settings = resolveQueueSettings(config, registry);
   const queueNames = settings.map((s) => s.queue);
   const db = createPrisma(config.databaseUrl, { max: 5 });
-  const history = new HistoryStore(db);
+  // Terminal writes wait for nobody: gather up to 10 ms for batches of 200 (fewer commits per row).
+  const history = new HistoryStore(db, { lingerMs: 10, minBatch: 200, concurrency: 1 });
   // Ledger and reconciler commands must wait out a Redis restart rather than fail (records would
   // otherwise stay only in this process' memory): no per-request retry limit.
   const redis = createRedis(config, "blocking");

@@ -1,6 +1,6 @@
 import { Prisma } from "../generated/prisma/client.ts";
 import type { Db } from "../infra/prisma.ts";
-import { GroupCommit } from "./group-commit.ts";
+import { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 import type { JobState, JobView } from "./job-view.ts";
 
 type HistoryRow = Awaited<ReturnType<Db["jobHistory"]["findFirstOrThrow"]>>;
@@ -91,9 +91,16 @@ export class HistoryStore {
   private readonly inserts: GroupCommit<Write>;
   private readonly upserts: GroupCommit<JobView>;
 
-  constructor(private readonly db: Db) {
-    this.inserts = new GroupCommit((writes) => this.db.$executeRaw(insertStatement(writes)));
-    this.upserts = new GroupCommit((rows) => this.db.$executeRaw(upsertStatement(rows)));
+  /**
+   * `batching`: how writes are grouped (see GroupCommit). The API answers enqueues after their row
+   * is committed, so it never lingers; workers write after the fact and linger for bigger batches.
+   */
+  constructor(
+    private readonly db: Db,
+    batching: Partial<GroupCommitOptions> = {},
+  ) {
+    this.inserts = new GroupCommit((writes) => this.db.$executeRaw(insertStatement(writes)), batching);
+    this.upserts = new GroupCommit((rows) => this.db.$executeRaw(upsertStatement(rows)), batching);
   }
 
   /** The row of a newly enqueued job; an existing row (an idempotent re-enqueue) is left alone. */
