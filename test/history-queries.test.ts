@@ -4,7 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Prisma } from "../src/generated/prisma/client.ts";
 import { createPrisma, type Db } from "../src/infra/prisma.ts";
-import { HistoryQueries } from "../src/jobs/history-queries.ts";
+import { HistoryQueries, type JobListFilter, SEARCH_WINDOW } from "../src/jobs/history-queries.ts";
 import { createJobLoaders } from "../src/jobs/job-loaders.ts";
 import { encodeTimeIdCursor } from "../src/jobs/page-cursor.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
@@ -239,6 +239,128 @@ describe("jobs: filters", () => {
     const { body, page } = await jobs({ filter });
     expect(body.errors).toBeUndefined();
     expect(page.edges.map((e) => e.node.id)).toEqual(ids);
+  });
+});
+
+describe("jobs: search over more history than one search window", () => {
+  // 3.25 windows of rows, two per second: at each second the same id in queues alpha and beta. Every
+  // third row failed upstream (a common word; one host in 40, i.e. a row in 120, names a rarer term),
+  // a few of the oldest rows have a reason of their own, every fourth row has a tenant.
+  const rows = Math.floor(3.25 * SEARCH_WINDOW);
+  const SEARCH = "(id ILIKE $1 OR failed_reason ILIKE $1)";
+
+  beforeAll(async () => {
+    await truncate();
+    await prisma.$executeRawUnsafe(
+      `INSERT INTO job_history (queue, id, name, data, state, created_at, updated_at, finished_at, failed_reason, tenant)
+       SELECT (ARRAY['alpha', 'beta'])[1 + n % 2], 'job-' || n / 2, 'run', '{}',
+              (CASE WHEN n % 3 = 0 OR (n < 300 AND n % 7 = 0) THEN 'FAILED' ELSE 'COMPLETED' END)::"JobState", ts, ts, ts,
+              CASE WHEN n < 300 AND n % 7 = 0 THEN 'Disk full on vol-9'
+                   WHEN n % 3 = 0 THEN 'Upstream 503 from host-' || (n / 3) % 40 || ' after 30 s' END,
+              CASE WHEN n % 4 = 0 THEN 't1' END
+       FROM generate_series(0, $1 - 1) AS n, LATERAL (SELECT $2::timestamptz + (n / 2) * interval '1 second' AS ts) t`,
+      rows,
+      new Date(BASE),
+    );
+    await prisma.$executeRawUnsafe("ANALYZE job_history");
+  });
+
+  /** HistoryQueries on a Db that counts the queries it runs: one when the newest rows fill the page. */
+  function counted() {
+    const count = { queries: 0 };
+    const db = {
+      $queryRaw: (query: Prisma.Sql) => {
+        count.queries++;
+        return prisma.$queryRaw(query);
+      },
+    } as unknown as Db;
+    return { history: new HistoryQueries(db, { maxPageSize: 100 }), count };
+  }
+
+  /** Every page of a search, and how many queries each page took. */
+  async function walkSearch(filter: JobListFilter, first: number) {
+    const { history, count } = counted();
+    const seen: string[] = [];
+    const queriesPerPage: number[] = [];
+    let after: string | null = null;
+    for (let page = 0; page < 1000; page++) {
+      const before = count.queries;
+      const p = await history.listJobs(filter, { first, after });
+      queriesPerPage.push(count.queries - before);
+      seen.push(...p.edges.map((e) => `${e.node.queue}/${e.node.id}`));
+      if (!p.hasNextPage) return { seen, queriesPerPage };
+      expect(p.edges).toHaveLength(first);
+      after = p.endCursor;
+    }
+    throw new Error("pagination did not end");
+  }
+
+  it("pages a common word from the newest rows alone, newest first, ties broken by id then queue", async () => {
+    const expected = await allInOrder(SEARCH, ["%upstream%"]);
+    expect(expected.length).toBeGreaterThan((2 * SEARCH_WINDOW) / 3);
+    const { seen, queriesPerPage } = await walkSearch({ search: "UPSTREAM" }, 50);
+    expect(seen).toEqual(expected);
+    // Every page but the last ones (fewer matches left after the cursor than a page) takes one query.
+    expect(queriesPerPage.slice(0, -2).every((n) => n === 1)).toBe(true);
+  });
+
+  it("turns to the trigram indexes when the newest rows hold too few matches, with the same result", async () => {
+    const expected = await allInOrder(SEARCH, ["%host-7 %"]);
+    expect(expected.length).toBeGreaterThan(40);
+    // 20 a page: the newest window holds fewer than 21 of them, so the first page takes two queries.
+    const wide = await walkSearch({ search: "Host-7 " }, 20);
+    expect(wide.queriesPerPage[0]).toBe(2);
+    expect(wide.seen).toEqual(expected);
+    // 3 a page: the newest window fills the first pages by itself.
+    const narrow = await walkSearch({ search: "Host-7 " }, 3);
+    expect(narrow.queriesPerPage[0]).toBe(1);
+    expect(narrow.seen).toEqual(expected);
+  });
+
+  it("pages a term only old rows match, from the trigram indexes and then from the rows after the cursor", async () => {
+    const expected = await allInOrder(SEARCH, ["%disk full%"]);
+    expect(expected.length).toBeGreaterThan(30);
+    const { seen, queriesPerPage } = await walkSearch({ search: "disk FULL" }, 10);
+    expect(seen).toEqual(expected);
+    // Past the first page the cursor is among those old rows, where one window holds all the rest.
+    expect(queriesPerPage[0]).toBe(2);
+    expect(queriesPerPage.slice(1, -1).every((n) => n === 1)).toBe(true);
+  });
+
+  it.each([
+    ["a job id fragment, any case", "JOB-12"],
+    ["digits only (BullMQ's own ids are numbers)", "123"],
+    ["a whole id", "job-1234"],
+  ])("finds %s in the id", async (_what, search) => {
+    const expected = await allInOrder(SEARCH, [`%${search}%`]);
+    expect(expected.length).toBeGreaterThan(0);
+    const { seen } = await walkSearch({ search }, 15);
+    expect(seen).toEqual(expected);
+  });
+
+  it.each([
+    ["a queue", { queue: "beta", search: "upstream" }, "queue = 'beta'"],
+    ["one state", { states: ["FAILED"], search: "host-7 " }, "state = 'FAILED'"],
+    ["a queue and one state", { queue: "alpha", states: ["FAILED"], search: "host-1" }, "queue = 'alpha' AND state = 'FAILED'"],
+    ["several states", { states: ["FAILED", "CANCELLED"], search: "disk" }, "state IN ('FAILED', 'CANCELLED')"],
+    ["a tenant", { tenant: "t1", search: "host-2" }, "tenant = 't1'"],
+    ["a tenant and one state", { tenant: "t1", states: ["FAILED"], search: "upstream" }, "tenant = 't1' AND state = 'FAILED'"],
+    [
+      "a createdAt range",
+      { createdAfter: new Date(BASE + 100_000), createdBefore: new Date(BASE + 3_000_000), search: "upstream" },
+      `created_at > '${new Date(BASE + 100_000).toISOString()}' AND created_at < '${new Date(BASE + 3_000_000).toISOString()}'`,
+    ],
+  ] as [string, JobListFilter, string][])("combines the search with %s", async (_what, filter, where) => {
+    const expected = await allInOrder(`${where} AND ${SEARCH}`, [`%${filter.search}%`]);
+    expect(expected.length).toBeGreaterThan(0);
+    for (const first of [4, 40]) {
+      const { seen } = await walkSearch(filter, first);
+      expect(seen).toEqual(expected);
+    }
+  });
+
+  it("answers the same through the API", async () => {
+    expect(await walk({ search: "host-7 " }, 25)).toEqual(await allInOrder(SEARCH, ["%host-7 %"]));
   });
 });
 

@@ -47,6 +47,10 @@ const CASES: Case[] = [
   { name: "queue + FAILED, first 20", filter: { queue: "billing", states: ["FAILED"] } },
   { name: "deep page (row n/2), first 20", filter: {}, deep: true },
   { name: "search (failedReason)", filter: { search: "host-417 " } },
+  // A word in every failure message (~77,000 rows at 1M): the page is the newest matches.
+  { name: "search (common word)", filter: { search: "upstream" } },
+  // Digits of a job id (BullMQ's own ids are numbers): 1 row at 100k, 20 at 1M.
+  { name: "search (id fragment)", filter: { search: "12345" } },
   { name: "dataContains", filter: { dataContains: { customerId: 4242 } } },
 ];
 

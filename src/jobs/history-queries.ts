@@ -71,6 +71,14 @@ export const DEFAULT_PAGE_SIZE = 20;
 /** Trigram indexes only help from 3 characters on; shorter searches would scan the whole table. */
 export const MIN_SEARCH_LENGTH = 3;
 const MAX_SEARCH_LENGTH = 200;
+/**
+ * Rows a search first reads newest first (~1 ms per 2,000) before it turns to the trigram indexes:
+ * SEARCH_WINDOW_PER_ROW per row of the page, from SEARCH_WINDOW to MAX_SEARCH_WINDOW. A term in one
+ * recent row in 100 or more fills a page from there; rarer ones cost what their matches cost.
+ */
+export const SEARCH_WINDOW = 2_000;
+const SEARCH_WINDOW_PER_ROW = 100;
+const MAX_SEARCH_WINDOW = 20_000;
 const MAX_NAME_LENGTH = 256;
 const MAX_DATA_CONTAINS_BYTES = 16 * 1024;
 
@@ -165,30 +173,69 @@ export class HistoryQueries {
     }
     if (issues.length > 0) throw ValidationError.of(issues);
 
-    const where: Prisma.Sql[] = [];
-    if (f.queue) where.push(Prisma.sql`queue = ${f.queue}`);
-    if (f.name) where.push(Prisma.sql`name = ${f.name}`);
-    if (f.tenant) where.push(Prisma.sql`tenant = ${f.tenant}`);
-    if (f.states) {
-      const states = [...new Set(f.states)];
-      // One state as `=`, not `= ANY(...)`: only then does the planner walk (queue, state, created_at,
-      // id) in order and stop after one page, instead of filtering the (created_at, id, queue) index.
-      where.push(states.length === 1 ? Prisma.sql`state = ${states[0]}::"JobState"` : Prisma.sql`state = ANY(${states}::"JobState"[])`);
-    }
-    if (f.createdAfter) where.push(Prisma.sql`created_at > ${f.createdAfter}::timestamptz`);
-    if (f.createdBefore) where.push(Prisma.sql`created_at < ${f.createdBefore}::timestamptz`);
-    if (f.search) {
-      const pattern = likePattern(f.search);
-      // Two ILIKEs ORed (not one over a concatenation) so each uses its own trigram index (BitmapOr).
-      where.push(Prisma.sql`(id ILIKE ${pattern} OR failed_reason ILIKE ${pattern})`);
-    }
-    if (dataContains) where.push(Prisma.sql`data @> ${dataContains}::jsonb`);
-    if (after) where.push(jobKeyset(after, f.queue ?? null));
+    // `range`: the conditions one index in (created_at, id, queue) order serves as a contiguous run
+    // (a queue and/or one state, else a tenant; the createdAt bounds and the cursor on its tail).
+    // `rest`: the other filters, checked row by row within that run.
+    const range: Prisma.Sql[] = [];
+    const rest: Prisma.Sql[] = [];
+    const states = f.states ? [...new Set(f.states)] : null;
+    if (f.queue) range.push(Prisma.sql`queue = ${f.queue}`);
+    // One state as `=`, not `= ANY(...)`: only then does the planner walk (queue, state, created_at,
+    // id) or (state, created_at, id, queue) in order and stop after one page, instead of filtering
+    // the (created_at, id, queue) index.
+    if (states?.length === 1) range.push(Prisma.sql`state = ${states[0]}::"JobState"`);
+    else if (states) rest.push(Prisma.sql`state = ANY(${states}::"JobState"[])`);
+    if (f.tenant) (range.length === 0 ? range : rest).push(Prisma.sql`tenant = ${f.tenant}`);
+    if (f.name) rest.push(Prisma.sql`name = ${f.name}`);
+    if (f.createdAfter) range.push(Prisma.sql`created_at > ${f.createdAfter}::timestamptz`);
+    if (f.createdBefore) range.push(Prisma.sql`created_at < ${f.createdBefore}::timestamptz`);
+    if (dataContains) rest.push(Prisma.sql`data @> ${dataContains}::jsonb`);
+    if (after) range.push(jobKeyset(after, f.queue ?? null));
 
+    if (f.search) return this.searchJobs(range, rest, likePattern(f.search), first);
     const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
-      SELECT ${JOB_COLUMNS} FROM job_history
-      ${where.length > 0 ? Prisma.sql`WHERE ${Prisma.join(where, " AND ")}` : Prisma.empty}
+      SELECT ${JOB_COLUMNS} FROM job_history ${whereAll([...range, ...rest])}
       ORDER BY created_at DESC, id DESC, queue DESC
+      LIMIT ${first + 1}`);
+    return toPage(rows, first, (j) => encodeJobCursor(j));
+  }
+
+  /**
+   * `listJobs` with a search, in at most two queries whose work is bounded either way. The planner
+   * cannot tell how many rows a `%term%` matches (a term in most failure messages, or one job id),
+   * and the two plans it picks between are each hopeless for the other kind of term: walking the
+   * time index with the ILIKEs as a filter reads the whole table for a rare term, and the trigram
+   * bitmap reads and sorts every match of a common one. So:
+   *
+   * 1. The newest SEARCH_WINDOW rows of the range, walked in index order, filtered afterwards: when
+   *    that finds a full page, no later row can belong on it, so it is the answer (common terms).
+   * 2. Otherwise the term is rare, among recent rows at least: every match from the trigram indexes
+   *    (a BitmapOr of the id and failed_reason ones), sorted. The MATERIALIZED CTE keeps the planner
+   *    from turning the ORDER BY ... LIMIT back into the index walk of step 1, unbounded.
+   *
+   * Either way the rows are those of the single query with every filter: step 1 answers only when
+   * the window holds a whole page, and no row past the window sorts before one inside it.
+   */
+  private async searchJobs(range: Prisma.Sql[], rest: Prisma.Sql[], pattern: string, first: number): Promise<Page<JobView>> {
+    // Two ILIKEs ORed (not one over a concatenation) so each uses its own trigram index (BitmapOr).
+    const search = Prisma.sql`(id ILIKE ${pattern} OR failed_reason ILIKE ${pattern})`;
+    const window = Math.min(Math.max(SEARCH_WINDOW, SEARCH_WINDOW_PER_ROW * (first + 1)), MAX_SEARCH_WINDOW);
+    const recent = await this.db.$queryRaw<JobView[]>(Prisma.sql`
+      SELECT ${JOB_COLUMNS} FROM (
+        SELECT * FROM job_history ${whereAll(range)}
+        ORDER BY created_at DESC, id DESC, queue DESC
+        LIMIT ${window}
+      ) newest
+      WHERE ${Prisma.join([...rest, search], " AND ")}
+      ORDER BY created_at DESC, id DESC, queue DESC
+      LIMIT ${first + 1}`);
+    if (recent.length > first) return toPage(recent, first, (j) => encodeJobCursor(j));
+    const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
+      WITH matches AS MATERIALIZED (
+        SELECT ${JOB_COLUMNS} FROM job_history WHERE ${Prisma.join([...range, ...rest, search], " AND ")}
+      )
+      SELECT * FROM matches
+      ORDER BY "createdAt" DESC, id DESC, queue DESC
       LIMIT ${first + 1}`);
     return toPage(rows, first, (j) => encodeJobCursor(j));
   }
@@ -298,6 +345,10 @@ function jobKeyset(after: JobCursor, queue: string | null): Prisma.Sql {
   const full = Prisma.sql`(created_at, id, queue) < (${after.createdAt}::timestamptz, ${after.id}, ${after.queue})`;
   if (queue === null) return full;
   return Prisma.sql`(created_at, id) <= (${after.createdAt}::timestamptz, ${after.id}) AND ${full}`;
+}
+
+function whereAll(conditions: Prisma.Sql[]): Prisma.Sql {
+  return conditions.length > 0 ? Prisma.sql`WHERE ${Prisma.join(conditions, " AND ")}` : Prisma.empty;
 }
 
 function toPage<T>(rows: T[], first: number, cursorOf: (row: T) => string): Page<T> {
