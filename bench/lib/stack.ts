@@ -59,6 +59,10 @@ export async function startStack(
     LOG_LEVEL: "error",
     SHUTDOWN_GRACE_MS: "2000",
   };
+  // BENCH_PROFILE_DIR: every API and worker process writes a V8 CPU profile there when it stops
+  // (they are then stopped with SIGTERM, since SIGKILL writes nothing).
+  const profileDir = process.env.BENCH_PROFILE_DIR;
+  if (profileDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profileDir}`;
   const workers: RunningProcess[] = [];
   const spawnWorker = async (extra: Record<string, string> = {}) => {
     const w = await startWorker({ ...env, ...options.workerEnv, ...extra });
@@ -81,7 +85,7 @@ export async function startStack(
     workers,
     startWorker: spawnWorker,
     stop: async () => {
-      await Promise.all([...workers, ...(api ? [api] : [])].map((p) => p.stop("SIGKILL")));
+      await Promise.all([...workers, ...(api ? [api] : [])].map((p) => p.stop(profileDir ? "SIGTERM" : "SIGKILL")));
       await deletePrefix(prefix, base.redisUrl);
       await admin(base.adminDatabaseUrl, `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
     },
