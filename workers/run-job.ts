@@ -43,36 +43,34 @@ export async function runJob(
   }
   const abort = signal ?? new AbortController().signal;
   const cancelled = () => new UnrecoverableError(`${CANCELLED_PREFIX}: ${describe(abort.reason)}`);
-
-  let graceTimer: NodeJS.Timeout | undefined;
-  const outOfGrace = new Promise<never>((_, reject) => {
-    const start = () => {
+  const run = processor.run(parsed.data, {
+    ...options.services,
+    job,
+    signal: abort,
+    progress: (value) => job.updateProgress(value),
+    log: async (line) => {
+      await job.log(line);
+    },
+  });
+  // Settles with the processor, unless a cancel's grace period runs out first (the timer only
+  // exists once the signal has fired). A processor that ignored the signal and finished anyway
+  // still ends the job CANCELLED.
+  return new Promise((resolve, reject) => {
+    let graceTimer: NodeJS.Timeout | undefined;
+    const onAbort = () => {
       graceTimer = setTimeout(() => reject(cancelled()), options.cancelGraceMs);
     };
-    if (abort.aborted) start();
-    else abort.addEventListener("abort", start, { once: true });
+    if (abort.aborted) onAbort();
+    else abort.addEventListener("abort", onAbort, { once: true });
+    const settle = (outcome: () => void) => {
+      clearTimeout(graceTimer);
+      abort.removeEventListener("abort", onAbort);
+      if (abort.aborted) reject(cancelled());
+      else outcome();
+    };
+    run.then(
+      (result) => settle(() => resolve(result)),
+      (err) => settle(() => reject(err)),
+    );
   });
-  outOfGrace.catch(() => {});
-  try {
-    const result = await Promise.race([
-      processor.run(parsed.data, {
-        ...options.services,
-        job,
-        signal: abort,
-        progress: (value) => job.updateProgress(value),
-        log: async (line) => {
-          await job.log(line);
-        },
-      }),
-      outOfGrace,
-    ]);
-    // A processor that ignored the signal and finished anyway: the job was still cancelled.
-    if (abort.aborted) throw cancelled();
-    return result;
-  } catch (err) {
-    if (abort.aborted) throw cancelled();
-    throw err;
-  } finally {
-    clearTimeout(graceTimer);
-  }
 }

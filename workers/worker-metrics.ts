@@ -62,25 +62,56 @@ export class WorkerMetrics {
     });
   }
 
+  /**
+   * The labelled series of one job type, looked up once: prom-client hashes the label object on
+   * every call otherwise, several times per job.
+   */
+  private series(job: Job) {
+    const key = `${job.queueName}\u0000${job.name}`;
+    let s = this.byType.get(key);
+    if (!s) {
+      const labels = { queue: job.queueName, name: job.name };
+      s = {
+        completed: this.completed.labels(labels),
+        failed: this.failed.labels(labels),
+        retried: this.retried.labels(labels),
+        duration: this.duration.labels(labels),
+        active: this.active.labels({ queue: job.queueName }),
+      };
+      this.byType.set(key, s);
+    }
+    return s;
+  }
+  private readonly byType = new Map<
+    string,
+    {
+      completed: Counter.Internal;
+      failed: Counter.Internal;
+      retried: Counter.Internal;
+      duration: Histogram.Internal<"queue" | "name">;
+      active: Gauge.Internal<"queue">;
+    }
+  >();
+
   onActive(job: Job): void {
-    this.active.inc({ queue: job.queueName });
+    this.series(job).active.inc();
   }
 
   onCompleted(job: Job): void {
-    this.ended(job);
-    this.completed.inc({ queue: job.queueName, name: job.name });
+    this.ended(job).completed.inc();
   }
 
   /** `final`: no attempt left (or cancelled); otherwise the job will be retried. */
   onFailed(job: Job, final: boolean): void {
-    this.ended(job);
-    (final ? this.failed : this.retried).inc({ queue: job.queueName, name: job.name });
+    const s = this.ended(job);
+    (final ? s.failed : s.retried).inc();
   }
 
-  private ended(job: Job): void {
-    this.active.dec({ queue: job.queueName });
-    if (job.processedOn)
-      this.duration.observe({ queue: job.queueName, name: job.name }, ((job.finishedOn ?? Date.now()) - job.processedOn) / 1000);
+  private ended(job: Job) {
+    const s = this.series(job);
+    s.active.dec();
+    if (job.processedOn) s.duration.observe(((job.finishedOn ?? Date.now()) - job.processedOn) / 1000);
+    return s;
   }
 
   /** The Prometheus text exposition. */
