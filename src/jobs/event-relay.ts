@@ -22,6 +22,24 @@ export interface EventRelayOptions {
   local?: LocalEvents;
 }
 
+/** A queue this instance relays: its reader, the events read and not yet published, the publishing loop. */
+interface Leading {
+  reader: QueueEvents;
+  pending: { id: string; name: string; translated: Promise<JobEvent | null> }[];
+  draining: Promise<void> | null;
+}
+
+/**
+ * Publishes a batch of events and records the last one's id, atomically. KEYS[1]: the position key;
+ * ARGV[1]: that id; then, per event, its job channel, its queue channel and its payload.
+ */
+const PUBLISH_BATCH = `for i = 2, #ARGV, 3 do
+  redis.call("publish", ARGV[i], ARGV[i + 2])
+  redis.call("publish", ARGV[i + 1], ARGV[i + 2])
+end
+redis.call("set", KEYS[1], ARGV[1])
+return 0`;
+
 // Renews the lease only if we still hold it; releases only our own.
 const RENEW = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
@@ -31,15 +49,15 @@ const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call
  * one per queue, so an API instance subscribes only to what its clients watch.
  *
  * One relay per queue across all API instances: every instance runs an EventRelay, and for each
- * queue the one holding a Redis lease reads the stream with `QueueEvents` and publishes. After each
- * event it stores the event's id with the publish, atomically, so a relay that takes over (the
- * leader died or lost Redis) starts reading right after the last event published: nothing is
- * skipped. An event published twice around a takeover is dropped by subscribers, which only accept
+ * queue the one holding a Redis lease reads the stream with `QueueEvents` and publishes. Events read
+ * while a publish is in flight go out together in the next one (a script that publishes them all and
+ * stores the last id, atomically), so a relay that takes over (the leader died or lost Redis) starts
+ * reading right after the last event published: nothing is skipped. An event published twice around a takeover is dropped by subscribers, which only accept
  * ids past the last one they delivered.
  */
 export class EventRelay {
   private readonly token = randomUUID();
-  private readonly leading = new Map<string, { reader: QueueEvents; chain: Promise<void> }>();
+  private readonly leading = new Map<string, Leading>();
   private timer: NodeJS.Timeout | null = null;
   private queues: string[] = [];
   private stopped = false;
@@ -104,7 +122,7 @@ export class EventRelay {
       lastEventId: position,
     });
     reader.on("error", (err) => log.warn("QueueEvents error", { queue, err: err instanceof Error ? err.message : String(err) }));
-    const state = { reader, chain: Promise.resolve() };
+    const state: Leading = { reader, pending: [], draining: null };
     for (const name of RELAYED) {
       // QueueEvents emits every event name found in the stream, ours ("cancelled") included; its
       // typed listener map only knows BullMQ's own, hence the cast.
@@ -114,7 +132,10 @@ export class EventRelay {
           // Lookups (the job of a terminal event) start at once and overlap; publishing stays in order.
           const translated = translate(queue, id, name, args, this.options.loadJob);
           translated.catch(() => undefined);
-          state.chain = state.chain.then(() => this.publish(queue, id, name, translated));
+          state.pending.push({ id, name, translated });
+          state.draining ??= this.drain(queue, state).finally(() => {
+            state.draining = null;
+          });
         }) as never,
       );
     }
@@ -123,25 +144,38 @@ export class EventRelay {
     log.info("relaying events", { queue, from: position });
   }
 
-  /** Publishes one event on its channels and records its id, in one transaction. */
-  private async publish(queue: string, id: string, name: string, translated: Promise<JobEvent | null>): Promise<void> {
+  /** Publishes what is pending, in order, in batches, until nothing is. */
+  private async drain(queue: string, state: Leading): Promise<void> {
     const { publisher, prefix, log } = this.options;
-    try {
-      const event = await translated;
-      if (event && this.options.local) {
-        this.options.local.emit(channels.job(prefix, queue, event.jobId), event);
-        this.options.local.emit(channels.queue(prefix, queue), event);
+    while (state.pending.length > 0) {
+      const batch = state.pending.splice(0, 500);
+      const args: string[] = [];
+      for (const { id, name, translated } of batch) {
+        let event: JobEvent | null;
+        try {
+          event = await translated;
+        } catch (err) {
+          log.error("relaying an event failed", { queue, id, name, err: err instanceof Error ? err.message : String(err) });
+          continue;
+        }
+        if (!event) continue;
+        const jobChannel = channels.job(prefix, queue, event.jobId);
+        const queueChannel = channels.queue(prefix, queue);
+        this.options.local?.emit(jobChannel, event);
+        this.options.local?.emit(queueChannel, event);
+        args.push(jobChannel, queueChannel, JSON.stringify(event));
       }
-      const tx = publisher.multi();
-      if (event) {
-        const payload = JSON.stringify(event);
-        tx.publish(channels.job(prefix, queue, event.jobId), payload);
-        tx.publish(channels.queue(prefix, queue), payload);
+      const last = batch.at(-1)?.id as string;
+      try {
+        await publisher.eval(PUBLISH_BATCH, 1, this.positionKey(queue), last, ...args);
+      } catch (err) {
+        log.error("publishing relayed events failed", {
+          queue,
+          from: batch[0]?.id,
+          to: last,
+          err: err instanceof Error ? err.message : String(err),
+        });
       }
-      tx.set(this.positionKey(queue), id);
-      await tx.exec();
-    } catch (err) {
-      log.error("relaying an event failed", { queue, id, name, err: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -150,7 +184,7 @@ export class EventRelay {
     this.leading.delete(queue);
     if (!state) return;
     await state.reader.close();
-    await state.chain;
+    await state.draining;
   }
 
   /** Stops relaying and hands the leases back so another instance takes over at once. */
