@@ -93,6 +93,13 @@ export async function startStack(
 }
 
 /** Resident memory of a process, from /proc (Linux). */
+/** CPU time (user + system) a process has used so far, in ms, from `/proc` (10 ms resolution). */
+export function cpuMs(pid: number): number {
+  // Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").at(-1)?.trim().split(" ") ?? [];
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
 export function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);

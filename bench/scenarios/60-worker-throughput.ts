@@ -5,6 +5,7 @@ import pg from "pg";
 import { deletePrefix } from "../../src/testing/redis.ts";
 import { steer } from "../lib/ipc.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
+import { cpuMs } from "../lib/stack.ts";
 
 const CONCURRENCY = 20;
 
@@ -22,19 +23,33 @@ async function fill(redisUrl: string, prefix: string, count: number): Promise<Qu
   return queue;
 }
 
+interface Drain {
+  /** Jobs/s between 10% and 100% done. */
+  rate: number;
+  /** CPU time of the worker process over that span, per job, in microseconds. */
+  cpuUsPerJob: number;
+}
+
 /**
- * Polls until `done()` reaches `count` (every `everyMs`); jobs/s between 10% and 100% done. The poll
- * is part of the load: a count(*) over the history table every 20 ms took half a core of the
+ * Polls until `done()` reaches `count` (every `everyMs`); jobs/s between 10% and 100% done, and the
+ * worker process' (`pid`) CPU time per job over the same span. The poll is part of the load: a count(*) over the history table every 20 ms took half a core of the
  * PostgreSQL the worker writes to, so that clock polls less often (its error: one interval).
  */
-async function drainRate(count: number, done: () => Promise<number>, timeoutMs: number, everyMs = 20): Promise<number> {
+async function drain(count: number, done: () => Promise<number>, pid: number, timeoutMs: number, everyMs = 20): Promise<Drain> {
   const deadline = Date.now() + timeoutMs;
   let t1 = 0;
+  let cpu1 = 0;
   for (;;) {
     const n = await done();
     const now = performance.now();
-    if (!t1 && n >= count / 10) t1 = now;
-    if (n >= count) return ((count - count / 10) / (now - t1)) * 1000;
+    if (!t1 && n >= count / 10) {
+      t1 = now;
+      cpu1 = cpuMs(pid);
+    }
+    if (n >= count) {
+      const jobs = count - count / 10;
+      return { rate: (jobs / (now - t1)) * 1000, cpuUsPerJob: ((cpuMs(pid) - cpu1) * 1000) / jobs };
+    }
     if (Date.now() > deadline) throw new Error(`only ${n} of ${count} jobs done after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
@@ -56,7 +71,8 @@ export default {
     const rawPrefix = `{bench-raw-worker-${process.pid}}`;
     const rawQueue = await fill(ctx.redisUrl, rawPrefix, count);
     const raw = steer<{ ready: boolean }>("load/raw-worker.ts", { redisUrl: ctx.redisUrl, prefix: rawPrefix, concurrency: CONCURRENCY });
-    const baseline = await drainRate(count, async () => count - (await remaining(rawQueue)), timeoutMs);
+    const rawPid = raw.child.pid as number;
+    const { rate: baseline, cpuUsPerJob: rawCpu } = await drain(count, async () => count - (await remaining(rawQueue)), rawPid, timeoutMs);
     raw.kill();
     await rawQueue.close();
     await deletePrefix(rawPrefix, ctx.redisUrl);
@@ -67,14 +83,15 @@ export default {
     const db = new pg.Client({ connectionString: stack.databaseUrl });
     await db.connect();
     try {
-      await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY) });
+      const worker = await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY) });
+      const pid = worker.proc.pid as number;
       const completedRows = async () =>
         Number((await db.query("SELECT count(*)::int AS n FROM job_history WHERE state = 'COMPLETED'")).rows[0]?.n ?? 0);
       // Two clocks on the same run: Redis drained (what BullMQ alone would report), and every
       // history row written (the figure the target is about: history and ledger on).
-      const [redisDrained, project] = await Promise.all([
-        drainRate(count, async () => count - (await remaining(queue)), timeoutMs),
-        drainRate(count, completedRows, timeoutMs, 100),
+      const [{ rate: redisDrained }, { rate: project, cpuUsPerJob: ourCpu }] = await Promise.all([
+        drain(count, async () => count - (await remaining(queue)), pid, timeoutMs),
+        drain(count, completedRows, pid, timeoutMs, 100),
       ]);
       const scenario = `worker no-op x${count}, c=${CONCURRENCY}`;
       return {
@@ -87,8 +104,22 @@ export default {
             { scenario, metric: "jobs/s, Redis drained", project: redisDrained, baseline, baselineName: "raw BullMQ Worker", target: "-" },
             null,
           ),
+          // Where the difference comes from: the worker process' own CPU per job (Redis and
+          // PostgreSQL are other processes on the same cores).
+          ratioRow(
+            { scenario, metric: "worker CPU µs / job", project: ourCpu, baseline: rawCpu, baselineName: "raw BullMQ Worker", target: "-" },
+            null,
+          ),
         ],
-        details: { count, concurrency: CONCURRENCY, project, redisDrained, baseline },
+        details: {
+          count,
+          concurrency: CONCURRENCY,
+          project,
+          redisDrained,
+          baseline,
+          workerCpuUsPerJob: ourCpu,
+          rawWorkerCpuUsPerJob: rawCpu,
+        },
       };
     } finally {
       await db.end();
