@@ -24,8 +24,8 @@ const RELEASE_LOCK = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis
 /**
  * Makes PostgreSQL agree with what BullMQ finished, for the queues this worker serves. Every
  * `intervalMs`, for each queue, one worker (a Redis lock per queue) writes the ledger's pending
- * records, then compares the queue's failed and completed sets (by finish time, since the last
- * successful pass minus `lookbackMs`) with job_history and failed_job_audit and writes what is
+ * records, then compares the queue's failed and completed sets (by finish time, from the last
+ * successful pass minus `lookbackMs` to this pass' start) with job_history and failed_job_audit and writes what is
  * missing: this catches jobs whose worker died between BullMQ's acknowledgement and the ledger.
  * A pass that fails (PostgreSQL down) is logged and retried at the next interval; nothing is lost,
  * because the watermark only moves after a pass succeeded.
@@ -91,7 +91,9 @@ export class LedgerReconciler {
       const watermarkKey = `${queue.qualifiedName}:ledger:reconciled-at`;
       const last = Number((await this.redis.get(watermarkKey)) ?? startedAt);
       const from = last - this.options.lookbackMs;
-      const repaired = (await this.compare(queue, "failed", from)) + (await this.compare(queue, "completed", from));
+      // Up to this pass' start only: on a busy queue jobs finish faster than a pass pages through
+      // them, and a pass chasing the newest ones never ended (it re-checked every job as it finished).
+      const repaired = (await this.compare(queue, "failed", from, startedAt)) + (await this.compare(queue, "completed", from, startedAt));
       await this.redis.set(watermarkKey, String(startedAt));
       if (flushed + repaired > 0) this.log.info("ledger reconciled", { queue: queue.name, pendingWritten: flushed, repaired });
     } finally {
@@ -100,43 +102,42 @@ export class LedgerReconciler {
   }
 
   /**
-   * Compares the jobs of one finished set (finished at or after `from`) with PostgreSQL; returns how
-   * many it wrote. The set's scores are the finish times, so a page is checked against the tables
-   * first and only the jobs whose rows disagree are read from Redis.
+   * Compares the jobs of one finished set (finished from `from` to `to`) with PostgreSQL; returns how
+   * many it wrote. The set's scores are the finish times, so PostgreSQL checks a whole page at once
+   * and answers only the jobs whose rows disagree (no terminal row with that finish time, or for a
+   * final failure no audit row); only those are read from Redis.
    */
-  private async compare(queue: Queue, set: "failed" | "completed", from: number): Promise<number> {
+  private async compare(queue: Queue, set: "failed" | "completed", from: number, to: number): Promise<number> {
     const key = `${queue.qualifiedName}:${set}`;
+    const terminal = set === "completed" ? ["COMPLETED"] : ["FAILED", "CANCELLED"];
     let offset = 0;
     let repaired = 0;
     for (;;) {
-      const page = await this.redis.zrangebyscore(key, from, "+inf", "WITHSCORES", "LIMIT", offset, PAGE);
+      const page = await this.redis.zrangebyscore(key, from, to, "WITHSCORES", "LIMIT", offset, PAGE);
       if (page.length === 0) return repaired;
-      const finishedOn = new Map<string, number>();
-      for (let i = 0; i + 1 < page.length; i += 2) finishedOn.set(page[i] as string, Number(page[i + 1]));
-      const ids = [...finishedOn.keys()];
+      const ids: string[] = [];
+      const finishedOn: string[] = [];
+      for (let i = 0; i + 1 < page.length; i += 2) {
+        ids.push(page[i] as string);
+        finishedOn.push(page[i + 1] as string);
+      }
       offset += ids.length;
-      const [rows, audits] = await Promise.all([
-        this.db.jobHistory.findMany({ where: { queue: queue.name, id: { in: ids } }, select: { id: true, state: true, finishedAt: true } }),
-        set === "failed"
-          ? this.db.failedJobAudit.findMany({ where: { queue: queue.name, jobId: { in: ids } }, select: { jobId: true, failedAt: true } })
-          : Promise.resolve([]),
-      ]);
-      const terminal = set === "completed" ? ["COMPLETED"] : ["FAILED", "CANCELLED"];
-      const rowOk = new Set(
-        rows.filter((r) => terminal.includes(r.state) && r.finishedAt?.getTime() === finishedOn.get(r.id)).map((r) => r.id),
-      );
-      const audited = new Set(audits.map((a) => `${a.jobId}:${a.failedAt.getTime()}`));
-      // A cancelled job needs no audit row; which failures are cancellations is read from the job below.
-      const suspects = ids.filter((id) => !rowOk.has(id) || (set === "failed" && !audited.has(`${id}:${finishedOn.get(id)}`)));
-      const jobs = await Promise.all(suspects.map((id) => queue.getJob(id)));
-      const rowById = new Map(rows.map((r) => [r.id, r]));
-      for (const job of jobs) {
+      const suspects = await this.db.$queryRaw<{ id: string; state: string | null; finishedAt: Date | null; audited: boolean }[]>`
+        SELECT f.id, h.state::text AS state, h.finished_at AS "finishedAt", a.job_id IS NOT NULL AS audited
+        FROM unnest(${ids}::text[], ${finishedOn}::bigint[]) AS f(id, fin)
+        LEFT JOIN job_history h ON h.queue = ${queue.name} AND h.id = f.id
+        LEFT JOIN failed_job_audit a ON a.queue = ${queue.name} AND a.job_id = f.id
+          AND (extract(epoch FROM a.failed_at) * 1000)::bigint = f.fin
+        WHERE h.id IS NULL OR NOT (h.state::text = ANY(${terminal}::text[]))
+          OR h.finished_at IS NULL OR (extract(epoch FROM h.finished_at) * 1000)::bigint <> f.fin
+          OR (${set === "failed"} AND h.state::text = 'FAILED' AND a.job_id IS NULL)`;
+      for (const suspect of suspects) {
+        const job = await queue.getJob(suspect.id);
         if (!job || job.finishedOn == null) continue;
         const record = recordOf(job, set, this.options.workerId);
         if (!record) continue;
-        const row = rowById.get(record.view.id);
-        const historyOk = row?.state === record.view.state && row.finishedAt?.getTime() === job.finishedOn;
-        const auditOk = !record.audit || audited.has(`${record.audit.jobId}:${record.audit.failedAt.getTime()}`);
+        const historyOk = suspect.state === record.view.state && suspect.finishedAt?.getTime() === job.finishedOn;
+        const auditOk = !record.audit || (suspect.audited && record.audit.failedAt.getTime() === job.finishedOn);
         if (historyOk && auditOk) continue;
         await this.ledger.apply(record, { history: !historyOk });
         repaired++;
