@@ -48,14 +48,16 @@ export class Lifecycle {
    */
   private track(what: string, job: Job, write: () => Promise<unknown>): void {
     const key = `${job.queueName}:${job.id}`;
-    const previous = this.chains.get(key) ?? Promise.resolve();
-    const p: Promise<unknown> = previous
-      .then(write)
-      .catch((err) => this.log.error(`history write failed: ${what}`, { queue: job.queueName, jobId: job.id, err }))
-      .finally(() => {
-        this.pending.delete(p);
-        if (this.chains.get(key) === p) this.chains.delete(key);
-      });
+    const previous = this.chains.get(key);
+    const done = () => {
+      this.pending.delete(p);
+      if (this.chains.get(key) === p) this.chains.delete(key);
+    };
+    // One promise per write in the common case (nothing of this job's in flight).
+    const p: Promise<unknown> = (previous ? previous.then(write) : write()).then(done, (err) => {
+      done();
+      this.log.error(`history write failed: ${what}`, { queue: job.queueName, jobId: job.id, err });
+    });
     this.chains.set(key, p);
     this.pending.add(p);
   }
