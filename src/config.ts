@@ -75,6 +75,8 @@ const envSchema = z.object({
       "REDIS_CLUSTER_NODES must be a comma-separated list of host:port (e.g. 10.0.0.1:7000,10.0.0.2:7000)",
     )
     .optional(),
+  REDIS_CLUSTER_USERNAME: z.string().min(1, "REDIS_CLUSTER_USERNAME must not be empty").optional(),
+  REDIS_CLUSTER_PASSWORD: z.string().min(1, "REDIS_CLUSTER_PASSWORD must not be empty").optional(),
   DATABASE_URL: url("DATABASE_URL", ["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/jobs"),
   DEMO_QUEUE: bool("DEMO_QUEUE").optional(),
   MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true),
@@ -171,6 +173,8 @@ export interface Config {
   redisUrl: string;
   /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); when set, every connection is a cluster connection and `redisUrl` is unused. */
   redisClusterNodes: { host: string; port: number }[] | undefined;
+  /** ACL user and password for every cluster node (REDIS_CLUSTER_USERNAME / _PASSWORD); one Redis takes them in REDIS_URL. */
+  redisClusterAuth: { username?: string; password?: string };
   databaseUrl: string;
   /** Whether the `demo` queue is registered (runtime contract: on outside production). */
   demoQueue: boolean;
@@ -258,6 +262,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           `QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set (got ${JSON.stringify(present.QUEUE_PREFIX)})`,
         ]
       : [];
+  // Credentials are never echoed back.
+  for (const name of ["REDIS_CLUSTER_USERNAME", "REDIS_CLUSTER_PASSWORD"]) {
+    if (present[name] && !present.REDIS_CLUSTER_NODES) {
+      clusterProblems.push(
+        `${name}: only used with REDIS_CLUSTER_NODES; one Redis takes its credentials in REDIS_URL (redis://user:password@host:6379)`,
+      );
+    }
+  }
   if (!parsed.success || overrides.problems.length > 0 || clusterProblems.length > 0) {
     const problems = (parsed.error?.issues ?? []).map((issue) => {
       const name = String(issue.path[0] ?? "environment");
@@ -275,6 +287,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerPort: e.WORKER_PORT,
     redisUrl: e.REDIS_URL,
     redisClusterNodes: e.REDIS_CLUSTER_NODES ? parseClusterNodes(e.REDIS_CLUSTER_NODES) : undefined,
+    redisClusterAuth: { username: e.REDIS_CLUSTER_USERNAME, password: e.REDIS_CLUSTER_PASSWORD },
     databaseUrl: e.DATABASE_URL,
     demoQueue: e.DEMO_QUEUE ?? !production,
     migrateOnStart: e.MIGRATE_ON_START,

@@ -6,7 +6,7 @@ import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { type Collected, enqueueDemo, gql, subscribeWs } from "../src/testing/graphql.ts";
-import { type PrivateRedisCluster, startPrivateRedisCluster } from "../src/testing/private-redis-cluster.ts";
+import { type PrivateRedisCluster, redisCli, startPrivateRedisCluster } from "../src/testing/private-redis-cluster.ts";
 import { killAll, type RunningProcess, startProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, uniquePrefix } from "../src/testing/redis.ts";
 
@@ -56,6 +56,17 @@ describe("REDIS_CLUSTER_NODES config", () => {
     },
   );
 
+  it("takes the nodes' user and password from REDIS_CLUSTER_USERNAME / _PASSWORD, and refuses them without nodes", () => {
+    const env = { REDIS_CLUSTER_NODES: "10.0.0.1:7000", REDIS_CLUSTER_USERNAME: "jobs", REDIS_CLUSTER_PASSWORD: "s3cret" };
+    expect(loadConfig(env).redisClusterAuth).toEqual({ username: "jobs", password: "s3cret" });
+    const lines = configProblems({ REDIS_CLUSTER_PASSWORD: "s3cret", REDIS_CLUSTER_USERNAME: "jobs" });
+    expect(lines).toEqual([
+      "REDIS_CLUSTER_USERNAME: only used with REDIS_CLUSTER_NODES; one Redis takes its credentials in REDIS_URL (redis://user:password@host:6379)",
+      "REDIS_CLUSTER_PASSWORD: only used with REDIS_CLUSTER_NODES; one Redis takes its credentials in REDIS_URL (redis://user:password@host:6379)",
+    ]);
+    expect(lines.join("\n")).not.toContain("s3cret");
+  });
+
   it("refuses a QUEUE_PREFIX without a hash tag on a cluster (a queue's keys would span slots)", () => {
     expect(configProblems({ REDIS_CLUSTER_NODES: "127.0.0.1:7000", QUEUE_PREFIX: "jobs" })).toEqual([
       'QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set (got "jobs")',
@@ -74,6 +85,9 @@ describe("REDIS_CLUSTER_NODES config", () => {
   });
 });
 
+/** The test cluster's nodes require this password (requirepass), from clients and from each other. */
+const PASSWORD = "cluster-secret";
+
 describe("on a Redis Cluster", () => {
   let cluster: PrivateRedisCluster;
   let api: TestApi;
@@ -83,9 +97,15 @@ describe("on a Redis Cluster", () => {
   const open: Collected<unknown>[] = [];
 
   beforeAll(async () => {
-    [cluster, db] = await Promise.all([startPrivateRedisCluster(), createTestDatabase()]);
+    [cluster, db] = await Promise.all([startPrivateRedisCluster({ password: PASSWORD }), createTestDatabase()]);
     // REDIS_URL points nowhere: were anything to ignore REDIS_CLUSTER_NODES, it would fail loudly.
-    const env = { DATABASE_URL: db.url, REDIS_CLUSTER_NODES: cluster.nodes, REDIS_URL: "redis://127.0.0.1:1", QUEUE_PREFIX: prefix };
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_CLUSTER_NODES: cluster.nodes,
+      REDIS_CLUSTER_PASSWORD: PASSWORD,
+      REDIS_URL: "redis://127.0.0.1:1",
+      QUEUE_PREFIX: prefix,
+    };
     [api, worker] = await Promise.all([startTestApi(env), startWorker(env)]);
   });
 
@@ -126,9 +146,12 @@ describe("on a Redis Cluster", () => {
     }
   }
 
-  it("is ready, with Redis answering through the cluster", async () => {
+  it("is ready, with Redis answering through the cluster, whose nodes refuse clients without the password", async () => {
     const res = await fetch(api.url.replace("/graphql", "/readyz"));
     expect(res.status).toBe(200);
+    const port = String(cluster.ports[0]);
+    expect(await redisCli(["-p", port, "ping"])).toMatch(/NOAUTH/);
+    expect(await redisCli(["-p", port, "-a", PASSWORD, "--no-auth-warning", "ping"])).toBe("PONG");
   });
 
   it("runs a demo.sleep job and streams SNAPSHOT, PROGRESS and COMPLETED over graphql-ws", async () => {
@@ -161,7 +184,7 @@ describe("on a Redis Cluster", () => {
     expect(audit).toEqual({ queue: "demo", job_name: "fail", failed_reason: "cluster says no", attempts_made: 1 });
   });
 
-  it("cancels an active job in the worker process (marker key, control channel, CANCELLED event)", async () => {
+  it("cancels an active job in the worker process (job mark, control channel, CANCELLED event)", async () => {
     const id = await enqueue("sleep", { steps: 50, stepMs: 100 });
     const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
     open.push(sub);
@@ -173,7 +196,10 @@ describe("on a Redis Cluster", () => {
   });
 
   it("keeps every key it made under the hash-tagged prefix, so all of them share one slot", async () => {
-    const client = new Cluster(cluster.ports.map((port) => ({ host: "127.0.0.1", port })));
+    const client = new Cluster(
+      cluster.ports.map((port) => ({ host: "127.0.0.1", port })),
+      { redisOptions: { password: PASSWORD } },
+    );
     try {
       await new Promise((resolve) => client.once("ready", resolve)); // nodes() is empty until then
       const keys: string[] = [];

@@ -9,7 +9,7 @@ import type { Config } from "../config.ts";
 export type RedisClient = Redis | Cluster;
 
 /** Where Redis is: `REDIS_URL`, or the cluster's seed nodes when `REDIS_CLUSTER_NODES` is set. */
-export type RedisTarget = Pick<Config, "redisUrl" | "redisClusterNodes">;
+export type RedisTarget = Pick<Config, "redisUrl" | "redisClusterNodes" | "redisClusterAuth">;
 
 /**
  * What a connection is for. `blocking`: BullMQ Workers and QueueEvents, and commands that must wait
@@ -21,7 +21,7 @@ export type RedisRole = "blocking" | "request" | "subscriber";
  * Connection factory. BullMQ needs `maxRetriesPerRequest: null` on connections that block (workers,
  * QueueEvents); connections that serve API requests give up after 2 s instead, so a request never
  * hangs while Redis is down. With `redisClusterNodes` set it returns an ioredis `Cluster` seeded with
- * them, the same options applying to each node's connection.
+ * them, the same options (and `redisClusterAuth`'s user and password) applying to each node's connection.
  */
 export function createRedis(target: RedisTarget, role: RedisRole, extra: RedisOptions = {}): RedisClient {
   const options: RedisOptions = {
@@ -33,7 +33,8 @@ export function createRedis(target: RedisTarget, role: RedisRole, extra: RedisOp
   if (!target.redisClusterNodes) return new Redis(target.redisUrl, options);
   // `lazyConnect` belongs to the Cluster itself: it opens (and lazily re-opens) its node connections.
   const { lazyConnect, ...redisOptions } = options;
-  return new Cluster(target.redisClusterNodes, { lazyConnect, redisOptions });
+  const { username, password } = target.redisClusterAuth;
+  return new Cluster(target.redisClusterNodes, { lazyConnect, redisOptions: { ...redisOptions, username, password } });
 }
 
 /**

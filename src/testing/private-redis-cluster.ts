@@ -38,10 +38,16 @@ async function freeNodePort(taken: Set<number>): Promise<number> {
 
 /**
  * A Redis Cluster of its own: `size` masters (no replicas) on free loopback ports, each a
- * `redis-server` child process with persistence off, joined with `redis-cli --cluster create` and
- * resolved once `cluster_state:ok`. Needs `redis-server` and `redis-cli` on PATH.
+ * `redis-server` child process with persistence off (and `requirepass` when a password is given),
+ * joined with `redis-cli --cluster create` and resolved once `cluster_state:ok`. Needs
+ * `redis-server` and `redis-cli` on PATH.
  */
-export async function startPrivateRedisCluster(size = 3): Promise<PrivateRedisCluster> {
+export async function startPrivateRedisCluster(options: { size?: number; password?: string } = {}): Promise<PrivateRedisCluster> {
+  const size = options.size ?? 3;
+  // With a password every node requires it from clients and from each other.
+  const auth = options.password ? ["--requirepass", options.password, "--masterauth", options.password] : [];
+  const cliAuth = options.password ? ["-a", options.password, "--no-auth-warning"] : [];
+  const cli = (port: number, ...args: string[]) => redisCli(["-p", String(port), ...cliAuth, ...args]);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "redis-cluster-"));
   const ports: number[] = [];
   const children: ChildProcess[] = [];
@@ -84,13 +90,22 @@ export async function startPrivateRedisCluster(size = 3): Promise<PrivateRedisCl
           "no",
           "--daemonize",
           "no",
+          ...auth,
         ],
         { stdio: "ignore" },
       );
       children.push(child);
     }
     for (const port of ports) await waitFor(async () => (await cli(port, "ping")) === "PONG", `node ${port} answering`);
-    await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"]);
+    await run("redis-cli", [
+      ...cliAuth,
+      "--cluster",
+      "create",
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      "--cluster-replicas",
+      "0",
+      "--cluster-yes",
+    ]);
     // Every node must agree before a client's first slot lookup, or it may be told CLUSTERDOWN.
     for (const port of ports) {
       await waitFor(async () => (await cli(port, "cluster", "info")).includes("cluster_state:ok"), `node ${port} cluster_state:ok`);
@@ -102,9 +117,10 @@ export async function startPrivateRedisCluster(size = 3): Promise<PrivateRedisCl
   }
 }
 
-async function cli(port: number, ...args: string[]): Promise<string> {
+/** What `redis-cli <args>` printed, or "" when it failed. */
+export async function redisCli(args: string[]): Promise<string> {
   try {
-    const { stdout } = await run("redis-cli", ["-p", String(port), ...args]);
+    const { stdout } = await run("redis-cli", args);
     return stdout.trim();
   } catch {
     return "";
