@@ -1,6 +1,13 @@
 // Client process: many graphql-ws (`graphql-transport-ws`) subscriptions to jobEvents, one per socket,
 // spoken by hand over `ws` so one process can hold thousands. Measures each PROGRESS event's delivery
-// latency against the `at` the worker stamped, and gaps in each job's tick sequence.
+// latency against the `at` the worker stamped, and gaps and duplicates in each job's tick sequence.
+//
+// The clock: the worker stamps `at` as performance.timeOrigin + performance.now() (demo.noop) and this
+// process reads the same expression on arrival. Both are the host's wall clock sampled once at process
+// start plus the shared monotonic clock since, so on one host they agree to well under a millisecond
+// unless the wall clock is stepped or slewed after a process started; the report carries this
+// process's drift against Date.now() so such a case shows.
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import WebSocket from "ws";
 import { scriptInput } from "../lib/child.ts";
 import { nowMs, summarize } from "../lib/stats.ts";
@@ -14,23 +21,42 @@ export interface WsSubscribersInput {
   openConcurrency: number;
 }
 
-/** IPC to the harness: "reset" clears latencies; "report" answers the figures; "close" ends the process. */
+/**
+ * IPC to the harness: "reset" starts the measured window (clears latencies and the event count; gaps
+ * and duplicates keep counting from each subscription's SNAPSHOT); "report" answers the figures;
+ * "close" ends the process.
+ */
 export type WsSubscribersMessage =
   | { type: "subscribed"; subscribed: number; failed: number; ms: number; firstError: string | null }
   | {
       type: "report";
       latency: ReturnType<typeof summarize>;
       samples: number[];
+      /**
+       * The same deliveries timed from the event's stream id instead (Redis' clock when the worker's
+       * progress entered the events stream, whole ms): the part after Redis, i.e. relay and API.
+       */
+      fromStream: number[];
+      /** Ticks missing, since each subscription's SNAPSHOT. */
       gaps: number;
+      /** Ticks received again or out of order (at or below the newest one seen), since the SNAPSHOT. */
+      duplicates: number;
       events: number;
       completed: number;
       dropped: number;
+      /** performance.timeOrigin + performance.now() minus Date.now() at report time (ms). */
+      clockDriftMs: number;
+      /** This process's own event-loop delay since "reset" (ms, p99 and max): a busy client delays what it times. */
+      loopDelay: { p99: number; max: number };
     };
 
-const QUERY = "subscription($queue: String!, $id: ID!) { jobEvents(queue: $queue, id: $id) { type progress } }";
+const QUERY = "subscription($queue: String!, $id: ID!) { jobEvents(queue: $queue, id: $id) { id type progress } }";
 const input = scriptInput<WsSubscribersInput>();
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 let latencies: number[] = [];
+let fromStream: number[] = [];
 let gaps = 0;
+let duplicates = 0;
 let events = 0;
 let completed = 0;
 let dropped = 0;
@@ -53,7 +79,10 @@ function open(jobId: string): Promise<void> {
     ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${input.apiKey}` } })));
     ws.on("message", (raw) => {
       const now = nowMs();
-      const msg = JSON.parse(String(raw)) as { type: string; payload?: { data?: { jobEvents?: { type: string; progress: Progress } } } };
+      const msg = JSON.parse(String(raw)) as {
+        type: string;
+        payload?: { data?: { jobEvents?: { id?: string; type: string; progress: Progress } } };
+      };
       if (msg.type === "connection_ack") {
         ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: QUERY, variables: { queue: input.queue, id: jobId } } }));
       } else if (msg.type === "ping") {
@@ -68,8 +97,11 @@ function open(jobId: string): Promise<void> {
         } else if (event.type === "PROGRESS" && typeof tick === "number") {
           events++;
           if (lastTick >= 0 && tick > lastTick + 1) gaps += tick - lastTick - 1;
+          if (tick <= lastTick) duplicates++;
           lastTick = Math.max(lastTick, tick);
           if (typeof event.progress?.at === "number") latencies.push(now - event.progress.at);
+          const streamMs = Number.parseInt(event.id ?? "", 10);
+          if (Number.isFinite(streamMs)) fromStream.push(now - streamMs);
         }
       } else if (msg.type === "error") {
         settle(new Error(JSON.stringify(msg)));
@@ -110,17 +142,24 @@ process.send?.({ type: "subscribed", subscribed, failed, ms: Date.now() - t0, fi
 process.on("message", (m: string) => {
   if (m === "reset") {
     latencies = [];
-    gaps = 0;
+    fromStream = [];
     events = 0;
+    loopDelay.reset();
+    loopDelay.enable();
   } else if (m === "report") {
     process.send?.({
       type: "report",
       latency: summarize(latencies),
       samples: latencies,
+      fromStream,
       gaps,
+      duplicates,
       events,
       completed,
       dropped,
+      clockDriftMs: nowMs() - Date.now(),
+      // The histogram records the whole interval between its 10 ms ticks: the delay is what exceeds it.
+      loopDelay: { p99: Math.max(0, loopDelay.percentile(99) / 1e6 - 10), max: Math.max(0, loopDelay.max / 1e6 - 10) },
     } satisfies WsSubscribersMessage);
   } else if (m === "close") {
     for (const ws of sockets) ws.terminate();

@@ -1,6 +1,5 @@
-import type { RedisPubSub } from "graphql-redis-subscriptions";
-import type { Logger } from "../infra/logger.ts";
 import { NotFoundError, ValidationError } from "./errors.ts";
+import type { ChannelListener, EventChannels } from "./event-channels.ts";
 import {
   channels,
   compareEventIds,
@@ -9,24 +8,20 @@ import {
   type JobEvent,
   type JobEventType,
   type LoadJob,
-  parseJobEvent,
   TERMINAL_EVENTS,
   translate,
 } from "./events.ts";
 import { type JobView, TERMINAL_STATES } from "./job-view.ts";
-import type { LocalEvents } from "./local-events.ts";
 
 export interface EventFeedOptions {
-  pubsub: RedisPubSub;
+  /** The process's shared channel subscriptions (pub/sub, and this process's relay). */
+  channels: EventChannels;
   stream: EventStream;
   prefix: string;
   loadJob: LoadJob;
   hasQueue: (queue: string) => boolean;
-  log: Logger;
   /** Events held for a subscriber that is not reading; past it the subscription ends with an error. */
   maxBuffer: number;
-  /** Events this process's relay emits directly (skipping the pub/sub round trip). */
-  local?: LocalEvents;
 }
 
 export class SlowSubscriberError extends Error {
@@ -41,7 +36,7 @@ export class SlowSubscriberError extends Error {
  * `since`), then live ones from pub/sub. Live events whose id is not past the last one delivered are
  * dropped, which removes the overlap between the two parts and any event relayed twice.
  */
-class Feed implements AsyncIterableIterator<JobEvent> {
+class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
   private readonly initial: JobEvent[] = [];
   private live: JobEvent[] = [];
   private wake: (() => void) | null = null;
@@ -61,7 +56,8 @@ class Feed implements AsyncIterableIterator<JobEvent> {
   ) {}
 
   attach(unsubscribe: () => void): void {
-    this.unsubscribe = unsubscribe;
+    if (this.done) unsubscribe();
+    else this.unsubscribe = unsubscribe;
   }
 
   setStart(initial: JobEvent[], last: string): void {
@@ -180,21 +176,9 @@ export class EventFeeds {
     }
   }
 
-  /** Subscribes to `channel` and resolves once Redis confirmed it, so nothing published after is missed. */
+  /** Joins `channel` and resolves once Redis confirmed it, so nothing published after is missed. */
   private async subscribe(feed: Feed, channel: string): Promise<void> {
-    const { pubsub, log, local } = this.options;
-    const offLocal = local?.on(channel, (event) => feed.push(event));
-    const subId = await pubsub.subscribe(channel, (payload: unknown) => {
-      try {
-        feed.push(parseJobEvent(payload));
-      } catch (err) {
-        log.error("dropping a malformed event from pub/sub", { channel, err });
-      }
-    });
-    feed.attach(() => {
-      offLocal?.();
-      pubsub.unsubscribe(subId);
-    });
+    feed.attach(await this.options.channels.join(channel, feed));
   }
 
   /**

@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { type ConnectionOptions, QueueEvents } from "bullmq";
 import type { Logger } from "../infra/logger.ts";
 import type { RedisClient } from "../infra/redis.ts";
+import type { LocalDelivery } from "./event-channels.ts";
 import { channels, type JobEvent, type LoadJob, translate } from "./events.ts";
-import type { LocalEvents } from "./local-events.ts";
 
 /** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
 const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
@@ -19,7 +19,7 @@ export interface EventRelayOptions {
   /** How long a relay's leadership lasts without renewal; another instance takes over after it. */
   leaseMs: number;
   /** Subscribers in this process get events from here first, without the pub/sub round trip. */
-  local?: LocalEvents;
+  local?: LocalDelivery;
 }
 
 /** A queue this instance relays: its reader, the events read and not yet published, the publishing loop. */

@@ -73,14 +73,28 @@ export function parseJobEvent(payload: unknown): JobEvent {
   };
 }
 
-/** Orders stream ids `<ms>-<seq>` numerically. */
+/** Orders stream ids `<ms>-<seq>` numerically (a missing part counts as 0). Runs per event and subscriber: allocates nothing. */
 export function compareEventIds(a: string, b: string): number {
-  const [am = "0", as = "0"] = a.split("-");
-  const [bm = "0", bs = "0"] = b.split("-");
-  const ms = BigInt(am) - BigInt(bm);
-  if (ms !== 0n) return ms < 0n ? -1 : 1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+  if (a === b) return 0;
+  const ad = a.indexOf("-");
+  const bd = b.indexOf("-");
+  const aEnd = ad < 0 ? a.length : ad;
+  const bEnd = bd < 0 ? b.length : bd;
+  return compareDigits(a, 0, aEnd, b, 0, bEnd) || compareDigits(a, aEnd + 1, a.length, b, bEnd + 1, b.length);
+}
+
+/** Compares the decimal numbers a[as..ae) and b[bs..be) of any length: leading zeros skipped, then length, then digits. */
+function compareDigits(a: string, as: number, ae: number, b: string, bs: number, be: number): number {
+  if (as > ae) as = ae;
+  if (bs > be) bs = be;
+  while (as < ae && a.charCodeAt(as) === 48) as++;
+  while (bs < be && b.charCodeAt(bs) === 48) bs++;
+  if (ae - as !== be - bs) return ae - as < be - bs ? -1 : 1;
+  for (; as < ae; as++, bs++) {
+    const d = a.charCodeAt(as) - b.charCodeAt(bs);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
 }
 
 export function isValidEventId(id: string): boolean {

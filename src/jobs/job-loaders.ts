@@ -88,3 +88,38 @@ export function createJobLoaders(live: LiveLookup, history: HistoryQueries): Job
     },
   };
 }
+
+/**
+ * The same loaders, made on first use. Every request and every subscription gets a context, and
+ * most never load a job (a subscription holds its context for as long as it lives), so they cost
+ * one small object until then.
+ */
+export function lazyJobLoaders(live: LiveLookup, history: HistoryQueries): JobLoaders {
+  return new LazyJobLoaders(live, history);
+}
+
+class LazyJobLoaders implements JobLoaders {
+  private made: JobLoaders | null = null;
+
+  constructor(
+    private readonly live: LiveLookup,
+    private readonly history: HistoryQueries,
+  ) {}
+
+  private get loaders(): JobLoaders {
+    this.made ??= createJobLoaders(this.live, this.history);
+    return this.made;
+  }
+
+  get job() {
+    return this.loaders.job;
+  }
+
+  get replays() {
+    return this.loaders.replays;
+  }
+
+  refresh(rows: readonly JobView[]): Promise<JobView[]> {
+    return this.loaders.refresh(rows);
+  }
+}

@@ -1,8 +1,8 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
-import { type GraphQLSchema, NoSchemaIntrospectionCustomRule } from "graphql";
-import { createYoga, type Plugin } from "graphql-yoga";
+import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
+import { createYoga, maskError, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -64,6 +64,27 @@ function noIntrospectionPlugin(): Plugin {
   };
 }
 
+/**
+ * Subscriptions run on graphql-js' own `subscribe` instead of Yoga's default engine
+ * (@graphql-tools/executor, kept for queries and mutations). A subscription lives for as long as
+ * its client watches, and that engine keeps more for each one (per-subscription variable
+ * signatures and memo maps, an extra flattening iterator, a generator per event): about 2.5 KB per
+ * subscription and a fifth of the CPU per event, for features (@defer, @stream, abort signals)
+ * subscriptions here don't use. Only the engine call changes: plugin hooks (error masking
+ * included), context and validation run as before. This is the SSE path; WebSocket subscriptions
+ * call graphql-js' `subscribe` themselves (see websocket.ts).
+ */
+function graphqlJsSubscriptions(): Plugin {
+  return {
+    onSubscribe({ setSubscribeFn }) {
+      setSubscribeFn(subscribe as Parameters<typeof setSubscribeFn>[0]);
+    },
+  };
+}
+
+/** What clients see instead of an error that is not one of ours (Yoga's default message). */
+const MASKED_ERROR_MESSAGE = "Unexpected error.";
+
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
@@ -82,7 +103,7 @@ export function buildApp(deps: AppDeps): App {
           defaultQuery: EXAMPLE_OPERATIONS,
         }
       : false,
-    maskedErrors: true,
+    maskedErrors: { errorMessage: MASKED_ERROR_MESSAGE },
     // Replaced by requestBodyLimitPlugin: same limit, without a stream per request (see its file).
     maxRequestBodySize: false,
     logging: {
@@ -101,11 +122,23 @@ export function buildApp(deps: AppDeps): App {
       healthPlugin(deps.ready, metrics, deps.metricsToken),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
       requestBodyLimitPlugin(),
+      graphqlJsSubscriptions(),
     ],
   });
 
   const server = http.createServer(yoga);
-  const ws = attachGraphqlWs(server, yoga, deps.authenticate, deps.websocket);
+  const ws = attachGraphqlWs(server, yoga, {
+    authenticate: deps.authenticate,
+    limits: deps.websocket,
+    log: deps.log,
+    // Yoga's masking (same function and message as maskedErrors above), and logged as Yoga logs it.
+    maskErrors: (errors) =>
+      errors.map((error) => {
+        const masked = maskError(error, MASKED_ERROR_MESSAGE);
+        if (masked !== error) deps.log.error(String(error), { args: [] });
+        return masked instanceof GraphQLError ? masked.toJSON() : { message: masked.message };
+      }),
+  });
 
   return {
     fetch: (request) => yoga.fetch(request),

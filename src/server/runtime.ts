@@ -4,15 +4,15 @@ import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
+import { EventChannels } from "../jobs/event-channels.ts";
 import { EventFeeds } from "../jobs/event-feed.ts";
 import { EventRelay } from "../jobs/event-relay.ts";
 import { EventStream } from "../jobs/events.ts";
 import { HistoryStore } from "../jobs/history.ts";
 import { HistoryQueries } from "../jobs/history-queries.ts";
 import { JobControl } from "../jobs/job-control.ts";
-import { createJobLoaders } from "../jobs/job-loaders.ts";
+import { lazyJobLoaders } from "../jobs/job-loaders.ts";
 import { JobService } from "../jobs/job-service.ts";
-import { LocalEvents } from "../jobs/local-events.ts";
 import { OperatorActionLog } from "../jobs/operator-actions.ts";
 import { QueueService } from "../jobs/queue-service.ts";
 import { QueueSet } from "../jobs/queues.ts";
@@ -24,6 +24,8 @@ export interface ApiRuntime {
   jobs: JobService;
   queueService: QueueService;
   feeds: EventFeeds;
+  /** The process's shared event-channel subscriptions (for tests). */
+  channels: EventChannels;
   context: (actor: string) => Context;
   authenticate: Authenticate;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
@@ -70,10 +72,11 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     cancelWaitMs: config.cancelWaitMs,
     maxBulkRetry: config.maxBulkRetry,
   });
-  const pubsub = new RedisPubSub({ publisher, subscriber });
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
-  const local = new LocalEvents();
+  // One Redis subscription per watched channel, shared by all of this process's subscriptions.
+  const pubsub = new RedisPubSub({ publisher, subscriber, deserializer: (message) => message.toString() });
+  const channels = new EventChannels(pubsub, log);
   const relay = new EventRelay({
     connection: bullConnection(config),
     prefix: config.queuePrefix,
@@ -81,18 +84,17 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     loadJob,
     log,
     leaseMs: config.relayLeaseMs,
-    local,
+    local: channels,
   });
   await relay.start(registry.queues());
+  const liveJob = (queue: string, id: string) => jobs.getLive(queue, id);
   const feeds = new EventFeeds({
-    pubsub,
+    channels,
     stream,
     prefix: config.queuePrefix,
     loadJob,
     hasQueue: (queue) => registry.hasQueue(queue),
-    log,
     maxBuffer: config.subscriberMaxBuffer,
-    local,
   });
 
   return {
@@ -100,13 +102,14 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     jobs,
     queueService,
     feeds,
+    channels,
     context: (actor) => ({
       jobs,
       control,
       queues: queueService,
       feeds,
       history: historyQueries,
-      loaders: createJobLoaders((queue, id) => jobs.getLive(queue, id), historyQueries),
+      loaders: lazyJobLoaders(liveJob, historyQueries),
       actor,
     }),
     authenticate: createAuthenticator(config.adminApiKey),
@@ -120,7 +123,6 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     },
     close: async () => {
       await relay.stop();
-      await pubsub.close();
       await queues.close();
       await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber), closeRedis(queueConnection)]);
       await db.$disconnect();

@@ -1,10 +1,11 @@
 import type http from "node:http";
-import { type ExecutionArgs, type ExecutionResult, GraphQLError } from "graphql";
-import { useServer } from "graphql-ws/use/ws";
+import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLFormattedError, subscribe } from "graphql";
+import { CloseCode, handleProtocols, makeServer, type Context as WsContext, type WebSocket as WsTransport } from "graphql-ws";
 import type { YogaServerInstance } from "graphql-yoga";
-import { type WebSocket, WebSocketServer } from "ws";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
+import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
 
 /** Close codes of our own (graphql-ws uses 44xx; 4000-4399 are free for applications). */
@@ -22,11 +23,16 @@ export interface WebSocketLimits {
   slowConsumerMs: number;
 }
 
-type Enveloped = {
-  execute: (args: ExecutionArgs) => unknown;
-  subscribe: (args: ExecutionArgs) => unknown;
-  socket: WebSocket;
-};
+/** Yoga's envelop execute for one operation (queries and mutations sent over the socket). */
+type Enveloped = { execute: (args: ExecutionArgs) => unknown };
+
+export interface GraphqlWsOptions {
+  authenticate: Authenticate;
+  limits: WebSocketLimits;
+  log: Logger;
+  /** The error masking Yoga applies (same function, same message), for what subscriptions send. */
+  maskErrors: (errors: readonly GraphQLError[]) => GraphQLFormattedError[];
+}
 
 /** The limits as configured (WS_* variables). */
 export function websocketLimits(config: Config): WebSocketLimits {
@@ -39,104 +45,239 @@ export function websocketLimits(config: Config): WebSocketLimits {
 }
 
 /**
- * Closes the connection of a client that stops taking events. graphql-ws waits until each message
- * has been handed to the OS before it asks for the next one, so a client that stops reading stalls
- * its subscription at a `yield` here once the socket buffers are full; meanwhile new events wait in
- * the subscription's own bounded buffer (src/jobs/event-feed.ts), where progress coalesces. A yield
- * that is not taken within `slowConsumerMs` closes the socket with 4008. Other subscriptions and
- * connections are never slowed.
+ * One client connection: graphql-ws' transport for it (`send`, `close`, `onMessage`), and the few
+ * fields the shared timers below read. Deliberately small: a server holds tens of thousands.
  */
-async function* watched(
-  source: AsyncIterable<ExecutionResult>,
-  socket: WebSocket,
-  limits: WebSocketLimits,
-): AsyncGenerator<ExecutionResult> {
-  for await (const result of source) {
-    const watchdog = setTimeout(() => {
-      socket.close(CLOSE_SLOW_CONSUMER, "Slow consumer: events are not being read; reconnect and resume with `since`");
-    }, limits.slowConsumerMs);
-    try {
-      yield result;
-    } finally {
-      clearTimeout(watchdog);
-    }
+class Connection implements WsTransport {
+  /** graphql-ws' handler of incoming messages. */
+  receive: ((data: string) => Promise<void>) | null = null;
+  /** graphql-ws' handler of the socket's end. */
+  closed: ((code: number, reason: string) => Promise<void>) | null = null;
+  /** Messages handed to `ws` whose write has not completed (the client has not taken them). */
+  inFlight = 0;
+  /** performance.now() when messages started waiting, or when the client last took one while more wait. */
+  waitingSince = 0;
+  /** A ping went out and no pong has come back yet. */
+  awaitingPong = false;
+
+  constructor(
+    readonly socket: WebSocket,
+    private readonly watch: Watch,
+    /** Its keep-alive group (see `Watch`). */
+    readonly group: number,
+  ) {}
+
+  get protocol(): string {
+    return this.socket.protocol;
+  }
+
+  /** Resolves once `ws` handed the message to the OS: graphql-ws asks for a subscription's next event only then. */
+  send(data: string): Promise<void> {
+    if (this.socket.readyState !== this.socket.OPEN) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.watch.sending(this);
+      this.socket.send(data, (err) => {
+        this.watch.sent(this);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  onMessage(receive: (data: string) => Promise<void>): void {
+    this.receive = receive;
   }
 }
 
 /**
- * graphql-ws (`graphql-transport-ws`) on the HTTP server's GraphQL path, executing through Yoga's
- * envelop so WebSocket and SSE share context, auth, plugins and error masking.
+ * The timers of all connections, instead of a few per connection.
+ *
+ * Keep-alive: connections are spread over groups; each tick visits one group, terminating the
+ * connections that have not answered the previous ping and pinging the others, so every connection
+ * is pinged every `keepAliveMs` and has that long to answer, and the pings of thousands of
+ * connections don't all go out in the same tick.
+ *
+ * Slow consumers: graphql-ws hands a subscription's next event to `send` only once the previous one
+ * was written to the OS, so a client that stops reading stalls only its own subscriptions, their
+ * events waiting in each subscription's bounded buffer (src/jobs/event-feed.ts) where progress
+ * coalesces. A connection that has had messages waiting for `slowConsumerMs` without the client
+ * taking any is closed with 4008. Only connections with messages waiting are looked at.
+ */
+class Watch {
+  private readonly groups: Set<Connection>[];
+  private readonly waiting = new Set<Connection>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private nextGroup = 0;
+  private tick = 0;
+
+  constructor(private readonly limits: WebSocketLimits) {
+    const keepAlive = limits.keepAliveMs > 0 && Number.isFinite(limits.keepAliveMs);
+    // A tick every ~100 ms: with 20,000 connections and a 12 s interval, ~170 pings at a time.
+    const groups = keepAlive ? Math.max(1, Math.min(256, Math.floor(limits.keepAliveMs / 100))) : 1;
+    this.groups = Array.from({ length: groups }, () => new Set<Connection>());
+    if (keepAlive) this.timers.push(setInterval(() => this.keepAlive(), limits.keepAliveMs / groups).unref());
+    const sweepMs = Math.max(10, Math.min(1_000, limits.slowConsumerMs / 4));
+    this.timers.push(setInterval(() => this.sweepSlow(), sweepMs).unref());
+  }
+
+  open(socket: WebSocket): Connection {
+    const group = this.nextGroup++ % this.groups.length;
+    const conn = new Connection(socket, this, group);
+    this.groups[group]?.add(conn);
+    return conn;
+  }
+
+  forget(conn: Connection): void {
+    this.groups[conn.group]?.delete(conn);
+    this.waiting.delete(conn);
+  }
+
+  sending(conn: Connection): void {
+    if (conn.inFlight++ === 0) {
+      conn.waitingSince = performance.now();
+      this.waiting.add(conn);
+    }
+  }
+
+  sent(conn: Connection): void {
+    conn.waitingSince = performance.now();
+    if (--conn.inFlight === 0) this.waiting.delete(conn);
+  }
+
+  private keepAlive(): void {
+    const group = this.groups[this.tick++ % this.groups.length] ?? [];
+    for (const conn of group) {
+      if (conn.socket.readyState !== conn.socket.OPEN) continue;
+      if (conn.awaitingPong) {
+        conn.socket.terminate();
+        continue;
+      }
+      conn.awaitingPong = true;
+      conn.socket.ping();
+    }
+  }
+
+  private sweepSlow(): void {
+    const stalledSince = performance.now() - this.limits.slowConsumerMs;
+    for (const conn of this.waiting) {
+      if (conn.waitingSince > stalledSince) continue;
+      this.waiting.delete(conn);
+      conn.close(CLOSE_SLOW_CONSUMER, "Slow consumer: events are not being read; reconnect and resume with `since`");
+    }
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+  }
+}
+
+/**
+ * graphql-ws (`graphql-transport-ws`) on the HTTP server's GraphQL path. The protocol is graphql-ws'
+ * own (`makeServer`); the glue to `ws` is ours, so each connection costs one small object and
+ * shared timers (see `Watch`) rather than timers, closures and the HTTP upgrade request of its own.
+ *
+ * Operations go through Yoga's envelop for parsing, validation (cached) and context (auth), like
+ * over HTTP and SSE. Queries and mutations execute through envelop too. A subscription's events
+ * execute with graphql-js' `subscribe` directly, the engine SSE uses as well (see app.ts): envelop
+ * would wrap each subscription in three more async iterators for its result hooks, about 2.5 KB per
+ * subscription held for its whole life plus their work on every event. The one such hook in use is
+ * error masking, applied here instead (`maskErrors`: Yoga's own function and message) to every
+ * result and error sent. Plugins' onSubscribe hooks don't run for WebSocket subscriptions.
  */
 export function attachGraphqlWs(
   server: http.Server,
   yoga: YogaServerInstance<Record<string, unknown>, Context>,
-  authenticate: Authenticate,
-  limits: WebSocketLimits,
+  { authenticate, limits, log, maskErrors }: GraphqlWsOptions,
 ) {
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
-  const active = new WeakMap<WebSocket, Set<string>>();
-  const forget = (socket: WebSocket, id: string) => active.get(socket)?.delete(id);
+  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, handleProtocols });
+  const watch = new Watch(limits);
+  const connections = new WeakMap<WebSocket, Connection>();
 
-  const disposable = useServer(
-    {
-      connectionInitWaitTimeout: limits.initTimeoutMs,
-      // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
-      onConnect: (ctx) => {
-        try {
-          authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      // Yoga's envelop hands us its own execute/subscribe in onSubscribe; they travel in rootValue.
-      execute: (args) => (args.rootValue as Enveloped).execute(args) as never,
-      subscribe: async (args) => {
-        const root = args.rootValue as Enveloped;
-        const result = (await root.subscribe(args)) as AsyncIterable<ExecutionResult> | ExecutionResult;
-        return Symbol.asyncIterator in result ? watched(result, root.socket, limits) : result;
-      },
-      onSubscribe: async (ctx, id, payload) => {
-        const socket = ctx.extra.socket;
-        const ids = active.get(socket) ?? new Set<string>();
-        active.set(socket, ids);
-        if (ids.size >= limits.maxSubscriptions) {
-          socket.close(CLOSE_TOO_MANY_SUBSCRIPTIONS, `Too many subscriptions on one connection (at most ${limits.maxSubscriptions})`);
-          return [new GraphQLError(`Too many subscriptions on one connection (at most ${limits.maxSubscriptions})`)];
-        }
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket,
-          params: payload,
-        });
-        const args = {
-          schema,
-          operationName: payload.operationName,
-          document: parse(payload.query),
-          variableValues: payload.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe, socket },
-        };
-        const errors = validate(args.schema, args.document);
-        if (errors.length) return errors;
-        ids.add(id);
-        return args;
-      },
-      onComplete: (ctx, id) => {
-        forget(ctx.extra.socket, id);
-      },
-      onError: (ctx, id) => {
-        forget(ctx.extra.socket, id);
-      },
+  const protocol = makeServer<Record<string, unknown> | undefined, Connection>({
+    connectionInitWaitTimeout: limits.initTimeoutMs,
+    // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
+    onConnect: (ctx) => {
+      try {
+        authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
+        return true;
+      } catch {
+        return false;
+      }
     },
-    wss,
-    limits.keepAliveMs,
-  );
+    // Yoga's envelop hands us its own execute in onSubscribe; it travels in rootValue.
+    execute: (args) => (args.rootValue as Enveloped).execute(args) as never,
+    subscribe: (args) => subscribe(args) as Promise<AsyncIterable<ExecutionResult> | ExecutionResult>,
+    onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: maskErrors(result.errors) } : undefined),
+    onError: (_ctx, _id, _payload, errors) => maskErrors(errors),
+    onSubscribe: async (ctx: WsContext<Record<string, unknown> | undefined, Connection>, _id, payload) => {
+      // graphql-ws lists every operation of the connection still running, this one included.
+      if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptions) {
+        const message = `Too many subscriptions on one connection (at most ${limits.maxSubscriptions})`;
+        ctx.extra.close(CLOSE_TOO_MANY_SUBSCRIPTIONS, message);
+        return [new GraphQLError(message)];
+      }
+      const { schema, execute, contextFactory, parse, validate } = yoga.getEnveloped({
+        connectionParams: ctx.connectionParams,
+        socket: ctx.extra.socket,
+        params: payload,
+      });
+      const args = {
+        schema,
+        operationName: payload.operationName,
+        document: parse(payload.query),
+        variableValues: payload.variables,
+        contextValue: await contextFactory(),
+        rootValue: { execute } satisfies Enveloped,
+      };
+      const errors = validate(args.schema, args.document);
+      if (errors.length) return errors;
+      return args;
+    },
+  });
+
+  // Shared listeners (`this` is the socket): no closures per connection.
+  function onSocketMessage(this: WebSocket, data: RawData) {
+    const conn = connections.get(this);
+    conn?.receive?.(String(data)).catch((err: unknown) => {
+      log.error("graphql-ws: handling a message failed", { err });
+      this.close(CloseCode.InternalServerError, "Internal server error");
+    });
+  }
+  function onSocketPong(this: WebSocket) {
+    const conn = connections.get(this);
+    if (conn) conn.awaitingPong = false;
+  }
+  function onSocketError(this: WebSocket, err: Error) {
+    log.warn("graphql-ws: socket error", { err: err.message });
+    this.close(CloseCode.InternalServerError, "Internal server error");
+  }
+  function onSocketClose(this: WebSocket, code: number, reason: Buffer) {
+    const conn = connections.get(this);
+    if (!conn) return;
+    connections.delete(this);
+    watch.forget(conn);
+    conn.closed?.(code, String(reason)).catch((err: unknown) => log.error("graphql-ws: closing a connection failed", { err }));
+  }
+
+  wss.on("error", (err) => log.error("WebSocket server error", { err }));
+  wss.on("connection", (socket) => {
+    const conn = watch.open(socket);
+    connections.set(socket, conn);
+    socket.on("message", onSocketMessage);
+    socket.on("pong", onSocketPong);
+    socket.on("error", onSocketError);
+    socket.on("close", onSocketClose);
+    conn.closed = protocol.opened(conn, conn);
+  });
 
   return {
     async close() {
-      await disposable.dispose();
+      watch.stop();
+      for (const client of wss.clients) client.close(1001, "Going away");
       for (const client of wss.clients) client.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },

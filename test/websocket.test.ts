@@ -1,0 +1,280 @@
+import { RedisPubSub } from "graphql-redis-subscriptions";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import WebSocket from "ws";
+import { createLogger } from "../src/infra/logger.ts";
+import { EventChannels } from "../src/jobs/event-channels.ts";
+import { channels as channelNames, compareEventIds, type JobEvent } from "../src/jobs/events.ts";
+import { startTestApi, type TestApi } from "../src/testing/api.ts";
+import { createTestDatabase } from "../src/testing/database.ts";
+import { type Collected, enqueueDemo, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
+import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+
+// The subscription transport: one Redis subscription per channel shared by a process's
+// subscriptions, and the graphql-ws glue's limits, shared timers and error masking.
+
+const log = createLogger("silent");
+
+const event = (id: string, jobId = "1"): JobEvent => ({
+  id,
+  type: "PROGRESS",
+  queue: "demo",
+  jobId,
+  at: new Date(Number(id.split("-")[0])),
+  progress: { id },
+  failedReason: null,
+  job: null,
+});
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("compareEventIds", () => {
+  it("orders stream ids numerically, whatever their length or leading zeros", () => {
+    const ids = [
+      "0-0",
+      "0",
+      "1",
+      "1-1",
+      "01-1",
+      "1-02",
+      "9-99",
+      "10-0",
+      "1700000000000-9",
+      "1700000000000-10",
+      "18446744073709551615-0",
+      "18446744073709551616-0",
+    ];
+    const numeric = (id: string) => {
+      const [ms = "0", seq = "0"] = id.split("-");
+      return [BigInt(ms), BigInt(seq || "0")] as const;
+    };
+    for (const a of ids) {
+      for (const b of ids) {
+        const [am, as] = numeric(a);
+        const [bm, bs] = numeric(b);
+        const expected = am !== bm ? (am < bm ? -1 : 1) : as !== bs ? (as < bs ? -1 : 1) : 0;
+        expect([a, b, compareEventIds(a, b)]).toEqual([a, b, expected]);
+      }
+    }
+  });
+});
+
+describe("EventChannels", () => {
+  let subscriber: Redis;
+  let publisher: Redis;
+  let hub: EventChannels;
+  const prefix = uniquePrefix();
+  const channel = channelNames.job(prefix, "demo", "1");
+  const subscribers = async () => ((await publisher.pubsub("NUMSUB", channel)) as [string, number])[1];
+
+  beforeAll(() => {
+    subscriber = new Redis(testRedisUrl);
+    publisher = new Redis(testRedisUrl);
+    hub = new EventChannels(new RedisPubSub({ publisher, subscriber, deserializer: (m) => m.toString() }), log);
+  });
+  afterAll(() => {
+    subscriber.disconnect();
+    publisher.disconnect();
+  });
+
+  it("subscribes to Redis once per channel, hands each event once to every listener, and unsubscribes after the last", async () => {
+    const a: string[] = [];
+    const b: string[] = [];
+    const leaveA = await hub.join(channel, { push: (e) => a.push(e.id) });
+    const leaveB = await hub.join(channel, { push: (e) => b.push(e.id) });
+    expect(hub.listenerCount(channel)).toBe(2);
+    expect(await subscribers()).toBe(1);
+
+    // From pub/sub, from this process's relay, and the pub/sub echo of the relay's event.
+    await publisher.publish(channel, JSON.stringify(event("100-0")));
+    await until(() => a.length === 1 && b.length === 1, "the published event arrived");
+    hub.emit(channel, event("100-1"));
+    await publisher.publish(channel, JSON.stringify(event("100-1")));
+    await publisher.publish(channel, JSON.stringify(event("100-0")));
+    await publisher.publish(channel, "not json");
+    await publisher.publish(channel, JSON.stringify({ id: "100-2", type: "NOPE" }));
+    await publisher.publish(channel, JSON.stringify(event("100-3")));
+    await until(() => a.length === 3 && b.length === 3, "the next published event arrived");
+    expect(a).toEqual(["100-0", "100-1", "100-3"]);
+    expect(b).toEqual(a);
+
+    leaveA();
+    expect(hub.listenerCount(channel)).toBe(1);
+    await publisher.publish(channel, JSON.stringify(event("100-4")));
+    await until(() => b.length === 4, "the remaining listener got the next event");
+    expect(a).toHaveLength(3);
+    expect(await subscribers()).toBe(1);
+
+    leaveB();
+    leaveB(); // twice: harmless
+    expect(hub.listenerCount(channel)).toBe(0);
+    await until(async () => (await subscribers()) === 0, "Redis no longer has the channel subscribed");
+  });
+
+  it("subscribes again when a channel is joined after its last listener left", async () => {
+    const got: string[] = [];
+    const leave = await hub.join(channel, { push: (e) => got.push(e.id) });
+    expect(await subscribers()).toBe(1);
+    await publisher.publish(channel, JSON.stringify(event("200-0")));
+    await until(() => got.length === 1, "the event arrived");
+    leave();
+    // Left and joined again at once: UNSUBSCRIBE then SUBSCRIBE, in that order, on one connection.
+    const again = await hub.join(channel, { push: (e) => got.push(e.id) });
+    expect(await subscribers()).toBe(1);
+    await publisher.publish(channel, JSON.stringify(event("200-1")));
+    await until(() => got.length === 2, "the event after rejoining arrived");
+    again();
+  });
+
+  it("gives a local event only to the listeners of its channel", async () => {
+    const other = channelNames.job(prefix, "demo", "2");
+    const got: string[] = [];
+    const leave = await hub.join(channel, { push: (e) => got.push(e.id) });
+    hub.emit(other, event("300-0", "2"));
+    hub.emit(channel, event("300-1"));
+    expect(got).toEqual(["300-1"]);
+    leave();
+  });
+});
+
+describe("graphql-ws transport", () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  const prefix = uniquePrefix();
+  let api: TestApi;
+  const open: Collected<unknown>[] = [];
+  const sockets: WebSocket[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    api = await startTestApi({
+      DATABASE_URL: db.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: prefix,
+      // The masking test's errors are logged as errors: expected, not worth printing.
+      LOG_LEVEL: "silent",
+      WS_MAX_SUBSCRIPTIONS: "2",
+      WS_KEEPALIVE_MS: "300",
+      WS_INIT_TIMEOUT_MS: "300",
+    });
+  });
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await Promise.all(open.splice(0).map((s) => s.close()));
+    for (const s of sockets.splice(0)) s.terminate();
+  });
+  afterAll(async () => {
+    await api?.stop();
+    await deletePrefix(prefix);
+    await db?.drop();
+  });
+
+  /** A raw graphql-transport-ws socket; resolves with it once open. */
+  async function rawSocket(
+    options: WebSocket.ClientOptions = {},
+  ): Promise<{ ws: WebSocket; messages: unknown[]; closed: Promise<number> }> {
+    const ws = new WebSocket(api.url.replace(/^http/, "ws"), "graphql-transport-ws", options);
+    sockets.push(ws);
+    const messages: unknown[] = [];
+    ws.on("message", (m) => messages.push(JSON.parse(String(m))));
+    const closed = new Promise<number>((resolve) => ws.on("close", (code) => resolve(code)));
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    return { ws, messages, closed };
+  }
+
+  it("closes a connection that runs one subscription more than WS_MAX_SUBSCRIPTIONS with 4029", async () => {
+    const id = await enqueueDemo(api.url, "sleep", { steps: 1, stepMs: 60_000 });
+    const { ws, messages, closed } = await rawSocket();
+    ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+    await until(() => messages.length === 1, "connection_ack");
+    const subscribe = (n: number) =>
+      ws.send(
+        JSON.stringify({
+          id: String(n),
+          type: "subscribe",
+          payload: { query: `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { type } }`, variables: { id } },
+        }),
+      );
+    subscribe(1);
+    subscribe(2);
+    await until(() => messages.length === 3, "both SNAPSHOTs");
+    // Completing one frees its place.
+    ws.send(JSON.stringify({ id: "1", type: "complete" }));
+    subscribe(3);
+    await until(() => messages.length === 4, "the third SNAPSHOT");
+    subscribe(4);
+    expect(await closed).toBe(4029);
+  });
+
+  it("closes a connection that sends no connection_init in WS_INIT_TIMEOUT_MS with 4408", async () => {
+    const { closed } = await rawSocket();
+    expect(await closed).toBe(4408);
+  });
+
+  it("pings every WS_KEEPALIVE_MS, keeps a client that answers and drops one that doesn't", async () => {
+    const answering = await rawSocket();
+    const silent = await rawSocket({ autoPong: false });
+    for (const { ws } of [answering, silent]) ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+    let pings = 0;
+    answering.ws.on("ping", () => pings++);
+    const started = Date.now();
+    // The silent one: terminated (no close frame: 1006) at most two intervals after the first ping.
+    expect(await silent.closed).toBe(1006);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(pings).toBeGreaterThanOrEqual(3);
+    expect(answering.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("leaves the job's channel when the client completes the subscription or disconnects", async () => {
+    const id = await enqueueDemo(api.url, "sleep", { steps: 1, stepMs: 60_000 });
+    const channel = channelNames.job(prefix, "demo", id);
+    const query = `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { type } }`;
+    const first = await subscribeWs(api.url, query, { id });
+    const second = await subscribeWs(api.url, query, { id });
+    await Promise.all([first.waitFor(1), second.waitFor(1)]);
+    expect(api.runtime.channels.listenerCount(channel)).toBe(2);
+    await first.close();
+    await until(() => api.runtime.channels.listenerCount(channel) === 1, "one listener left");
+    const { ws } = await rawSocket();
+    ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+    await new Promise((r) => setTimeout(r, 100));
+    ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query, variables: { id } } }));
+    await until(() => api.runtime.channels.listenerCount(channel) === 2, "the raw client subscribed");
+    ws.terminate();
+    await second.close();
+    await until(() => api.runtime.channels.listenerCount(channel) === 0, "no listener left");
+  });
+
+  it.each([
+    ["when it starts", "start"],
+    ["in the middle of the stream", "stream"],
+  ])("masks an unexpected error %s, over WebSocket as over SSE", async (_what, when) => {
+    const secret = "connect ECONNREFUSED 10.1.2.3:6379 (internal detail)";
+    vi.spyOn(api.runtime.feeds, "queue").mockImplementation(async () => {
+      if (when === "start") throw new Error(secret);
+      return (async function* () {
+        yield event("1-0");
+        throw new Error(secret);
+      })();
+    });
+    const query = `subscription { queueEvents(queue: "demo") { id } }`;
+    for (const subscribe of [subscribeWs, subscribeSse]) {
+      const sub = await subscribe(api.url, query);
+      open.push(sub);
+      await sub.done.catch(() => undefined);
+      const errors = sub.results.flatMap((r) => r.errors ?? []);
+      expect(sub.results.filter((r) => r.data).length).toBe(when === "stream" ? 1 : 0);
+      expect(errors).toEqual([expect.objectContaining({ message: "Unexpected error." })]);
+      expect(JSON.stringify(sub.results)).not.toContain("ECONNREFUSED");
+    }
+  });
+});
