@@ -225,6 +225,9 @@ describe("slow subscribers", () => {
       slow.stdout.on("data", (d) => {
         slowOut += d;
       });
+      slow.stderr.on("data", (d) => {
+        slowOut += d;
+      });
       const slowDone = new Promise((resolve) => slow.on("exit", resolve));
       for (let i = 0; i < 200 && !slowOut.includes("subscribed"); i++) await new Promise((r) => setTimeout(r, 25));
       expect(slowOut).toContain("subscribed");
@@ -239,7 +242,7 @@ describe("slow subscribers", () => {
       await slowDone;
       // It got some events before the server stopped sending, then the slow-consumer close.
       const [, received, code] = /messages (\d+) close (\d+|None)/.exec(slowOut) ?? [];
-      expect(code).toBe("4008");
+      expect(code, slowOut).toBe("4008");
       expect(Number(received)).toBeLessThan(500);
       const ids = fast.results.map((r) => (r.data as { queueEvents: { id: string } }).queueEvents.id);
       expect(new Set(ids).size).toBe(500);
