@@ -5,7 +5,7 @@ const children = [
   ["api", "src/server/main.ts"],
   ["worker", "workers/main.ts"],
 ].map(([name, entry]) => {
-  const child = spawn(process.execPath, ["--import", "tsx", "--watch", "--watch-preserve-output", entry], {
+  const child = spawn(process.execPath, ["--watch", "--watch-preserve-output", entry], {
     stdio: "inherit",
     env: { ...process.env, NODE_ENV: process.env.NODE_ENV ?? "development" },
   });

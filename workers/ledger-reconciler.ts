@@ -35,14 +35,21 @@ export class LedgerReconciler {
   private running: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(
-    private readonly ledger: Ledger,
-    private readonly redis: RedisClient,
-    private readonly queues: Queue[],
-    private readonly db: Db,
-    private readonly log: Logger,
-    private readonly options: ReconcilerOptions,
-  ) {}
+  private readonly ledger: Ledger;
+  private readonly redis: RedisClient;
+  private readonly queues: Queue[];
+  private readonly db: Db;
+  private readonly log: Logger;
+  private readonly options: ReconcilerOptions;
+
+  constructor(ledger: Ledger, redis: RedisClient, queues: Queue[], db: Db, log: Logger, options: ReconcilerOptions) {
+    this.ledger = ledger;
+    this.redis = redis;
+    this.queues = queues;
+    this.db = db;
+    this.log = log;
+    this.options = options;
+  }
 
   start(): void {
     const tick = () => {

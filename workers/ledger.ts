@@ -2,6 +2,7 @@ import type { Job } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
+import { GroupCommit, type GroupCommitOptions } from "../src/jobs/group-commit.ts";
 import type { HistoryStore } from "../src/jobs/history.ts";
 import type { FailedJobAuditView } from "../src/jobs/history-queries.ts";
 import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
@@ -56,13 +57,24 @@ export function recordOf(job: Job, outcome: "completed" | "failed", workerId: st
  * history is an upsert, audit rows are unique on queue + job id + failure time.
  */
 export class Ledger {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly prefix: string,
-    private readonly history: HistoryStore,
-    private readonly db: Db,
-    private readonly log: Logger,
-  ) {}
+  private readonly redis: RedisClient;
+  private readonly prefix: string;
+  private readonly history: HistoryStore;
+  private readonly db: Db;
+  private readonly log: Logger;
+
+  constructor(redis: RedisClient, prefix: string, history: HistoryStore, db: Db, log: Logger, batching: Partial<GroupCommitOptions> = {}) {
+    this.redis = redis;
+    this.prefix = prefix;
+    this.history = history;
+    this.db = db;
+    this.log = log;
+    // Audit rows are group-committed like history rows: a queue failing for good (a downstream
+    // outage) writes one statement per batch, not one per job.
+    this.audits = new GroupCommit((rows) => this.db.failedJobAudit.createMany({ data: rows, skipDuplicates: true }), batching);
+  }
+
+  private readonly audits: GroupCommit<AuditRow & { data: object }>;
 
   /** The Redis hash holding one queue's records not yet confirmed in PostgreSQL. */
   pendingKey(queue: string): string {
@@ -75,21 +87,20 @@ export class Ledger {
 
   /**
    * Writes the record to PostgreSQL; when that fails, keeps it in Redis for the reconciler. Never
-   * throws: when Redis fails too, the reconciler's comparison of the finished sets still finds the job.
+   * rejects: when Redis fails too, the reconciler's comparison of the finished sets still finds the job.
    * (Writing to Redis first on every job cost two Redis commands and a serialised copy per job, for
    * a crash window the finished-set comparison already covers.)
    */
-  async write(record: LedgerRecord): Promise<void> {
-    try {
-      await this.apply(record);
-      return;
-    } catch (err) {
-      this.log.warn("ledger write to PostgreSQL failed; keeping it in Redis for the reconciler", {
-        queue: record.view.queue,
-        jobId: record.view.id,
-        err: err instanceof Error ? err.message : String(err),
-      });
-    }
+  write(record: LedgerRecord): Promise<void> {
+    return this.apply(record).then(undefined, (err: unknown) => this.keep(record, err));
+  }
+
+  private async keep(record: LedgerRecord, err: unknown): Promise<void> {
+    this.log.warn("ledger write to PostgreSQL failed; keeping it in Redis for the reconciler", {
+      queue: record.view.queue,
+      jobId: record.view.id,
+      err: err instanceof Error ? err.message : String(err),
+    });
     const key = this.pendingKey(record.view.queue);
     const field = this.field(record);
     try {
@@ -99,16 +110,12 @@ export class Ledger {
     }
   }
 
-  /** Writes a record to PostgreSQL (idempotent); throws what PostgreSQL threw. */
-  async apply(record: LedgerRecord, options: { history: boolean } = { history: true }): Promise<void> {
+  /** Writes a record to PostgreSQL (idempotent); rejects with what PostgreSQL threw. */
+  apply(record: LedgerRecord, options: { history: boolean } = { history: true }): Promise<void> {
+    if (!record.audit) return options.history ? this.history.upsert(record.view) : Promise.resolve();
     // Audit first: if the history write fails after it, re-applying adds no second audit row.
-    if (record.audit) {
-      await this.db.failedJobAudit.createMany({
-        data: [{ ...record.audit, data: (record.audit.data ?? {}) as object }],
-        skipDuplicates: true,
-      });
-    }
-    if (options.history) await this.history.upsert(record.view);
+    const audited = this.audits.add({ ...record.audit, data: (record.audit.data ?? {}) as object });
+    return options.history ? audited.then(() => this.history.upsert(record.view)) : audited;
   }
 
   /**

@@ -28,38 +28,45 @@ export const ACTIVE_WRITE_DELAY_MS = 200;
  */
 export class Lifecycle {
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
-  private readonly pending = new Set<Promise<unknown>>();
   private readonly chains = new Map<string, Promise<unknown>>();
   /** Jobs started and not yet finished whose ACTIVE row is not written yet, oldest first. */
   private readonly startedAt = new Map<string, { job: Job; at: number }>();
   private activeSweep: NodeJS.Timeout | undefined;
 
-  constructor(
-    private readonly history: HistoryStore,
-    private readonly ledger: Ledger,
-    private readonly log: Logger,
-    private readonly metrics?: WorkerMetrics,
-  ) {}
+  private readonly history: HistoryStore;
+  private readonly ledger: Ledger;
+  private readonly log: Logger;
+  private readonly metrics: WorkerMetrics | undefined;
+
+  constructor(history: HistoryStore, ledger: Ledger, log: Logger, metrics?: WorkerMetrics) {
+    this.history = history;
+    this.ledger = ledger;
+    this.log = log;
+    this.metrics = metrics;
+  }
 
   /**
    * Runs a write after the job's previous one (a job that fails at once would otherwise race its
    * ACTIVE write against its FAILED one, and ACTIVE could land last), logging (not throwing) a
-   * failure, and remembers it so `drain` can wait for it.
+   * failure, and remembers it until it settles so `drain` can wait for it. `chains` holds each
+   * job's latest write, which settles after all of that job's earlier ones.
    */
   private track(what: string, job: Job, write: () => Promise<unknown>): void {
     const key = `${job.queueName}:${job.id}`;
     const previous = this.chains.get(key);
-    const done = () => {
-      this.pending.delete(p);
-      if (this.chains.get(key) === p) this.chains.delete(key);
-    };
     // One promise per write in the common case (nothing of this job's in flight).
-    const p: Promise<unknown> = (previous ? previous.then(write) : write()).then(done, (err) => {
-      done();
-      this.log.error(`history write failed: ${what}`, { queue: job.queueName, jobId: job.id, err });
-    });
+    const p: Promise<unknown> = (previous ? previous.then(write) : write()).then(
+      () => this.settled(key, p),
+      (err) => {
+        this.settled(key, p);
+        this.log.error(`history write failed: ${what}`, { queue: job.queueName, jobId: job.id, err });
+      },
+    );
     this.chains.set(key, p);
-    this.pending.add(p);
+  }
+
+  private settled(key: string, p: Promise<unknown>): void {
+    if (this.chains.get(key) === p) this.chains.delete(key);
   }
 
   /** Schedules the ACTIVE write (see ACTIVE_WRITE_DELAY_MS); one timer sweeps every started job. */
@@ -129,6 +136,6 @@ export class Lifecycle {
     // Jobs still running when the worker gave up waiting: history says they started.
     for (const { job } of this.startedAt.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
     this.startedAt.clear();
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+    while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
   }
 }

@@ -50,7 +50,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   // otherwise stay only in this process' memory): no per-request retry limit.
   const redis = createRedis(config, "blocking");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
-  const ledger = new Ledger(redis, config.queuePrefix, history, db, log);
+  const ledger = new Ledger(redis, config.queuePrefix, history, db, log, { lingerMs: 10, minBatch: 200, concurrency: 1 });
   const metrics = new WorkerMetrics(queueNames, (queue) => ledger.backlog(queue));
   const lifecycle = new Lifecycle(history, ledger, log, metrics);
   const queueSet = new QueueSet(registry, redis, config.queuePrefix, config.eventsMaxLen);

@@ -29,7 +29,7 @@ export async function runScript<T>(entry: string, input: unknown, timeoutMs: num
 /** Starts a bench script with an IPC channel, for clients the harness steers (start, report, stop). */
 export function spawnScript(entry: string, input: unknown): ChildProcess {
   return fork(path.join(benchDir, entry), [JSON.stringify(input)], {
-    execArgv: ["--import", "tsx"],
+    execArgv: [],
     stdio: ["ignore", "pipe", "pipe", "ipc"],
   });
 }

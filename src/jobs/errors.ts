@@ -10,11 +10,11 @@ export interface ValidationIssue {
 
 export class ValidationError extends Error {
   readonly code = "VALIDATION";
-  constructor(
-    message: string,
-    readonly issues: ValidationIssue[],
-  ) {
+  readonly issues: ValidationIssue[];
+
+  constructor(message: string, issues: ValidationIssue[]) {
     super(message);
+    this.issues = issues;
     this.name = "ValidationError";
   }
 
@@ -40,11 +40,11 @@ export class NotFoundError extends Error {
 
 export class InvalidStateError extends Error {
   readonly code = "INVALID_STATE";
-  constructor(
-    message: string,
-    readonly state: string | null,
-  ) {
+  readonly state: string | null;
+
+  constructor(message: string, state: string | null) {
     super(message);
+    this.state = state;
     this.name = "InvalidStateError";
   }
 }

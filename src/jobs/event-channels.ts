@@ -36,11 +36,14 @@ interface Channel {
 export class EventChannels implements LocalDelivery {
   private readonly channels = new Map<string, Channel>();
 
+  private readonly pubsub: RedisPubSub;
+  private readonly log: Logger;
+
   /** `pubsub` must deliver messages as text: `new RedisPubSub({ ..., deserializer: (b) => b.toString() })`. */
-  constructor(
-    private readonly pubsub: RedisPubSub,
-    private readonly log: Logger,
-  ) {}
+  constructor(pubsub: RedisPubSub, log: Logger) {
+    this.pubsub = pubsub;
+    this.log = log;
+  }
 
   /**
    * Adds `listener` to `channel`; resolves once Redis confirmed the channel's subscription, so

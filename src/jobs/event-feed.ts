@@ -48,12 +48,17 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
   /** Set once nothing more is to be delivered, buffered events included. */
   private ended = false;
 
-  constructor(
-    private last: string,
-    private readonly completesOnTerminal: boolean,
-    private readonly maxBuffer: number,
-    private readonly types: ReadonlySet<JobEventType> | null,
-  ) {}
+  private last: string;
+  private readonly completesOnTerminal: boolean;
+  private readonly maxBuffer: number;
+  private readonly types: ReadonlySet<JobEventType> | null;
+
+  constructor(last: string, completesOnTerminal: boolean, maxBuffer: number, types: ReadonlySet<JobEventType> | null) {
+    this.last = last;
+    this.completesOnTerminal = completesOnTerminal;
+    this.maxBuffer = maxBuffer;
+    this.types = types;
+  }
 
   attach(unsubscribe: () => void): void {
     if (this.done) unsubscribe();
@@ -154,7 +159,11 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
 
 /** Opens subscriptions to job and queue events; see the API contract's `Subscription` type. */
 export class EventFeeds {
-  constructor(private readonly options: EventFeedOptions) {}
+  private readonly options: EventFeedOptions;
+
+  constructor(options: EventFeedOptions) {
+    this.options = options;
+  }
 
   private snapshot(position: string, job: JobView, resync: boolean): JobEvent {
     return {

@@ -63,7 +63,11 @@ export class EventRelay {
   private stopped = false;
   private ticking: Promise<void> = Promise.resolve();
 
-  constructor(private readonly options: EventRelayOptions) {}
+  private readonly options: EventRelayOptions;
+
+  constructor(options: EventRelayOptions) {
+    this.options = options;
+  }
 
   private leaderKey(queue: string) {
     return `${this.options.prefix}:relay:${queue}:leader`;

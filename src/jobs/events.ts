@@ -170,10 +170,13 @@ export const channels = {
 
 /** Reads a queue's BullMQ events stream directly: its tail, and the entries after an id. */
 export class EventStream {
-  constructor(
-    private readonly redis: RedisClient,
-    private readonly keyOf: (queue: string) => string,
-  ) {}
+  private readonly redis: RedisClient;
+  private readonly keyOf: (queue: string) => string;
+
+  constructor(redis: RedisClient, keyOf: (queue: string) => string) {
+    this.redis = redis;
+    this.keyOf = keyOf;
+  }
 
   /** The id of the newest entry, "0-0" when the stream is empty. */
   async tail(queue: string): Promise<string> {

@@ -13,31 +13,54 @@ export interface GroupCommitOptions {
 
 const DEFAULTS: GroupCommitOptions = { maxBatch: 500, concurrency: 2, lingerMs: 0, minBatch: 1 };
 
+/** Items that will go out in one write, and the promise every one of their callers gets. */
+class Batch<T> {
+  readonly items: T[] = [];
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (err: unknown) => void;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // A caller that dropped its promise must not turn a failed batch into an unhandled rejection:
+    // the callers that kept theirs still see the error.
+    this.done.catch(() => {});
+  }
+}
+
 /**
  * Group commit: writes that arrive while one is in flight go out together in the next batch, so
  * under load many rows share one round trip and one transaction commit, and at low load a write
  * goes out at once (no timer, no added latency). With `lingerMs`, a stream of writes is gathered
  * into bigger batches still (fewer statements and commits per row, for a little more delay).
- * Each caller's promise settles with its batch: resolved once its rows are committed, rejected
- * with the batch's error.
+ * Every caller of one batch gets the same promise: resolved once its rows are committed, rejected
+ * with the batch's error (one promise per batch, not per item: workers add thousands a second).
  */
 export class GroupCommit<T> {
-  private readonly waiting: { item: T; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** Batches not yet written, oldest first; only the last one still takes items. */
+  private readonly waiting: Batch<T>[] = [];
   private inFlight = 0;
   private readonly options: GroupCommitOptions;
 
-  constructor(
-    private readonly write: (items: T[]) => Promise<unknown>,
-    options: Partial<GroupCommitOptions> = {},
-  ) {
+  private readonly write: (items: T[]) => Promise<unknown>;
+
+  constructor(write: (items: T[]) => Promise<unknown>, options: Partial<GroupCommitOptions> = {}) {
+    this.write = write;
     this.options = { ...DEFAULTS, ...options };
   }
 
   add(item: T): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ item, resolve, reject });
-      if (this.inFlight < this.options.concurrency) void this.run();
-    });
+    let batch = this.waiting[this.waiting.length - 1];
+    if (!batch || batch.items.length >= this.options.maxBatch) {
+      batch = new Batch<T>();
+      this.waiting.push(batch);
+    }
+    batch.items.push(item);
+    if (this.inFlight < this.options.concurrency) void this.run();
+    return batch.done;
   }
 
   private async run(): Promise<void> {
@@ -45,17 +68,19 @@ export class GroupCommit<T> {
     try {
       let streaming = false;
       while (this.waiting.length > 0) {
-        if (streaming && this.options.lingerMs > 0 && this.waiting.length < this.options.minBatch) {
+        // minBatch <= maxBatch, so a short backlog is a single batch.
+        const first = this.waiting[0] as Batch<T>;
+        if (streaming && this.options.lingerMs > 0 && this.waiting.length === 1 && first.items.length < this.options.minBatch) {
           await new Promise((r) => setTimeout(r, this.options.lingerMs));
         }
-        const batch = this.waiting.splice(0, this.options.maxBatch);
-        if (batch.length === 0) break;
+        const batch = this.waiting.shift();
+        if (!batch) break;
         streaming = true;
         try {
-          await this.write(batch.map((b) => b.item));
-          for (const b of batch) b.resolve();
+          await this.write(batch.items);
+          batch.resolve();
         } catch (err) {
-          for (const b of batch) b.reject(err);
+          batch.reject(err);
         }
       }
     } finally {

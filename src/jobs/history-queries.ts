@@ -110,10 +110,13 @@ function likePattern(search: string): string {
  * OFFSET: a deep page costs what the first one does, and rows inserted meanwhile shift nothing.
  */
 export class HistoryQueries {
-  constructor(
-    private readonly db: Db,
-    private readonly options: HistoryQueriesOptions,
-  ) {}
+  private readonly db: Db;
+  private readonly options: HistoryQueriesOptions;
+
+  constructor(db: Db, options: HistoryQueriesOptions) {
+    this.db = db;
+    this.options = options;
+  }
 
   /** The page size from `first`, or the issue that makes it unusable. */
   private pageSize(first: number | null | undefined, issues: ValidationIssue[]): number {

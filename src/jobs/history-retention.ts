@@ -39,12 +39,17 @@ export class HistoryRetention {
   private running: Promise<unknown> | null = null;
   private readonly owner = randomUUID();
 
-  constructor(
-    private readonly db: Db,
-    private readonly redis: RedisClient,
-    private readonly log: Logger,
-    private readonly options: HistoryRetentionOptions,
-  ) {}
+  private readonly db: Db;
+  private readonly redis: RedisClient;
+  private readonly log: Logger;
+  private readonly options: HistoryRetentionOptions;
+
+  constructor(db: Db, redis: RedisClient, log: Logger, options: HistoryRetentionOptions) {
+    this.db = db;
+    this.redis = redis;
+    this.log = log;
+    this.options = options;
+  }
 
   /** Deletes every eligible row now, in batches, without the lock; returns how many went. */
   async sweep(now: Date = new Date()): Promise<number> {

@@ -29,43 +29,31 @@ export function viewFromRow(row: HistoryRow): JobView {
 type Write = { view: JobView; delayMs: number; backoff: unknown };
 
 /** One job per (queue, id) in a batch, the last write winning: Postgres won't update a row twice in a statement. */
-function lastPerJob<T extends { view: JobView }>(writes: T[]): T[] {
+function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
+  if (items.length === 1) return items;
   const latest = new Map<string, T>();
-  for (const w of writes) latest.set(`${w.view.queue}\u0000${w.view.id}`, w);
-  return [...latest.values()];
+  for (const item of items) {
+    const v = viewOf(item);
+    latest.set(`${v.queue}\u0000${v.id}`, item);
+  }
+  return latest.size === items.length ? items : [...latest.values()];
 }
 
 /**
  * The rows as one JSON array parameter, read back with jsonb_to_recordset: one JSON.stringify per
- * batch, and PostgreSQL parses it, instead of the driver encoding every value of every row (a
- * VALUES list of 1,000 rows has 18,000 parameters). JSON null and absent keys become SQL NULL.
+ * batch of the JobView objects themselves (the record's columns are their field names; dates
+ * become ISO strings), and PostgreSQL parses it, instead of the driver encoding every value of
+ * every row (a VALUES list of 1,000 rows has 18,000 parameters). JSON null and absent keys become
+ * SQL NULL; `delayMs` and `backoff` are only present in enqueue writes.
  */
-function rowsOf(writes: Write[]): Prisma.Sql {
-  const rows = lastPerJob(writes).map(({ view: v, delayMs, backoff }) => ({
-    queue: v.queue,
-    id: v.id,
-    name: v.name,
-    data: v.data ?? null,
-    state: v.state,
-    progress: v.progress ?? null,
-    attempts_made: v.attemptsMade,
-    max_attempts: v.maxAttempts,
-    priority: v.priority,
-    delay_ms: delayMs,
-    backoff: backoff ?? null,
-    created_at: v.createdAt,
-    started_at: v.startedAt,
-    finished_at: v.finishedAt,
-    result: v.result ?? null,
-    failed_reason: v.failedReason,
-    replay_of_id: v.replayOfId,
-    tenant: v.tenant,
-  }));
-  return Prisma.sql`SELECT queue, id, name, COALESCE(data, 'null'::jsonb), state::"JobState", progress, attempts_made, max_attempts,
-      priority, delay_ms, backoff, created_at, started_at, finished_at, now(), result, failed_reason, replay_of_id, tenant
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(queue text, id text, name text, data jsonb, state text,
-      progress jsonb, attempts_made int, max_attempts int, priority int, delay_ms int, backoff jsonb, created_at timestamptz,
-      started_at timestamptz, finished_at timestamptz, result jsonb, failed_reason text, replay_of_id text, tenant text)`;
+function rowsOf(rows: (JobView | (JobView & { delayMs: number; backoff: unknown }))[]): Prisma.Sql {
+  return Prisma.sql`SELECT "queue", "id", "name", COALESCE("data", 'null'::jsonb), "state"::"JobState", "progress", "attemptsMade",
+      "maxAttempts", "priority", COALESCE("delayMs", 0), "backoff", "createdAt", "startedAt", "finishedAt", now(), "result",
+      "failedReason", "replayOfId", "tenant"
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r("queue" text, "id" text, "name" text, "data" jsonb,
+      "state" text, "progress" jsonb, "attemptsMade" int, "maxAttempts" int, "priority" int, "delayMs" int, "backoff" jsonb,
+      "createdAt" timestamptz, "startedAt" timestamptz, "finishedAt" timestamptz, "result" jsonb, "failedReason" text,
+      "replayOfId" text, "tenant" text)`;
 }
 
 const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_made, max_attempts, priority, delay_ms, backoff,
@@ -76,7 +64,8 @@ const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_ma
  * writes) keeps its state and gets the enqueue options only the API knows (delay, backoff).
  */
 function insertStatement(writes: Write[]): Prisma.Sql {
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(writes)}
+  const rows = lastPerJob(writes, (w) => w.view).map((w) => ({ ...w.view, delayMs: w.delayMs, backoff: w.backoff ?? null }));
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(rows)}
     ON CONFLICT (queue, id) DO UPDATE SET delay_ms = EXCLUDED.delay_ms, backoff = EXCLUDED.backoff`;
 }
 
@@ -85,7 +74,7 @@ function insertStatement(writes: Write[]): Prisma.Sql {
  * creates the row: later writes describe the job's life, not its definition.
  */
 function upsertStatement(views: JobView[]): Prisma.Sql {
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(views.map((view) => ({ view, delayMs: 0, backoff: null })))}
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(lastPerJob(views, (v) => v))}
     ON CONFLICT (queue, id) DO UPDATE SET state = EXCLUDED.state, progress = EXCLUDED.progress,
       attempts_made = EXCLUDED.attempts_made, max_attempts = EXCLUDED.max_attempts, priority = EXCLUDED.priority,
       started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, updated_at = now(), result = EXCLUDED.result,
@@ -100,14 +89,14 @@ export class HistoryStore {
   private readonly inserts: GroupCommit<Write>;
   private readonly upserts: GroupCommit<JobView>;
 
+  private readonly db: Db;
+
   /**
    * `batching`: how writes are grouped (see GroupCommit). The API answers enqueues after their row
    * is committed, so it never lingers; workers write after the fact and linger for bigger batches.
    */
-  constructor(
-    private readonly db: Db,
-    batching: Partial<GroupCommitOptions> = {},
-  ) {
+  constructor(db: Db, batching: Partial<GroupCommitOptions> = {}) {
+    this.db = db;
     this.inserts = new GroupCommit((writes) => this.db.$executeRaw(insertStatement(writes)), batching);
     this.upserts = new GroupCommit((rows) => this.db.$executeRaw(upsertStatement(rows)), batching);
   }

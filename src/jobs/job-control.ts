@@ -39,14 +39,28 @@ function backoffInput(backoff: unknown): EnqueueInput["backoff"] {
  * Throws NotFoundError, InvalidStateError (carrying the job's current state) or ValidationError.
  */
 export class JobControl {
+  private readonly jobs: JobService;
+  private readonly queues: QueueSet;
+  private readonly history: HistoryStore;
+  private readonly actions: OperatorActionLog;
+  private readonly redis: RedisClient;
+  private readonly options: JobControlOptions;
+
   constructor(
-    private readonly jobs: JobService,
-    private readonly queues: QueueSet,
-    private readonly history: HistoryStore,
-    private readonly actions: OperatorActionLog,
-    private readonly redis: RedisClient,
-    private readonly options: JobControlOptions,
-  ) {}
+    jobs: JobService,
+    queues: QueueSet,
+    history: HistoryStore,
+    actions: OperatorActionLog,
+    redis: RedisClient,
+    options: JobControlOptions,
+  ) {
+    this.jobs = jobs;
+    this.queues = queues;
+    this.history = history;
+    this.actions = actions;
+    this.redis = redis;
+    this.options = options;
+  }
 
   private queueOrThrow(name: string) {
     const queue = this.queues.get(name);

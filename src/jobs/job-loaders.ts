@@ -101,10 +101,13 @@ export function lazyJobLoaders(live: LiveLookup, history: HistoryQueries): JobLo
 class LazyJobLoaders implements JobLoaders {
   private made: JobLoaders | null = null;
 
-  constructor(
-    private readonly live: LiveLookup,
-    private readonly history: HistoryQueries,
-  ) {}
+  private readonly live: LiveLookup;
+  private readonly history: HistoryQueries;
+
+  constructor(live: LiveLookup, history: HistoryQueries) {
+    this.live = live;
+    this.history = history;
+  }
 
   private get loaders(): JobLoaders {
     this.made ??= createJobLoaders(this.live, this.history);

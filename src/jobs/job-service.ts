@@ -67,13 +67,19 @@ function issuesOf(error: z.ZodError, prefix: string[]): ValidationIssue[] {
  * Throws the errors of errors.ts for expected failures.
  */
 export class JobService {
-  constructor(
-    private readonly registry: JobRegistry,
-    private readonly queues: QueueSet,
-    private readonly history: HistoryStore,
-    private readonly log: Logger,
-    private readonly options: JobServiceOptions,
-  ) {}
+  private readonly registry: JobRegistry;
+  private readonly queues: QueueSet;
+  private readonly history: HistoryStore;
+  private readonly log: Logger;
+  private readonly options: JobServiceOptions;
+
+  constructor(registry: JobRegistry, queues: QueueSet, history: HistoryStore, log: Logger, options: JobServiceOptions) {
+    this.registry = registry;
+    this.queues = queues;
+    this.history = history;
+    this.log = log;
+    this.options = options;
+  }
 
   /** Validates one input; returns the BullMQ options or throws a ValidationError / NotFoundError. */
   private validate(input: EnqueueInput): { data: unknown; opts: JobsOptions } {

@@ -16,10 +16,13 @@ export interface OperatorActionInput {
  * written in the request that took it, after the action succeeded.
  */
 export class OperatorActionLog {
-  constructor(
-    private readonly db: Db,
-    private readonly log: Logger,
-  ) {}
+  private readonly db: Db;
+  private readonly log: Logger;
+
+  constructor(db: Db, log: Logger) {
+    this.db = db;
+    this.log = log;
+  }
 
   /**
    * Records an action. The action has already happened when this runs, so a failed write is logged

@@ -63,11 +63,15 @@ function isValidTimeZone(tz: string): boolean {
 export class QueueService {
   private readonly schemas = new Map<JobDefinition, unknown>();
 
-  constructor(
-    private readonly registry: JobRegistry,
-    private readonly queues: QueueSet,
-    private readonly actions: OperatorActionLog,
-  ) {}
+  private readonly registry: JobRegistry;
+  private readonly queues: QueueSet;
+  private readonly actions: OperatorActionLog;
+
+  constructor(registry: JobRegistry, queues: QueueSet, actions: OperatorActionLog) {
+    this.registry = registry;
+    this.queues = queues;
+    this.actions = actions;
+  }
 
   names(): string[] {
     return this.registry.queues();

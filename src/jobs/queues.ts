@@ -10,13 +10,23 @@ export const KEEP_FAILED = { age: 7 * 24 * 3600 };
 export class QueueSet {
   private readonly queues = new Map<string, Queue>();
 
+  private readonly registry: JobRegistry;
+  private readonly connection: RedisClient;
+  readonly prefix: string;
+  readonly eventsMaxLen;
+
   constructor(
-    private readonly registry: JobRegistry,
-    private readonly connection: RedisClient,
-    readonly prefix: string,
+    registry: JobRegistry,
+    connection: RedisClient,
+    prefix: string,
     /** Approximate length of each queue's events stream; how far back `since` can resume. */
-    readonly eventsMaxLen = 10_000,
-  ) {}
+    eventsMaxLen = 10_000,
+  ) {
+    this.registry = registry;
+    this.connection = connection;
+    this.prefix = prefix;
+    this.eventsMaxLen = eventsMaxLen;
+  }
 
   /** The queue, or undefined when no job type is registered on it. */
   get(name: string): Queue | undefined {

@@ -60,12 +60,20 @@ class Connection implements WsTransport {
   /** A ping went out and no pong has come back yet. */
   awaitingPong = false;
 
+  readonly socket: WebSocket;
+  private readonly watch: Watch;
+  readonly group: number;
+
   constructor(
-    readonly socket: WebSocket,
-    private readonly watch: Watch,
+    socket: WebSocket,
+    watch: Watch,
     /** Its keep-alive group (see `Watch`). */
-    readonly group: number,
-  ) {}
+    group: number,
+  ) {
+    this.socket = socket;
+    this.watch = watch;
+    this.group = group;
+  }
 
   get protocol(): string {
     return this.socket.protocol;
@@ -114,7 +122,10 @@ class Watch {
   private nextGroup = 0;
   private tick = 0;
 
-  constructor(private readonly limits: WebSocketLimits) {
+  private readonly limits: WebSocketLimits;
+
+  constructor(limits: WebSocketLimits) {
+    this.limits = limits;
     const keepAlive = limits.keepAliveMs > 0 && Number.isFinite(limits.keepAliveMs);
     // A tick every ~100 ms: with 20,000 connections and a 12 s interval, ~170 pings at a time.
     const groups = keepAlive ? Math.max(1, Math.min(256, Math.floor(limits.keepAliveMs / 100))) : 1;

@@ -16,7 +16,7 @@ export interface RunningProcess {
 const running = new Set<RunningProcess>();
 
 /**
- * Starts `entry` (a .ts file under the repo) with tsx, as `npm start` / `npm run worker` would, and
+ * Starts `entry` (a .ts file under the repo) with Node (its own TypeScript type stripping), as `npm start` / `npm run worker` would, and
  * resolves once its stdout contains `readyLine`.
  */
 export async function startProcess(
@@ -25,7 +25,7 @@ export async function startProcess(
   readyLine: RegExp | null,
   timeoutMs = 30_000,
 ): Promise<RunningProcess> {
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(root, entry)], {
+  const proc = spawn(process.execPath, [path.join(root, entry)], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
