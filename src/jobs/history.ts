@@ -39,21 +39,43 @@ function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
   return latest.size === items.length ? items : [...latest.values()];
 }
 
+/** A row as it travels to PostgreSQL: dates as epoch milliseconds (Date#toJSON cost 2.5 µs a row). */
+function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
+  return {
+    queue: v.queue,
+    id: v.id,
+    name: v.name,
+    data: v.data ?? null,
+    state: v.state,
+    progress: v.progress ?? null,
+    attemptsMade: v.attemptsMade,
+    maxAttempts: v.maxAttempts,
+    priority: v.priority,
+    delayMs: delayMs ?? 0,
+    backoff: backoff ?? null,
+    createdAt: v.createdAt.getTime(),
+    startedAt: v.startedAt?.getTime() ?? null,
+    finishedAt: v.finishedAt?.getTime() ?? null,
+    result: v.result ?? null,
+    failedReason: v.failedReason,
+    replayOfId: v.replayOfId,
+    tenant: v.tenant,
+  };
+}
+
 /**
  * The rows as one JSON array parameter, read back with jsonb_to_recordset: one JSON.stringify per
- * batch of the JobView objects themselves (the record's columns are their field names; dates
- * become ISO strings), and PostgreSQL parses it, instead of the driver encoding every value of
- * every row (a VALUES list of 1,000 rows has 18,000 parameters). JSON null and absent keys become
- * SQL NULL; `delayMs` and `backoff` are only present in enqueue writes.
+ * batch, and PostgreSQL parses it, instead of the driver encoding every value of every row (a
+ * VALUES list of 1,000 rows has 18,000 parameters). JSON null becomes SQL NULL.
  */
-function rowsOf(rows: (JobView | (JobView & { delayMs: number; backoff: unknown }))[]): Prisma.Sql {
+function rowsOf(rows: ReturnType<typeof rowOf>[]): Prisma.Sql {
   return Prisma.sql`SELECT "queue", "id", "name", COALESCE("data", 'null'::jsonb), "state"::"JobState", "progress", "attemptsMade",
-      "maxAttempts", "priority", COALESCE("delayMs", 0), "backoff", "createdAt", "startedAt", "finishedAt", now(), "result",
-      "failedReason", "replayOfId", "tenant"
+      "maxAttempts", "priority", "delayMs", "backoff", to_timestamp("createdAt" / 1000.0), to_timestamp("startedAt" / 1000.0),
+      to_timestamp("finishedAt" / 1000.0), now(), "result", "failedReason", "replayOfId", "tenant"
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r("queue" text, "id" text, "name" text, "data" jsonb,
       "state" text, "progress" jsonb, "attemptsMade" int, "maxAttempts" int, "priority" int, "delayMs" int, "backoff" jsonb,
-      "createdAt" timestamptz, "startedAt" timestamptz, "finishedAt" timestamptz, "result" jsonb, "failedReason" text,
-      "replayOfId" text, "tenant" text)`;
+      "createdAt" float8, "startedAt" float8, "finishedAt" float8, "result" jsonb, "failedReason" text, "replayOfId" text,
+      "tenant" text)`;
 }
 
 const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_made, max_attempts, priority, delay_ms, backoff,
@@ -64,7 +86,7 @@ const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_ma
  * writes) keeps its state and gets the enqueue options only the API knows (delay, backoff).
  */
 function insertStatement(writes: Write[]): Prisma.Sql {
-  const rows = lastPerJob(writes, (w) => w.view).map((w) => ({ ...w.view, delayMs: w.delayMs, backoff: w.backoff ?? null }));
+  const rows = lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff));
   return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(rows)}
     ON CONFLICT (queue, id) DO UPDATE SET delay_ms = EXCLUDED.delay_ms, backoff = EXCLUDED.backoff`;
 }
@@ -74,7 +96,7 @@ function insertStatement(writes: Write[]): Prisma.Sql {
  * creates the row: later writes describe the job's life, not its definition.
  */
 function upsertStatement(views: JobView[]): Prisma.Sql {
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(lastPerJob(views, (v) => v))}
+  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(lastPerJob(views, (v) => v).map((v) => rowOf(v)))}
     ON CONFLICT (queue, id) DO UPDATE SET state = EXCLUDED.state, progress = EXCLUDED.progress,
       attempts_made = EXCLUDED.attempts_made, max_attempts = EXCLUDED.max_attempts, priority = EXCLUDED.priority,
       started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, updated_at = now(), result = EXCLUDED.result,

@@ -16,6 +16,12 @@ export interface RunningProcess {
 const running = new Set<RunningProcess>();
 
 /**
+ * Node flags of an entry, as package.json's scripts give them. A worker allocates a few short-lived
+ * objects per job; a 32 MB young generation (V8's default is 16) halves how often it is collected.
+ */
+const NODE_FLAGS: Record<string, string[]> = { "workers/main.ts": ["--max-semi-space-size=32"] };
+
+/**
  * Starts `entry` (a .ts file under the repo) with Node (its own TypeScript type stripping), as `npm start` / `npm run worker` would, and
  * resolves once its stdout contains `readyLine`.
  */
@@ -25,7 +31,7 @@ export async function startProcess(
   readyLine: RegExp | null,
   timeoutMs = 30_000,
 ): Promise<RunningProcess> {
-  const proc = spawn(process.execPath, [path.join(root, entry)], {
+  const proc = spawn(process.execPath, [...(NODE_FLAGS[entry] ?? []), path.join(root, entry)], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
