@@ -5,7 +5,7 @@ import pg from "pg";
 import { deletePrefix } from "../../src/testing/redis.ts";
 import { steer } from "../lib/ipc.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
-import { cpuMs } from "../lib/stack.ts";
+import { cpuMs, machineBusyMs } from "../lib/stack.ts";
 
 const CONCURRENCY = 20;
 
@@ -28,6 +28,8 @@ interface Drain {
   rate: number;
   /** CPU time of the worker process over that span, per job, in microseconds. */
   cpuUsPerJob: number;
+  /** CPU time of the whole machine (worker, Redis, PostgreSQL, the harness) over that span, per job. */
+  machineUsPerJob: number;
 }
 
 /**
@@ -38,16 +40,22 @@ async function drain(count: number, done: () => Promise<number>, pid: number, ti
   const deadline = Date.now() + timeoutMs;
   let t1 = 0;
   let cpu1 = 0;
+  let machine1 = 0;
   for (;;) {
     const n = await done();
     const now = performance.now();
     if (!t1 && n >= count / 10) {
       t1 = now;
       cpu1 = cpuMs(pid);
+      machine1 = machineBusyMs();
     }
     if (n >= count) {
       const jobs = count - count / 10;
-      return { rate: (jobs / (now - t1)) * 1000, cpuUsPerJob: ((cpuMs(pid) - cpu1) * 1000) / jobs };
+      return {
+        rate: (jobs / (now - t1)) * 1000,
+        cpuUsPerJob: ((cpuMs(pid) - cpu1) * 1000) / jobs,
+        machineUsPerJob: ((machineBusyMs() - machine1) * 1000) / jobs,
+      };
     }
     if (Date.now() > deadline) throw new Error(`only ${n} of ${count} jobs done after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, everyMs));
@@ -93,7 +101,11 @@ export default {
     const rawQueue = await fill(ctx.redisUrl, rawPrefix, count);
     const raw = steer<{ ready: boolean }>("load/raw-worker.ts", { redisUrl: ctx.redisUrl, prefix: rawPrefix, concurrency: CONCURRENCY });
     const rawPid = raw.child.pid as number;
-    const { rate: baseline, cpuUsPerJob: rawCpu } = await drain(count, async () => count - (await remaining(rawQueue)), rawPid, timeoutMs);
+    const {
+      rate: baseline,
+      cpuUsPerJob: rawCpu,
+      machineUsPerJob: rawMachine,
+    } = await drain(count, async () => count - (await remaining(rawQueue)), rawPid, timeoutMs);
     raw.kill();
     await rawQueue.close();
     await deletePrefix(rawPrefix, ctx.redisUrl);
@@ -111,7 +123,7 @@ export default {
       // target is about: history and ledger on). The second is read from the rows' own commit
       // transaction times once all are in, so the harness polls PostgreSQL only every 250 ms: a
       // count(*) every 20 ms had taken half a core of the PostgreSQL the worker writes to.
-      const [{ rate: redisDrained, cpuUsPerJob: ourCpu }, project] = await Promise.all([
+      const [{ rate: redisDrained, cpuUsPerJob: ourCpu, machineUsPerJob: ourMachine }, project] = await Promise.all([
         drain(count, async () => count - (await remaining(queue)), pid, timeoutMs),
         historyRate(db, count, timeoutMs),
       ]);
@@ -132,6 +144,18 @@ export default {
             { scenario, metric: "worker CPU µs / job", project: ourCpu, baseline: rawCpu, baselineName: "raw BullMQ Worker", target: "-" },
             null,
           ),
+          // Everything on the two cores, PostgreSQL's share of the history writes included.
+          ratioRow(
+            {
+              scenario,
+              metric: "machine CPU µs / job",
+              project: ourMachine,
+              baseline: rawMachine,
+              baselineName: "raw BullMQ Worker",
+              target: "-",
+            },
+            null,
+          ),
         ],
         details: {
           count,
@@ -141,6 +165,8 @@ export default {
           baseline,
           workerCpuUsPerJob: ourCpu,
           rawWorkerCpuUsPerJob: rawCpu,
+          machineCpuUsPerJob: ourMachine,
+          rawMachineCpuUsPerJob: rawMachine,
         },
       };
     } finally {

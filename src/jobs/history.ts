@@ -39,7 +39,10 @@ function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
   return latest.size === items.length ? items : [...latest.values()];
 }
 
-/** A row as it travels to PostgreSQL: dates as epoch milliseconds (Date#toJSON cost 2.5 µs a row). */
+/**
+ * A row as it travels to PostgreSQL (the `job_history_write` type of migration
+ * history_write_functions): dates as epoch milliseconds (Date#toJSON cost 2.5 µs a row).
+ */
 function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
   return {
     queue: v.queue,
@@ -64,43 +67,23 @@ function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
 }
 
 /**
- * The rows as one JSON array parameter, read back with jsonb_to_recordset: one JSON.stringify per
- * batch, and PostgreSQL parses it, instead of the driver encoding every value of every row (a
- * VALUES list of 1,000 rows has 18,000 parameters). JSON null becomes SQL NULL.
- */
-function rowsOf(rows: ReturnType<typeof rowOf>[]): Prisma.Sql {
-  return Prisma.sql`SELECT "queue", "id", "name", COALESCE("data", 'null'::jsonb), "state"::"JobState", "progress", "attemptsMade",
-      "maxAttempts", "priority", "delayMs", "backoff", to_timestamp("createdAt" / 1000.0), to_timestamp("startedAt" / 1000.0),
-      to_timestamp("finishedAt" / 1000.0), now(), "result", "failedReason", "replayOfId", "tenant"
-    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r("queue" text, "id" text, "name" text, "data" jsonb,
-      "state" text, "progress" jsonb, "attemptsMade" int, "maxAttempts" int, "priority" int, "delayMs" int, "backoff" jsonb,
-      "createdAt" float8, "startedAt" float8, "finishedAt" float8, "result" jsonb, "failedReason" text, "replayOfId" text,
-      "tenant" text)`;
-}
-
-const COLUMNS = Prisma.raw(`(queue, id, name, data, state, progress, attempts_made, max_attempts, priority, delay_ms, backoff,
-  created_at, started_at, finished_at, updated_at, result, failed_reason, replay_of_id, tenant)`);
-
-/**
- * Rows of newly enqueued jobs. A row the worker created first (it can start the job before the API
- * writes) keeps its state and gets the enqueue options only the API knows (delay, backoff).
+ * Rows of newly enqueued jobs, as one JSON array parameter: one JSON.stringify per batch, parsed by
+ * PostgreSQL, instead of the driver encoding every value of every row (a VALUES list of 1,000 rows
+ * has 18,000 parameters). `job_history_insert` (migration history_write_functions) keeps an
+ * existing row's state and sets the enqueue options only the API knows (delay, backoff).
  */
 function insertStatement(writes: Write[]): Prisma.Sql {
   const rows = lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff));
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(rows)}
-    ON CONFLICT (queue, id) DO UPDATE SET delay_ms = EXCLUDED.delay_ms, backoff = EXCLUDED.backoff`;
+  return Prisma.sql`SELECT job_history_insert(${JSON.stringify(rows)}::jsonb)`;
 }
 
 /**
- * The job's life so far. Name, data, creation time, delay and backoff are only set when this
- * creates the row: later writes describe the job's life, not its definition.
+ * The job's life so far; `job_history_upsert` creates a missing row and otherwise leaves name, data,
+ * creation time, delay and backoff alone (later writes describe the job's life, not its definition).
  */
 function upsertStatement(views: JobView[]): Prisma.Sql {
-  return Prisma.sql`INSERT INTO job_history ${COLUMNS} ${rowsOf(lastPerJob(views, (v) => v).map((v) => rowOf(v)))}
-    ON CONFLICT (queue, id) DO UPDATE SET state = EXCLUDED.state, progress = EXCLUDED.progress,
-      attempts_made = EXCLUDED.attempts_made, max_attempts = EXCLUDED.max_attempts, priority = EXCLUDED.priority,
-      started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at, updated_at = now(), result = EXCLUDED.result,
-      failed_reason = EXCLUDED.failed_reason, replay_of_id = EXCLUDED.replay_of_id, tenant = EXCLUDED.tenant`;
+  const rows = lastPerJob(views, (v) => v).map((v) => rowOf(v));
+  return Prisma.sql`SELECT job_history_upsert(${JSON.stringify(rows)}::jsonb)`;
 }
 
 /**
