@@ -96,26 +96,49 @@ export default {
     const count = ctx.quick ? 1_000 : 50_000;
     const timeoutMs = ctx.quick ? 60_000 : 240_000;
 
-    // Baseline: raw Worker, no-op processor, in its own process.
-    const rawPrefix = `{bench-raw-worker-${process.pid}}`;
-    const rawQueue = await fill(ctx.redisUrl, rawPrefix, count);
-    const raw = steer<{ ready: boolean }>("load/raw-worker.ts", { redisUrl: ctx.redisUrl, prefix: rawPrefix, concurrency: CONCURRENCY });
-    const rawPid = raw.child.pid as number;
-    const {
-      rate: baseline,
-      cpuUsPerJob: rawCpu,
-      machineUsPerJob: rawMachine,
-    } = await drain(count, async () => count - (await remaining(rawQueue)), rawPid, timeoutMs);
-    raw.kill();
-    await rawQueue.close();
-    await deletePrefix(rawPrefix, ctx.redisUrl);
+    // Baseline: raw Worker, no-op processor, in its own process; run before and after the others
+    // (this machine's speed drifts by a third within a minute), the baseline being their mean.
+    const rawRun = async (): Promise<Drain> => {
+      const rawPrefix = `{bench-raw-worker-${process.pid}}`;
+      const rawQueue = await fill(ctx.redisUrl, rawPrefix, count);
+      const raw = steer<{ ready: boolean }>("load/raw-worker.ts", { redisUrl: ctx.redisUrl, prefix: rawPrefix, concurrency: CONCURRENCY });
+      try {
+        return await drain(count, async () => count - (await remaining(rawQueue)), raw.child.pid as number, timeoutMs);
+      } finally {
+        raw.kill();
+        await rawQueue.close();
+        await deletePrefix(rawPrefix, ctx.redisUrl);
+      }
+    };
+    const rawBefore = await rawRun();
 
     // Ours: workers/main.ts with the same concurrency, writing history rows; done = COMPLETED rows.
     const stack = await ctx.startStack({ noApi: true });
-    const queue = await fill(ctx.redisUrl, stack.prefix, count);
     const db = new pg.Client({ connectionString: stack.databaseUrl });
     await db.connect();
+    let queue: Queue | undefined;
     try {
+      // The floor (bench/load/floor-worker.ts): the same queue and table, emptied afterwards.
+      const floorPrefix = `{bench-floor-worker-${process.pid}}`;
+      const floorQueue = await fill(ctx.redisUrl, floorPrefix, count);
+      const floorWorker = steer<{ ready: boolean }>("load/floor-worker.ts", {
+        redisUrl: ctx.redisUrl,
+        prefix: floorPrefix,
+        concurrency: CONCURRENCY,
+        databaseUrl: stack.databaseUrl,
+      });
+      const floorPid = floorWorker.child.pid as number;
+      const [{ cpuUsPerJob: floorCpu, machineUsPerJob: floorMachine }, floor] = await Promise.all([
+        drain(count, async () => count - (await remaining(floorQueue)), floorPid, timeoutMs),
+        historyRate(db, count, timeoutMs),
+      ]);
+      floorWorker.kill();
+      await floorQueue.close();
+      await deletePrefix(floorPrefix, ctx.redisUrl);
+      await db.query("TRUNCATE job_history");
+      await db.query("VACUUM ANALYZE job_history");
+
+      queue = await fill(ctx.redisUrl, stack.prefix, count);
       const worker = await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY) });
       const pid = worker.proc.pid as number;
       // Two clocks on the same run: Redis drained (what BullMQ alone would report; also the span
@@ -124,10 +147,16 @@ export default {
       // transaction times once all are in, so the harness polls PostgreSQL only every 250 ms: a
       // count(*) every 20 ms had taken half a core of the PostgreSQL the worker writes to.
       const [{ rate: redisDrained, cpuUsPerJob: ourCpu, machineUsPerJob: ourMachine }, project] = await Promise.all([
-        drain(count, async () => count - (await remaining(queue)), pid, timeoutMs),
+        drain(count, async () => count - (await remaining(queue as Queue)), pid, timeoutMs),
         historyRate(db, count, timeoutMs),
       ]);
+      const rawAfter = await rawRun();
+      const mean = (f: (d: Drain) => number) => (f(rawBefore) + f(rawAfter)) / 2;
+      const baseline = mean((d) => d.rate);
+      const rawCpu = mean((d) => d.cpuUsPerJob);
+      const rawMachine = mean((d) => d.machineUsPerJob);
       const scenario = `worker no-op x${count}, c=${CONCURRENCY}`;
+      const floorScenario = `floor: raw Worker + 1 row/job, x${count}`;
       return {
         rows: [
           ratioRow(
@@ -156,8 +185,45 @@ export default {
             },
             null,
           ),
+          // The floor: a raw Worker plus one history row per job and nothing else. Its ratio bounds
+          // what any worker that writes history can reach on these cores.
+          ratioRow(
+            {
+              scenario: floorScenario,
+              metric: "jobs/s, history written",
+              project: floor,
+              baseline,
+              baselineName: "raw BullMQ Worker",
+              target: "-",
+            },
+            null,
+          ),
+          ratioRow(
+            {
+              scenario: floorScenario,
+              metric: "worker CPU µs / job",
+              project: floorCpu,
+              baseline: rawCpu,
+              baselineName: "raw BullMQ Worker",
+              target: "-",
+            },
+            null,
+          ),
+          ratioRow(
+            {
+              scenario: floorScenario,
+              metric: "machine CPU µs / job",
+              project: floorMachine,
+              baseline: rawMachine,
+              baselineName: "raw BullMQ Worker",
+              target: "-",
+            },
+            null,
+          ),
         ],
         details: {
+          rawBefore,
+          rawAfter,
           count,
           concurrency: CONCURRENCY,
           project,
@@ -167,11 +233,14 @@ export default {
           rawWorkerCpuUsPerJob: rawCpu,
           machineCpuUsPerJob: ourMachine,
           rawMachineCpuUsPerJob: rawMachine,
+          floor,
+          floorWorkerCpuUsPerJob: floorCpu,
+          floorMachineCpuUsPerJob: floorMachine,
         },
       };
     } finally {
       await db.end();
-      await queue.close();
+      await queue?.close();
       await stack.stop();
     }
   },
