@@ -51,15 +51,16 @@ export class Lifecycle {
    * failure, and remembers it until it settles so `drain` can wait for it. `chains` holds each
    * job's latest write, which settles after all of that job's earlier ones.
    */
-  private track(what: string, job: Job, write: () => Promise<unknown>): void {
-    const key = `${job.queueName}:${job.id}`;
+  private track(what: string, job: Job, write: () => Promise<unknown>, key = `${job.queueName}:${job.id}`): void {
+    const queue = job.queueName;
+    const jobId = job.id;
     const previous = this.chains.get(key);
     // One promise per write in the common case (nothing of this job's in flight).
     const p: Promise<unknown> = (previous ? previous.then(write) : write()).then(
       () => this.settled(key, p),
       (err) => {
         this.settled(key, p);
-        this.log.error(`history write failed: ${what}`, { queue: job.queueName, jobId: job.id, err });
+        this.log.error(`history write failed: ${what}`, { queue, jobId, err });
       },
     );
     this.chains.set(key, p);
@@ -98,33 +99,36 @@ export class Lifecycle {
     this.progressTimers.set(key, timer);
   }
 
-  /** The job's attempt ended: its pending ACTIVE and progress writes are superseded. */
-  private cancelProgress(job: Job): void {
+  /** The job's attempt ended: its pending ACTIVE and progress writes are superseded. Returns the job's key. */
+  private cancelProgress(job: Job): string {
     const key = `${job.queueName}:${job.id}`;
-    clearTimeout(this.progressTimers.get(key));
-    this.progressTimers.delete(key);
+    if (this.progressTimers.size > 0) {
+      clearTimeout(this.progressTimers.get(key));
+      this.progressTimers.delete(key);
+    }
     this.startedAt.delete(key);
+    return key;
   }
 
   completed(job: Job): void {
-    this.cancelProgress(job);
+    const key = this.cancelProgress(job);
     this.metrics?.onCompleted(job);
     const record = recordOf(job, "completed", workerId);
-    if (record) this.track("completed", job, () => this.ledger.write(record));
+    if (record) this.track("completed", job, () => this.ledger.write(record), key);
   }
 
   /** A failed attempt: RETRYING (back to WAITING / DELAYED) or, when no attempt is left, final. */
   failed(job: Job): void {
-    this.cancelProgress(job);
+    const key = this.cancelProgress(job);
     const final = job.finishedOn != null;
     this.metrics?.onFailed(job, final);
     if (!final) {
       const state: JobState = job.delay > 0 ? "DELAYED" : "WAITING";
-      this.track("retrying", job, () => this.history.upsert(viewFromBull(job, state)));
+      this.track("retrying", job, () => this.history.upsert(viewFromBull(job, state)), key);
       return;
     }
     const record = recordOf(job, "failed", workerId);
-    if (record) this.track("failed", job, () => this.ledger.write(record));
+    if (record) this.track("failed", job, () => this.ledger.write(record), key);
   }
 
   /** Waits for every write started so far (used at shutdown). */

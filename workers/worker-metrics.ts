@@ -1,6 +1,16 @@
 import type { Job } from "bullmq";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
+/** One job type's numbers since the last scrape (counters) or now (active). */
+interface Series {
+  labels: { queue: string; name: string };
+  completed: number;
+  failed: number;
+  retried: number;
+  active: number;
+  duration: Histogram.Internal<"queue" | "name">;
+}
+
 /**
  * The worker's Prometheus metrics (served on `/metrics` at WORKER_PORT): jobs completed, failed for
  * good and retried by queue and name, how long attempts took, jobs running now, the ledger backlog
@@ -63,59 +73,60 @@ export class WorkerMetrics {
   }
 
   /**
-   * The labelled series of one job type, looked up once: prom-client hashes the label object on
-   * every call otherwise, several times per job.
+   * Per job type, plain numbers the hot path bumps: prom-client hashes the label set on every call
+   * (four times per job), so the counters and the active gauge are handed to it at scrape time, in
+   * their `collect` hooks. Only the duration histogram is observed per job.
    */
-  private series(job: Job) {
+  private series(job: Job): Series {
     const key = `${job.queueName}\u0000${job.name}`;
     let s = this.byType.get(key);
     if (!s) {
       const labels = { queue: job.queueName, name: job.name };
-      s = {
-        completed: this.completed.labels(labels),
-        failed: this.failed.labels(labels),
-        retried: this.retried.labels(labels),
-        duration: this.duration.labels(labels),
-        active: this.active.labels({ queue: job.queueName }),
-      };
+      s = { labels, completed: 0, failed: 0, retried: 0, active: 0, duration: this.duration.labels(labels) };
       this.byType.set(key, s);
     }
     return s;
   }
-  private readonly byType = new Map<
-    string,
-    {
-      completed: Counter.Internal;
-      failed: Counter.Internal;
-      retried: Counter.Internal;
-      duration: Histogram.Internal<"queue" | "name">;
-      active: Gauge.Internal<"queue">;
+  private readonly byType = new Map<string, Series>();
+
+  /** Adds what the series counted since the last scrape to the prom-client counters, and sets the gauge. */
+  private collect(): void {
+    const activeByQueue = new Map<string, number>();
+    for (const s of this.byType.values()) {
+      if (s.completed) this.completed.inc(s.labels, s.completed);
+      if (s.failed) this.failed.inc(s.labels, s.failed);
+      if (s.retried) this.retried.inc(s.labels, s.retried);
+      s.completed = s.failed = s.retried = 0;
+      activeByQueue.set(s.labels.queue, (activeByQueue.get(s.labels.queue) ?? 0) + s.active);
     }
-  >();
+    for (const [queue, n] of activeByQueue) this.active.set({ queue }, n);
+  }
 
   onActive(job: Job): void {
-    this.series(job).active.inc();
+    this.series(job).active++;
   }
 
   onCompleted(job: Job): void {
-    this.ended(job).completed.inc();
+    this.ended(job).completed++;
   }
 
   /** `final`: no attempt left (or cancelled); otherwise the job will be retried. */
   onFailed(job: Job, final: boolean): void {
     const s = this.ended(job);
-    (final ? s.failed : s.retried).inc();
+    if (final) s.failed++;
+    else s.retried++;
   }
 
-  private ended(job: Job) {
+  private ended(job: Job): Series {
     const s = this.series(job);
-    s.active.dec();
+    s.active--;
     if (job.processedOn) s.duration.observe(((job.finishedOn ?? Date.now()) - job.processedOn) / 1000);
     return s;
   }
 
   /** The Prometheus text exposition. */
   async render(): Promise<{ contentType: string; body: string }> {
+    this.collect();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }
