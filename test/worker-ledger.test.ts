@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
 import { HistoryStore } from "../src/jobs/history.ts";
+import type { JobView } from "../src/jobs/job-view.ts";
 import { KEEP_FAILED } from "../src/jobs/queues.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { type PrivatePostgres, queryRows, startPrivatePostgres } from "../src/testing/private-postgres.ts";
@@ -192,6 +193,48 @@ describe("failure ledger", () => {
     }
     expect(await count(db.url, "SELECT count(*) AS n FROM failed_job_audit")).toBe(2);
     expect(await count(db.url, "SELECT count(DISTINCT failed_at) AS n FROM failed_job_audit")).toBe(2);
+    expect(await redis.hlen(`${prefix}:demo:ledger:pending`)).toBe(0);
+  });
+
+  it("a completed job's row that PostgreSQL refuses is kept in Redis whole, and written as it was", async () => {
+    const prefix = newPrefix();
+    const view: JobView = {
+      id: "42",
+      queue: "demo",
+      name: "noop",
+      data: { ticks: 0, note: 'quotes " and \\ and ünïcode' },
+      state: "COMPLETED",
+      progress: { tick: 3 },
+      attemptsMade: 2,
+      maxAttempts: 3,
+      priority: 5,
+      createdAt: new Date(1764582000123),
+      startedAt: new Date(1764582000456),
+      finishedAt: new Date(1764582000789),
+      result: { ticks: 0 },
+      failedReason: null,
+      replayOfId: "41",
+      tenant: "acme",
+    };
+    // Nothing listens on port 1: every write fails at once.
+    const down = createPrisma("postgresql://postgres@127.0.0.1:1/none", { max: 1 });
+    cleanups.push(() => down.$disconnect());
+    await new Ledger(redis, prefix, new HistoryStore(down), down, createLogger("silent")).write({ view, audit: null });
+    expect(await redis.hlen(`${prefix}:demo:ledger:pending`)).toBe(1);
+
+    const db = await createTestDatabase();
+    cleanups.push(() => db.drop());
+    const prisma = createPrisma(db.url, { max: 1 });
+    cleanups.push(() => prisma.$disconnect());
+    const history = new HistoryStore(prisma);
+    const kept: unknown[] = [];
+    const written = await new Ledger(redis, prefix, history, prisma, createLogger("silent")).flushPending("demo", async (record) => {
+      kept.push(record);
+      return true;
+    });
+    expect(written).toBe(1);
+    expect(kept).toEqual([{ view, audit: null }]);
+    expect(await history.get("demo", "42")).toEqual(view);
     expect(await redis.hlen(`${prefix}:demo:ledger:pending`)).toBe(0);
   });
 });
