@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
 import { applyMigrations } from "../../src/infra/migrate.ts";
 import { type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
@@ -98,6 +98,28 @@ export function cpuMs(pid: number): number {
   // Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(")").at(-1)?.trim().split(" ") ?? [];
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/**
+ * CPU time used so far by every live process of one program (by its command name, e.g.
+ * "redis-server" or "postgres": a server and all its backends), in ms, from `/proc`.
+ */
+export function programCpuMs(command: string): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited since the listing
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (name !== command) continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  }
+  return total;
 }
 
 /**

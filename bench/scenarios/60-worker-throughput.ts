@@ -5,7 +5,7 @@ import pg from "pg";
 import { deletePrefix } from "../../src/testing/redis.ts";
 import { steer } from "../lib/ipc.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
-import { cpuMs, machineBusyMs } from "../lib/stack.ts";
+import { cpuMs, machineBusyMs, programCpuMs } from "../lib/stack.ts";
 
 const CONCURRENCY = 20;
 
@@ -30,17 +30,23 @@ interface Drain {
   cpuUsPerJob: number;
   /** CPU time of the whole machine (worker, Redis, PostgreSQL, the harness) over that span, per job. */
   machineUsPerJob: number;
+  /** CPU time of Redis (every redis-server process on the machine) over that span, per job. */
+  redisUsPerJob: number;
+  /** CPU time of PostgreSQL (every postgres process on the machine) over that span, per job. */
+  postgresUsPerJob: number;
 }
 
 /**
  * Polls until `done()` reaches `count` (every `everyMs`); jobs/s between 10% and 100% done, and the
- * worker process' (`pid`) CPU time per job over the same span.
+ * CPU time per job over the same span of the worker process (`pid`), Redis, PostgreSQL and the machine.
  */
 async function drain(count: number, done: () => Promise<number>, pid: number, timeoutMs: number, everyMs = 20): Promise<Drain> {
   const deadline = Date.now() + timeoutMs;
   let t1 = 0;
   let cpu1 = 0;
   let machine1 = 0;
+  let redis1 = 0;
+  let postgres1 = 0;
   for (;;) {
     const n = await done();
     const now = performance.now();
@@ -48,6 +54,8 @@ async function drain(count: number, done: () => Promise<number>, pid: number, ti
       t1 = now;
       cpu1 = cpuMs(pid);
       machine1 = machineBusyMs();
+      redis1 = programCpuMs("redis-server");
+      postgres1 = programCpuMs("postgres");
     }
     if (n >= count) {
       const jobs = count - count / 10;
@@ -55,6 +63,8 @@ async function drain(count: number, done: () => Promise<number>, pid: number, ti
         rate: (jobs / (now - t1)) * 1000,
         cpuUsPerJob: ((cpuMs(pid) - cpu1) * 1000) / jobs,
         machineUsPerJob: ((machineBusyMs() - machine1) * 1000) / jobs,
+        redisUsPerJob: ((programCpuMs("redis-server") - redis1) * 1000) / jobs,
+        postgresUsPerJob: ((programCpuMs("postgres") - postgres1) * 1000) / jobs,
       };
     }
     if (Date.now() > deadline) throw new Error(`only ${n} of ${count} jobs done after ${timeoutMs} ms`);
@@ -131,10 +141,7 @@ export default {
       });
       const floorPid = floorWorker.child.pid as number;
       const floorDrained = drain(count, async () => count - (await remaining(floorQueue)), floorPid, timeoutMs);
-      const [{ cpuUsPerJob: floorCpu, machineUsPerJob: floorMachine }, floor] = await Promise.all([
-        floorDrained,
-        historyRate(db, count, timeoutMs, floorDrained),
-      ]);
+      const [floorRun, floor] = await Promise.all([floorDrained, historyRate(db, count, timeoutMs, floorDrained)]);
       floorWorker.kill();
       await floorQueue.close();
       await deletePrefix(floorPrefix, ctx.redisUrl);
@@ -150,97 +157,43 @@ export default {
       // transaction times once all are in, so the harness does not poll PostgreSQL during the run
       // (a count(*) every 20 ms had taken half a core of the PostgreSQL the worker writes to).
       const ourDrained = drain(count, async () => count - (await remaining(queue as Queue)), pid, timeoutMs);
-      const [{ rate: redisDrained, cpuUsPerJob: ourCpu, machineUsPerJob: ourMachine }, project] = await Promise.all([
-        ourDrained,
-        historyRate(db, count, timeoutMs, ourDrained),
-      ]);
+      const [ours, project] = await Promise.all([ourDrained, historyRate(db, count, timeoutMs, ourDrained)]);
       const rawAfter = await rawRun();
       const mean = (f: (d: Drain) => number) => (f(rawBefore) + f(rawAfter)) / 2;
       const baseline = mean((d) => d.rate);
-      const rawCpu = mean((d) => d.cpuUsPerJob);
-      const rawMachine = mean((d) => d.machineUsPerJob);
+      const raw: Drain = {
+        rate: baseline,
+        cpuUsPerJob: mean((d) => d.cpuUsPerJob),
+        machineUsPerJob: mean((d) => d.machineUsPerJob),
+        redisUsPerJob: mean((d) => d.redisUsPerJob),
+        postgresUsPerJob: mean((d) => d.postgresUsPerJob),
+      };
       const scenario = `worker no-op x${count}, c=${CONCURRENCY}`;
       const floorScenario = `floor: raw Worker + 1 row/job, x${count}`;
+      const info = (on: string, metric: string, project: number, base: number | null, baselineName = "raw BullMQ Worker") =>
+        ratioRow({ scenario: on, metric, project, baseline: base, baselineName: base === null ? "-" : baselineName, target: "-" }, null);
+      // Where the CPU goes, for ours and for the floor: the worker process itself, then Redis and
+      // PostgreSQL (other processes on the same two cores), then everything on the machine.
+      const split = (on: string, d: Drain) => [
+        info(on, "worker CPU µs / job", d.cpuUsPerJob, raw.cpuUsPerJob),
+        info(on, "Redis CPU µs / job", d.redisUsPerJob, raw.redisUsPerJob),
+        info(on, "PostgreSQL CPU µs / job", d.postgresUsPerJob, null),
+        info(on, "machine CPU µs / job", d.machineUsPerJob, raw.machineUsPerJob),
+      ];
       return {
         rows: [
           ratioRow(
             { scenario, metric: "jobs/s, history written", project, baseline, baselineName: "raw BullMQ Worker", target: ">= 0.7x" },
             0.7,
           ),
-          ratioRow(
-            { scenario, metric: "jobs/s, Redis drained", project: redisDrained, baseline, baselineName: "raw BullMQ Worker", target: "-" },
-            null,
-          ),
-          // Where the difference comes from: the worker process' own CPU per job (Redis and
-          // PostgreSQL are other processes on the same cores).
-          ratioRow(
-            { scenario, metric: "worker CPU µs / job", project: ourCpu, baseline: rawCpu, baselineName: "raw BullMQ Worker", target: "-" },
-            null,
-          ),
-          // Everything on the two cores, PostgreSQL's share of the history writes included.
-          ratioRow(
-            {
-              scenario,
-              metric: "machine CPU µs / job",
-              project: ourMachine,
-              baseline: rawMachine,
-              baselineName: "raw BullMQ Worker",
-              target: "-",
-            },
-            null,
-          ),
+          info(scenario, "jobs/s, Redis drained", ours.rate, baseline),
+          ...split(scenario, ours),
           // The floor: a raw Worker plus one history row per job and nothing else. Its ratio bounds
           // what any worker that writes history can reach on these cores.
-          ratioRow(
-            {
-              scenario: floorScenario,
-              metric: "jobs/s, history written",
-              project: floor,
-              baseline,
-              baselineName: "raw BullMQ Worker",
-              target: "-",
-            },
-            null,
-          ),
-          ratioRow(
-            {
-              scenario: floorScenario,
-              metric: "worker CPU µs / job",
-              project: floorCpu,
-              baseline: rawCpu,
-              baselineName: "raw BullMQ Worker",
-              target: "-",
-            },
-            null,
-          ),
-          ratioRow(
-            {
-              scenario: floorScenario,
-              metric: "machine CPU µs / job",
-              project: floorMachine,
-              baseline: rawMachine,
-              baselineName: "raw BullMQ Worker",
-              target: "-",
-            },
-            null,
-          ),
+          info(floorScenario, "jobs/s, history written", floor, baseline),
+          ...split(floorScenario, floorRun),
         ],
-        details: {
-          rawBefore,
-          rawAfter,
-          count,
-          concurrency: CONCURRENCY,
-          project,
-          redisDrained,
-          baseline,
-          workerCpuUsPerJob: ourCpu,
-          rawWorkerCpuUsPerJob: rawCpu,
-          machineCpuUsPerJob: ourMachine,
-          rawMachineCpuUsPerJob: rawMachine,
-          floor,
-          floorWorkerCpuUsPerJob: floorCpu,
-          floorMachineCpuUsPerJob: floorMachine,
-        },
+        details: { count, concurrency: CONCURRENCY, project, baseline, rawBefore, rawAfter, raw, ours, floor, floorRun },
       };
     } finally {
       await db.end();
