@@ -1,5 +1,4 @@
-import { Prisma } from "../generated/prisma/client.ts";
-import type { Db } from "../infra/prisma.ts";
+import { type Db, poolOf } from "../infra/prisma.ts";
 import { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 import type { JobState, JobView } from "./job-view.ts";
 
@@ -72,18 +71,16 @@ function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
  * has 18,000 parameters). `job_history_insert` (migration history_write_functions) keeps an
  * existing row's state and sets the enqueue options only the API knows (delay, backoff).
  */
-function insertStatement(writes: Write[]): Prisma.Sql {
-  const rows = lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff));
-  return Prisma.sql`SELECT job_history_insert(${JSON.stringify(rows)}::jsonb)`;
+function insertRows(writes: Write[]): string {
+  return JSON.stringify(lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff)));
 }
 
 /**
  * The job's life so far; `job_history_upsert` creates a missing row and otherwise leaves name, data,
  * creation time, delay and backoff alone (later writes describe the job's life, not its definition).
  */
-function upsertStatement(views: JobView[]): Prisma.Sql {
-  const rows = lastPerJob(views, (v) => v).map((v) => rowOf(v));
-  return Prisma.sql`SELECT job_history_upsert(${JSON.stringify(rows)}::jsonb)`;
+function upsertRows(views: JobView[]): string {
+  return JSON.stringify(lastPerJob(views, (v) => v).map((v) => rowOf(v)));
 }
 
 /**
@@ -102,8 +99,11 @@ export class HistoryStore {
    */
   constructor(db: Db, batching: Partial<GroupCommitOptions> = {}) {
     this.db = db;
-    this.inserts = new GroupCommit((writes) => this.db.$executeRaw(insertStatement(writes)), batching);
-    this.upserts = new GroupCommit((rows) => this.db.$executeRaw(upsertStatement(rows)), batching);
+    // Straight on the pool (see poolOf): a statement per batch of enqueued or finished jobs, the
+    // busiest path to PostgreSQL.
+    const pool = poolOf(db);
+    this.inserts = new GroupCommit((writes) => pool.query("SELECT job_history_insert($1::jsonb)", [insertRows(writes)]), batching);
+    this.upserts = new GroupCommit((views) => pool.query("SELECT job_history_upsert($1::jsonb)", [upsertRows(views)]), batching);
   }
 
   /** The row of a newly enqueued job; an existing row (an idempotent re-enqueue) is left alone. */
