@@ -95,6 +95,44 @@ export class Ledger {
     return this.apply(record).then(undefined, (err: unknown) => this.keep(record, err));
   }
 
+  /** Records of `submit` whose history row is in a batch not committed yet, by that batch's promise. */
+  private readonly inBatch = new Map<Promise<void>, LedgerRecord[]>();
+  /** `keep`s under way for records of failed batches. */
+  private readonly keeping = new Set<Promise<void>>();
+
+  /**
+   * `write` for the worker's stream of finished jobs, without a promise per record: the record's
+   * history row joins the current batch, and one handler per batch keeps every record of a batch
+   * PostgreSQL refused. Only for records without an audit row (those need the audit written first:
+   * `write`), and only when no earlier write of the same job is in flight (history batches are
+   * written in order, one at a time, in the worker). `settled` waits for these.
+   */
+  submit(record: LedgerRecord): void {
+    const done = this.history.upsert(record.view);
+    const records = this.inBatch.get(done);
+    if (records) {
+      records.push(record);
+      return;
+    }
+    const batch = [record];
+    this.inBatch.set(done, batch);
+    done.then(
+      () => this.inBatch.delete(done),
+      (err: unknown) => {
+        this.inBatch.delete(done);
+        for (const r of batch) {
+          const kept = this.keep(r, err).finally(() => this.keeping.delete(kept));
+          this.keeping.add(kept);
+        }
+      },
+    );
+  }
+
+  /** Resolves once every record `submit` took is in PostgreSQL or kept in Redis. */
+  async settled(): Promise<void> {
+    while (this.inBatch.size > 0 || this.keeping.size > 0) await Promise.allSettled([...this.inBatch.keys(), ...this.keeping]);
+  }
+
   private async keep(record: LedgerRecord, err: unknown): Promise<void> {
     this.log.warn("ledger write to PostgreSQL failed; keeping it in Redis for the reconciler", {
       queue: record.view.queue,

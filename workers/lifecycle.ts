@@ -114,7 +114,10 @@ export class Lifecycle {
     const key = this.cancelProgress(job);
     this.metrics?.onCompleted(job);
     const record = recordOf(job, "completed", workerId);
-    if (record) this.track("completed", job, () => this.ledger.write(record), key);
+    if (!record) return;
+    // The common case, nothing of this job's in flight: the ledger follows the write by its batch.
+    if (this.chains.has(key)) this.track("completed", job, () => this.ledger.write(record), key);
+    else this.ledger.submit(record);
   }
 
   /** A failed attempt: RETRYING (back to WAITING / DELAYED) or, when no attempt is left, final. */
@@ -141,5 +144,6 @@ export class Lifecycle {
     for (const { job } of this.startedAt.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
     this.startedAt.clear();
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
+    await this.ledger.settled();
   }
 }

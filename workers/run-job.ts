@@ -6,6 +6,14 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** How a job the signal cancelled ends: CANCELLED (an UnrecoverableError with the "Cancelled" prefix). */
+function cancelled(signal: AbortSignal): UnrecoverableError {
+  return new UnrecoverableError(`${CANCELLED_PREFIX}: ${describe(signal.reason)}`);
+}
+
+const ONCE = { once: true };
+const nothing = () => {};
+
 export interface RunJobOptions {
   /**
    * The reason of a cancel request this process received for the job before BullMQ tracked it (so
@@ -25,52 +33,59 @@ export interface RunJobOptions {
  * (an UnrecoverableError with the "Cancelled" prefix), whether the processor honours the signal,
  * ignores it and returns, or ignores it for longer than `cancelGraceMs`.
  */
-export async function runJob(
+export function runJob(
   job: Job,
   signal: AbortSignal | undefined,
   processor: Processor | undefined,
   options: RunJobOptions,
 ): Promise<unknown> {
   const queue = job.queueName;
-  if (!processor) throw new UnrecoverableError(`No processor for job type ${queue}.${job.name} in this worker`);
+  if (!processor) return Promise.reject(new UnrecoverableError(`No processor for job type ${queue}.${job.name} in this worker`));
   // Cancelled while BullMQ was handing the job to this worker: don't run it at all.
   const requested = options.cancelRequested(queue, String(job.id));
-  if (requested !== undefined) throw new UnrecoverableError(`${CANCELLED_PREFIX}: ${requested}`);
+  if (requested !== undefined) return Promise.reject(new UnrecoverableError(`${CANCELLED_PREFIX}: ${requested}`));
 
   const parsed = processor.definition.schema.safeParse(splitData(job.data).data);
   if (!parsed.success) {
-    throw new UnrecoverableError(`Invalid payload: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    return Promise.reject(new UnrecoverableError(`Invalid payload: ${issues}`));
   }
   const abort = signal ?? new AbortController().signal;
-  const cancelled = () => new UnrecoverableError(`${CANCELLED_PREFIX}: ${describe(abort.reason)}`);
-  const run = processor.run(parsed.data, {
-    ...options.services,
-    job,
-    signal: abort,
-    progress: (value) => job.updateProgress(value),
-    log: async (line) => {
-      await job.log(line);
-    },
-  });
+  let run: Promise<unknown>;
+  try {
+    run = processor.run(parsed.data, {
+      config: options.services.config,
+      db: options.services.db,
+      job,
+      signal: abort,
+      progress: (value) => job.updateProgress(value),
+      log: (line) => job.log(line).then(nothing),
+    });
+  } catch (err) {
+    return Promise.reject(err); // a processor that threw before returning its promise
+  }
   // Settles with the processor, unless a cancel's grace period runs out first (the timer only
   // exists once the signal has fired). A processor that ignored the signal and finished anyway
-  // still ends the job CANCELLED.
+  // still ends the job CANCELLED. (Written without helper closures: this runs for every job.)
   return new Promise((resolve, reject) => {
     let graceTimer: NodeJS.Timeout | undefined;
     const onAbort = () => {
-      graceTimer = setTimeout(() => reject(cancelled()), options.cancelGraceMs);
+      graceTimer = setTimeout(() => reject(cancelled(abort)), options.cancelGraceMs);
     };
     if (abort.aborted) onAbort();
-    else abort.addEventListener("abort", onAbort, { once: true });
-    const settle = (outcome: () => void) => {
-      clearTimeout(graceTimer);
-      abort.removeEventListener("abort", onAbort);
-      if (abort.aborted) reject(cancelled());
-      else outcome();
-    };
+    else abort.addEventListener("abort", onAbort, ONCE);
     run.then(
-      (result) => settle(() => resolve(result)),
-      (err) => settle(() => reject(err)),
+      (result) => {
+        clearTimeout(graceTimer);
+        abort.removeEventListener("abort", onAbort);
+        if (abort.aborted) reject(cancelled(abort));
+        else resolve(result);
+      },
+      (err) => {
+        clearTimeout(graceTimer);
+        abort.removeEventListener("abort", onAbort);
+        reject(abort.aborted ? cancelled(abort) : err);
+      },
     );
   });
 }

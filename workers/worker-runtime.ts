@@ -14,7 +14,7 @@ import { Lifecycle, workerId } from "./lifecycle.ts";
 import type { Processor } from "./processor.ts";
 import { processors as allProcessors } from "./processors/index.ts";
 import { type QueueSettings, resolveQueueSettings } from "./queue-settings.ts";
-import { runJob } from "./run-job.ts";
+import { type RunJobOptions, runJob } from "./run-job.ts";
 import { WorkerMetrics } from "./worker-metrics.ts";
 
 export interface WorkerRuntime {
@@ -66,29 +66,25 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   const probe = createRedis(config, "request");
   probe.on("error", () => {});
 
+  const runOptions: RunJobOptions = {
+    cancelRequested: (q, id) => cancelListener?.requested(q, id),
+    cancelGraceMs: config.cancelGraceMs,
+    services: { config, db },
+  };
   for (const { queue, concurrency, rateLimit } of settings) {
     const byName = new Map<string, Processor>();
     for (const p of processors) if (p.definition.queue === queue) byName.set(p.definition.name, p);
 
-    const worker = new Worker(
-      queue,
-      (job, _token, signal) =>
-        runJob(job, signal, byName.get(job.name), {
-          cancelRequested: (q, id) => cancelListener?.requested(q, id),
-          cancelGraceMs: config.cancelGraceMs,
-          services: { config, db },
-        }),
-      {
-        connection,
-        prefix: config.queuePrefix,
-        concurrency,
-        limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
-        lockDuration: config.lockDurationMs,
-        stalledInterval: config.stalledIntervalMs,
-        maxStalledCount: config.maxStalledCount,
-        autorun: false,
-      },
-    );
+    const worker = new Worker(queue, (job, _token, signal) => runJob(job, signal, byName.get(job.name), runOptions), {
+      connection,
+      prefix: config.queuePrefix,
+      concurrency,
+      limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalledCount,
+      autorun: false,
+    });
     worker.on("active", (job) => lifecycle.active(job));
     worker.on("progress", (job) => lifecycle.progress(job));
     worker.on("completed", (job) => lifecycle.completed(job));
