@@ -124,6 +124,47 @@ describe("failure ledger", () => {
     expect(await worker.stop()).toBe(0);
   });
 
+  it("100 jobs completing while PostgreSQL is stopped: their rows kept in Redis, then written once it is back", async () => {
+    const prefix = newPrefix();
+    const worker = await startWorker({
+      DATABASE_URL: pgp.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: prefix,
+      MIGRATE_ON_START: "false",
+      WORKER_QUEUES: "demo",
+      LEDGER_RECONCILE_MS: "300",
+    });
+    const queue = openQueue(prefix);
+    await pgp.stop();
+
+    // Ids of their own: the table is shared with the other tests of this file.
+    await queue.addBulk(Array.from({ length: 100 }, (_, i) => ({ name: "noop", data: {}, opts: { jobId: `done-${i}` } })));
+    await until(
+      "completed jobs in Redis",
+      () => queue.getCompletedCount(),
+      (n) => n === 100,
+    );
+    // The rows of the batches PostgreSQL refused wait in Redis, one record per job.
+    await until(
+      "ledger backlog",
+      () => redis.hlen(`${prefix}:demo:ledger:pending`),
+      (n) => n === 100,
+    );
+
+    await pgp.start();
+    const completedRows = () => count(pgp.url, "SELECT count(*) AS n FROM job_history WHERE id LIKE 'done-%' AND state = 'COMPLETED'");
+    await until("COMPLETED rows", completedRows, (n) => n === 100);
+    await until(
+      "ledger backlog",
+      () => redis.hlen(`${prefix}:demo:ledger:pending`),
+      (n) => n === 0,
+    );
+    const [job] = await queue.getCompleted(0, 0);
+    const [row] = await queryRows<Record<string, unknown>>(pgp.url, "SELECT * FROM job_history WHERE id = $1", [job?.id]);
+    expect(row).toMatchObject({ queue: "demo", name: "noop", state: "COMPLETED", finished_at: new Date(job?.finishedOn ?? 0) });
+    expect(await worker.stop()).toBe(0);
+  });
+
   it("a failure whose worker died before writing anything is found by the reconciler", async () => {
     const db = await createTestDatabase();
     cleanups.push(() => db.drop());
