@@ -40,28 +40,30 @@ function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
 
 /**
  * A row as it travels to PostgreSQL (the `job_history_write` type of migration
- * history_write_functions): dates as epoch milliseconds (Date#toJSON cost 2.5 µs a row).
+ * history_write_functions): dates as epoch milliseconds (Date#toJSON cost 2.5 µs a row), and empty
+ * fields left out (`undefined` is not serialised; a missing key arrives as NULL, and delay_ms is
+ * COALESCEd to 0): parsing six null keys cost PostgreSQL ~3 µs of CPU a row.
  */
 function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
   return {
     queue: v.queue,
     id: v.id,
     name: v.name,
-    data: v.data ?? null,
+    data: v.data ?? undefined,
     state: v.state,
-    progress: v.progress ?? null,
+    progress: v.progress ?? undefined,
     attemptsMade: v.attemptsMade,
     maxAttempts: v.maxAttempts,
     priority: v.priority,
-    delayMs: delayMs ?? 0,
-    backoff: backoff ?? null,
+    delayMs: delayMs || undefined,
+    backoff: backoff ?? undefined,
     createdAt: v.createdAt.getTime(),
-    startedAt: v.startedAt?.getTime() ?? null,
-    finishedAt: v.finishedAt?.getTime() ?? null,
-    result: v.result ?? null,
-    failedReason: v.failedReason,
-    replayOfId: v.replayOfId,
-    tenant: v.tenant,
+    startedAt: v.startedAt?.getTime(),
+    finishedAt: v.finishedAt?.getTime(),
+    result: v.result ?? undefined,
+    failedReason: v.failedReason ?? undefined,
+    replayOfId: v.replayOfId ?? undefined,
+    tenant: v.tenant ?? undefined,
   };
 }
 
