@@ -63,7 +63,8 @@ describe("failure ledger", () => {
     cleanups.push(() => pgp.destroy());
   });
 
-  it("200 jobs failing while PostgreSQL is stopped: kept in Redis, then exactly 200 audit rows once it is back", async () => {
+  /** A worker serving `demo` (reconciling every 300 ms) on a fresh prefix, then PostgreSQL stopped. */
+  async function workerWithPostgresStopped(): Promise<{ prefix: string; worker: RunningProcess; queue: Queue }> {
     const prefix = newPrefix();
     const worker = await startWorker({
       DATABASE_URL: pgp.url,
@@ -75,6 +76,11 @@ describe("failure ledger", () => {
     });
     const queue = openQueue(prefix);
     await pgp.stop();
+    return { prefix, worker, queue };
+  }
+
+  it("200 jobs failing while PostgreSQL is stopped: kept in Redis, then exactly 200 audit rows once it is back", async () => {
+    const { prefix, worker, queue } = await workerWithPostgresStopped();
 
     await queue.addBulk(Array.from({ length: 200 }, (_, i) => ({ name: "fail", data: { message: `boom ${i}` }, opts: { attempts: 1 } })));
     await until(
@@ -125,17 +131,7 @@ describe("failure ledger", () => {
   });
 
   it("100 jobs completing while PostgreSQL is stopped: their rows kept in Redis, then written once it is back", async () => {
-    const prefix = newPrefix();
-    const worker = await startWorker({
-      DATABASE_URL: pgp.url,
-      REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: prefix,
-      MIGRATE_ON_START: "false",
-      WORKER_QUEUES: "demo",
-      LEDGER_RECONCILE_MS: "300",
-    });
-    const queue = openQueue(prefix);
-    await pgp.stop();
+    const { prefix, worker, queue } = await workerWithPostgresStopped();
 
     // Ids of their own: the table is shared with the other tests of this file.
     await queue.addBulk(Array.from({ length: 100 }, (_, i) => ({ name: "noop", data: {}, opts: { jobId: `done-${i}` } })));
