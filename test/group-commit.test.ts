@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { GroupCommit } from "../src/jobs/group-commit.ts";
+import { GroupCommit } from "../src/jobs/history/index.ts";
 
 // The batching behind history writes, on its own: what goes out together, and what each caller learns.
 

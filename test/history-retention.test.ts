@@ -4,7 +4,7 @@ import { ConfigError, loadConfig } from "../src/config.ts";
 import type { Prisma } from "../src/generated/prisma/client.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { createPrisma, type Db } from "../src/infra/prisma.ts";
-import { HistoryRetention, retentionLockKey } from "../src/jobs/history-retention.ts";
+import { HistoryRetention, retentionLockKey } from "../src/jobs/history/index.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { killAll, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";

@@ -1,7 +1,7 @@
 import type { Worker } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { cancellation, cancelMessageSchema } from "../src/jobs/cancellation.ts";
+import { cancellation, cancelMessageSchema } from "../src/jobs/bullmq/index.ts";
 
 /** How many cancel requests for jobs not (yet) running here a process remembers. */
 const REMEMBERED = 10_000;

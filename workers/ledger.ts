@@ -2,9 +2,8 @@ import type { Job } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { GroupCommit, type GroupCommitOptions } from "../src/jobs/group-commit.ts";
-import type { HistoryStore } from "../src/jobs/history.ts";
-import type { FailedJobAuditView } from "../src/jobs/history-queries.ts";
+import type { FailedJobAuditView, HistoryStore } from "../src/jobs/history/index.ts";
+import { GroupCommit, type GroupCommitOptions } from "../src/jobs/history/index.ts";
 import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 
 /** The audit row of one final failure (failed_job_audit), before PostgreSQL gives it an id. */

@@ -1,7 +1,7 @@
 import os from "node:os";
 import type { Job } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
-import type { HistoryStore } from "../src/jobs/history.ts";
+import type { HistoryStore } from "../src/jobs/history/index.ts";
 import { type JobState, viewFromBull } from "../src/jobs/job-view.ts";
 import { type Ledger, recordOf } from "./ledger.ts";
 import type { WorkerMetrics } from "./worker-metrics.ts";

@@ -4,8 +4,7 @@
 import pg from "pg";
 import { Prisma } from "../../src/generated/prisma/client.ts";
 import { createPrisma, type Db } from "../../src/infra/prisma.ts";
-import { HistoryQueries, type JobListFilter } from "../../src/jobs/history-queries.ts";
-import { encodeJobCursor } from "../../src/jobs/page-cursor.ts";
+import { encodeJobCursor, HistoryQueries, type JobListFilter } from "../../src/jobs/history/index.ts";
 import { post } from "../lib/graphql-client.ts";
 import type { BenchContext, Row, Scenario } from "../lib/scenario.ts";
 import { nowMs, summarize } from "../lib/stats.ts";

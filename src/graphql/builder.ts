@@ -1,11 +1,8 @@
 import SchemaBuilder from "@pothos/core";
 import ErrorsPlugin from "@pothos/plugin-errors";
-import type { EventFeeds } from "../jobs/event-feed.ts";
-import type { HistoryQueries } from "../jobs/history-queries.ts";
-import type { JobControl } from "../jobs/job-control.ts";
-import type { JobLoaders } from "../jobs/job-loaders.ts";
-import type { JobService } from "../jobs/job-service.ts";
-import type { QueueService } from "../jobs/queue-service.ts";
+import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
+import type { EventFeeds } from "../jobs/events/index.ts";
+import type { HistoryQueries, JobLoaders } from "../jobs/history/index.ts";
 
 /** What every resolver gets: the domain services and who is asking. */
 export interface Context {

@@ -1,5 +1,5 @@
+import type { QueueView, SchedulerView } from "../../jobs/control/index.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
-import type { QueueView, SchedulerView } from "../../jobs/queue-service.ts";
 import { builder } from "../builder.ts";
 import { JobSchedulerRef } from "../types/job-scheduler.ts";
 import { QueueRef } from "../types/queue.ts";

@@ -1,6 +1,6 @@
 import { GraphQLError } from "graphql";
 import { NotFoundError, ValidationError } from "../../jobs/errors.ts";
-import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events.ts";
+import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events/index.ts";
 import { builder } from "../builder.ts";
 import { JobRef } from "../types/job.ts";
 

@@ -1,5 +1,5 @@
 import type { ObjectRef } from "@pothos/core";
-import type { Page } from "../../jobs/history-queries.ts";
+import type { Page } from "../../jobs/history/index.ts";
 import { builder } from "../builder.ts";
 
 export const PageInfoRef = builder.objectRef<Pick<Page<unknown>, "hasNextPage" | "endCursor">>("PageInfo").implement({

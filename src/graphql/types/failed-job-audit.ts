@@ -1,4 +1,4 @@
-import type { FailedJobAuditView } from "../../jobs/history-queries.ts";
+import type { FailedJobAuditView } from "../../jobs/history/index.ts";
 import { builder } from "../builder.ts";
 
 /** One row per job that failed for good (no attempts left), written by the worker that saw it. */

@@ -1,4 +1,4 @@
-import type { SchedulerView } from "../../jobs/queue-service.ts";
+import type { SchedulerView } from "../../jobs/control/index.ts";
 import { builder } from "../builder.ts";
 
 export const JobSchedulerRef = builder.objectRef<SchedulerView>("JobScheduler").implement({

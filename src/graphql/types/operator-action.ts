@@ -1,4 +1,4 @@
-import type { OperatorActionView } from "../../jobs/history-queries.ts";
+import type { OperatorActionView } from "../../jobs/history/index.ts";
 import { builder } from "../builder.ts";
 
 /** One row per control action taken through the API (enqueue excluded). */

@@ -1,4 +1,4 @@
-import type { JobCounts, QueueView } from "../../jobs/queue-service.ts";
+import type { JobCounts, QueueView } from "../../jobs/control/index.ts";
 import { builder } from "../builder.ts";
 import { JobSchedulerRef } from "./job-scheduler.ts";
 

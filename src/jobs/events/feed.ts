@@ -1,5 +1,6 @@
-import { NotFoundError, ValidationError } from "./errors.ts";
-import type { ChannelListener, EventChannels } from "./event-channels.ts";
+import { NotFoundError, ValidationError } from "../errors.ts";
+import { type JobView, TERMINAL_STATES } from "../job-view.ts";
+import type { ChannelListener, EventChannels } from "./channels.ts";
 import {
   channels,
   compareEventIds,
@@ -10,8 +11,7 @@ import {
   type LoadJob,
   TERMINAL_EVENTS,
   translate,
-} from "./events.ts";
-import { type JobView, TERMINAL_STATES } from "./job-view.ts";
+} from "./job-event.ts";
 
 export interface EventFeedOptions {
   /** The process's shared channel subscriptions (pub/sub, and this process's relay). */

@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
-import type { RedisClient } from "../infra/redis.ts";
-import type { JobRegistry } from "./registry.ts";
+import type { RedisClient } from "../../infra/redis.ts";
+import type { JobRegistry } from "../registry.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { type ConnectionOptions, QueueEvents } from "bullmq";
-import type { Logger } from "../infra/logger.ts";
-import type { RedisClient } from "../infra/redis.ts";
-import type { LocalDelivery } from "./event-channels.ts";
-import { channels, type JobEvent, type LoadJob, translate } from "./events.ts";
+import type { Logger } from "../../infra/logger.ts";
+import type { RedisClient } from "../../infra/redis.ts";
+import type { LocalDelivery } from "./channels.ts";
+import { channels, type JobEvent, type LoadJob, translate } from "./job-event.ts";
 
 /** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
 const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;

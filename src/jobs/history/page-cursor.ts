@@ -1,4 +1,4 @@
-import { ValidationError } from "./errors.ts";
+import { ValidationError } from "../errors.ts";
 
 /**
  * Opaque Relay cursors for keyset pagination. A cursor is the sort key of the last row of a page

@@ -1,5 +1,5 @@
-import type { Logger } from "../infra/logger.ts";
-import type { Db } from "../infra/prisma.ts";
+import type { Logger } from "../../infra/logger.ts";
+import type { Db } from "../../infra/prisma.ts";
 
 export interface OperatorActionInput {
   /** The API key's name, or "anonymous" while auth is open. */

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { Prisma } from "../generated/prisma/client.ts";
-import type { Logger } from "../infra/logger.ts";
-import type { Db } from "../infra/prisma.ts";
-import type { RedisClient } from "../infra/redis.ts";
+import { Prisma } from "../../generated/prisma/client.ts";
+import type { Logger } from "../../infra/logger.ts";
+import type { Db } from "../../infra/prisma.ts";
+import type { RedisClient } from "../../infra/redis.ts";
 
 export interface HistoryRetentionOptions {
   /** Finished jobs whose rows are older than this many days are deleted. */

@@ -1,7 +1,7 @@
-import { Prisma } from "../generated/prisma/client.ts";
-import type { Db } from "../infra/prisma.ts";
-import { ValidationError, type ValidationIssue } from "./errors.ts";
-import { JOB_STATES, type JobState, type JobView } from "./job-view.ts";
+import { Prisma } from "../../generated/prisma/client.ts";
+import type { Db } from "../../infra/prisma.ts";
+import { ValidationError, type ValidationIssue } from "../errors.ts";
+import { JOB_STATES, type JobState, type JobView } from "../job-view.ts";
 import { decodeJobCursor, decodeTimeIdCursor, encodeJobCursor, encodeTimeIdCursor, type JobCursor } from "./page-cursor.ts";
 
 /** What `jobs(filter:)` narrows the history by; every field optional, all of them ANDed. */

@@ -1,11 +1,11 @@
 import type { JobsOptions } from "bullmq";
 import { z } from "zod";
-import type { Logger } from "../infra/logger.ts";
-import { NotFoundError, ValidationError, type ValidationIssue } from "./errors.ts";
-import type { HistoryStore } from "./history.ts";
-import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "./job-view.ts";
-import type { QueueSet } from "./queues.ts";
-import type { JobRegistry } from "./registry.ts";
+import type { Logger } from "../../infra/logger.ts";
+import type { QueueSet } from "../bullmq/queue-set.ts";
+import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
+import type { HistoryStore } from "../history/history-store.ts";
+import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "../job-view.ts";
+import type { JobRegistry } from "../registry.ts";
 
 /** BullMQ's priority range: 1 (highest) to 2^21. */
 export const MAX_PRIORITY = 2_097_152;

@@ -1,6 +1,6 @@
-import { type Db, poolOf } from "../infra/prisma.ts";
+import { type Db, poolOf } from "../../infra/prisma.ts";
+import type { JobState, JobView } from "../job-view.ts";
 import { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
-import type { JobState, JobView } from "./job-view.ts";
 
 type HistoryRow = Awaited<ReturnType<Db["jobHistory"]["findFirstOrThrow"]>>;
 

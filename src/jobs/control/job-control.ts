@@ -1,14 +1,14 @@
 import type { Job } from "bullmq";
 import { z } from "zod";
-import type { RedisClient } from "../infra/redis.ts";
-import { cancellation } from "./cancellation.ts";
-import { InvalidStateError, NotFoundError, ValidationError } from "./errors.ts";
-import type { HistoryStore } from "./history.ts";
+import type { RedisClient } from "../../infra/redis.ts";
+import { cancellation } from "../bullmq/cancellation.ts";
+import type { QueueSet } from "../bullmq/queue-set.ts";
+import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
+import type { HistoryStore } from "../history/history-store.ts";
+import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
 import type { EnqueueInput, JobService } from "./job-service.ts";
-import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, TERMINAL_STATES, viewFromBull } from "./job-view.ts";
 import { applyMergePatch } from "./merge-patch.ts";
 import type { OperatorActionLog } from "./operator-actions.ts";
-import type { QueueSet } from "./queues.ts";
 
 export interface JobControlOptions {
   /** How long cancelJob waits for an active job to end before answering with its state then. */

@@ -1,10 +1,10 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
-import type { JobDefinition } from "./define-job.ts";
-import { NotFoundError, ValidationError, type ValidationIssue } from "./errors.ts";
+import type { QueueSet } from "../bullmq/queue-set.ts";
+import type { JobDefinition } from "../define-job.ts";
+import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
+import type { JobRegistry } from "../registry.ts";
 import type { OperatorActionLog } from "./operator-actions.ts";
-import type { QueueSet } from "./queues.ts";
-import type { JobRegistry } from "./registry.ts";
 
 export interface JobCounts {
   waiting: number;

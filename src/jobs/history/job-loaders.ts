@@ -1,6 +1,6 @@
 import DataLoader from "dataloader";
+import type { JobView } from "../job-view.ts";
 import { type HistoryQueries, jobKey } from "./history-queries.ts";
-import type { JobView } from "./job-view.ts";
 
 /** A job's address: ids are unique only within a queue. */
 export interface JobRef {

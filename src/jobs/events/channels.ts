@@ -1,6 +1,6 @@
 import type { RedisPubSub } from "graphql-redis-subscriptions";
-import type { Logger } from "../infra/logger.ts";
-import { compareEventIds, type JobEvent, parseJobEvent } from "./events.ts";
+import type { Logger } from "../../infra/logger.ts";
+import { compareEventIds, type JobEvent, parseJobEvent } from "./job-event.ts";
 
 /** Something that takes a channel's events in order (a subscription's feed). */
 export interface ChannelListener {

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import type { RedisClient } from "../infra/redis.ts";
-import { CANCELLED_PREFIX, JOB_STATES, type JobView, TERMINAL_STATES } from "./job-view.ts";
+import type { RedisClient } from "../../infra/redis.ts";
+import { CANCELLED_PREFIX, JOB_STATES, type JobView, TERMINAL_STATES } from "../job-view.ts";
 
 export const JOB_EVENT_TYPES = [
   "SNAPSHOT",
