@@ -1,8 +1,9 @@
-import { randomUUID } from "node:crypto";
 import type { Queue } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
+import { Periodic } from "../src/infra/periodic.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
+import { finishedPage, keys, Lease, prefixOf } from "../src/jobs/bullmq/index.ts";
 import { type Ledger, type LedgerRecord, recordOf } from "./ledger.ts";
 
 export interface ReconcilerOptions {
@@ -18,9 +19,6 @@ export interface ReconcilerOptions {
 
 const PAGE = 500;
 
-/** Deletes the lock only if it is still ours (it may have expired and been taken by another worker). */
-const RELEASE_LOCK = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`;
-
 /**
  * Makes PostgreSQL agree with what BullMQ finished, for the queues this worker serves. Every
  * `intervalMs`, for each queue, one worker (a Redis lock per queue) writes the ledger's pending
@@ -31,9 +29,7 @@ const RELEASE_LOCK = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis
  * because the watermark only moves after a pass succeeded.
  */
 export class LedgerReconciler {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = false;
+  private readonly loop: Periodic;
 
   private readonly ledger: Ledger;
   private readonly redis: RedisClient;
@@ -49,24 +45,16 @@ export class LedgerReconciler {
     this.db = db;
     this.log = log;
     this.options = options;
+    this.loop = new Periodic(() => this.runOnce(), { intervalMs: options.intervalMs, firstDelayMs: Math.min(1_000, options.intervalMs) });
   }
 
   start(): void {
-    const tick = () => {
-      if (this.stopped) return;
-      this.running = this.runOnce().finally(() => {
-        this.running = undefined;
-        if (!this.stopped) this.timer = setTimeout(tick, this.options.intervalMs);
-      });
-    };
-    this.timer = setTimeout(tick, Math.min(1_000, this.options.intervalMs));
+    this.loop.start();
   }
 
   /** Stops the timer and waits for a pass in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** One pass over every queue; never throws (a failed queue is logged and retried next time). */
@@ -84,10 +72,9 @@ export class LedgerReconciler {
   }
 
   private async reconcileQueue(queue: Queue): Promise<void> {
-    const lockKey = `${queue.qualifiedName}:ledger:lock`;
-    const token = randomUUID();
-    const ttl = Math.max(10_000, this.options.intervalMs * 2);
-    if ((await this.redis.set(lockKey, token, "PX", ttl, "NX")) !== "OK") return;
+    const prefix = prefixOf(queue);
+    const lease = new Lease(this.redis, keys.ledgerLease(prefix, queue.name), Math.max(10_000, this.options.intervalMs * 2));
+    if (!(await lease.acquire())) return;
     try {
       const isCurrent = async (record: LedgerRecord) => {
         const live = await queue.getJob(record.view.id);
@@ -95,7 +82,7 @@ export class LedgerReconciler {
       };
       const flushed = await this.ledger.flushPending(queue.name, isCurrent);
       const startedAt = Date.now();
-      const watermarkKey = `${queue.qualifiedName}:ledger:reconciled-at`;
+      const watermarkKey = keys.ledgerWatermark(prefix, queue.name);
       const last = Number((await this.redis.get(watermarkKey)) ?? startedAt);
       const from = last - this.options.lookbackMs;
       // Up to this pass' start only: on a busy queue jobs finish faster than a pass pages through
@@ -104,7 +91,7 @@ export class LedgerReconciler {
       await this.redis.set(watermarkKey, String(startedAt));
       if (flushed + repaired > 0) this.log.info("ledger reconciled", { queue: queue.name, pendingWritten: flushed, repaired });
     } finally {
-      await this.redis.eval(RELEASE_LOCK, 1, lockKey, token);
+      await lease.release();
     }
   }
 
@@ -115,19 +102,14 @@ export class LedgerReconciler {
    * final failure no audit row); only those are read from Redis.
    */
   private async compare(queue: Queue, set: "failed" | "completed", from: number, to: number): Promise<number> {
-    const key = `${queue.qualifiedName}:${set}`;
     const terminal = set === "completed" ? ["COMPLETED"] : ["FAILED", "CANCELLED"];
     let offset = 0;
     let repaired = 0;
     for (;;) {
-      const page = await this.redis.zrangebyscore(key, from, to, "WITHSCORES", "LIMIT", offset, PAGE);
+      const page = await finishedPage(this.redis, queue, set, { from, to, offset, count: PAGE });
       if (page.length === 0) return repaired;
-      const ids: string[] = [];
-      const finishedOn: string[] = [];
-      for (let i = 0; i + 1 < page.length; i += 2) {
-        ids.push(page[i] as string);
-        finishedOn.push(page[i + 1] as string);
-      }
+      const ids = page.map((p) => p.id);
+      const finishedOn = page.map((p) => p.finishedOn);
       offset += ids.length;
       const suspects = await this.db.$queryRaw<{ id: string; state: string | null; finishedAt: Date | null; audited: boolean }[]>`
         SELECT f.id, h.state::text AS state, h.finished_at AS "finishedAt", a.job_id IS NOT NULL AS audited

@@ -2,6 +2,7 @@ import type { Job } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
+import { keys } from "../src/jobs/bullmq/index.ts";
 import type { FailedJobAuditView, HistoryStore } from "../src/jobs/history/index.ts";
 import { GroupCommit, type GroupCommitOptions } from "../src/jobs/history/index.ts";
 import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
@@ -77,7 +78,7 @@ export class Ledger {
 
   /** The Redis hash holding one queue's records not yet confirmed in PostgreSQL. */
   pendingKey(queue: string): string {
-    return `${this.prefix}:${queue}:ledger:pending`;
+    return keys.ledgerPending(this.prefix, queue);
   }
 
   private field(record: LedgerRecord): string {

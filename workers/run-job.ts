@@ -18,7 +18,7 @@ export interface RunJobOptions {
   /**
    * The reason of a cancel request this process received for the job before BullMQ tracked it (so
    * `Worker.cancelJob` could not abort it yet), if any. A job cancelled before it was taken never
-   * gets here: BullMQ fails it from its `deferredFailure` mark (src/jobs/cancellation.ts).
+   * gets here: BullMQ fails it from its `deferredFailure` mark (src/jobs/bullmq/cancellation.ts).
    */
   cancelRequested: (queue: string, jobId: string) => string | undefined;
   /** After a cancel, how long a processor that ignores its AbortSignal may keep the job. */

@@ -1,6 +1,7 @@
 import { Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
+import { keys } from "./keys.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -50,7 +51,7 @@ export class QueueSet {
 
   /** The Redis key of a queue's events stream. */
   eventsKey(queue: string): string {
-    return `${this.prefix}:${queue}:events`;
+    return keys.events(this.prefix, queue);
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,8 @@
 import type { Job } from "bullmq";
 import { z } from "zod";
 import type { RedisClient } from "../../infra/redis.ts";
-import { cancellation } from "../bullmq/cancellation.ts";
+import { cancellation, clearCancelMark, markCancelled } from "../bullmq/cancellation.ts";
+import { appendCancelledEvent } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
@@ -95,25 +96,13 @@ export class JobControl {
 
     const prefix = this.queues.prefix;
     // The mark first: a worker that picks the job up from now on fails it as cancelled instead of running it.
-    await this.redis.eval(cancellation.markScript, 1, `${job.queueQualifiedName}:${id}`, `${CANCELLED_PREFIX}: ${text}`);
+    await markCancelled(this.redis, prefix, queueName, id, `${CANCELLED_PREFIX}: ${text}`);
     let view: JobView;
     if (WAITING_STATES.has(state) && (await this.tryRemove(job))) {
       view = { ...viewFromBull(job, "CANCELLED"), finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
       await this.history.upsert(view);
       // Into BullMQ's own events stream, so subscribers see CANCELLED in order with everything else.
-      await this.redis.xadd(
-        this.queues.eventsKey(queueName),
-        "MAXLEN",
-        "~",
-        String(this.queues.eventsMaxLen),
-        "*",
-        "event",
-        "cancelled",
-        "jobId",
-        id,
-        "reason",
-        text,
-      );
+      await appendCancelledEvent(this.redis, prefix, queueName, this.queues.eventsMaxLen, id, text);
     } else {
       await this.redis.publish(cancellation.channel(prefix), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
       view = await this.waitForEnd(queueName, id);
@@ -163,7 +152,7 @@ export class JobControl {
   }
 
   private async retryOne(job: Job): Promise<JobView> {
-    await this.redis.hdel(`${job.queueQualifiedName}:${job.id}`, cancellation.field);
+    await clearCancelMark(this.redis, this.queues.prefix, job.queueName, String(job.id));
     await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
     const view = (await this.jobs.getLive(job.queueName, String(job.id))) ?? { ...viewFromBull(job, "WAITING") };
     // The row starts over too; the earlier final failure keeps its audit row.

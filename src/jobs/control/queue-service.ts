@@ -1,5 +1,6 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
+import { isSchedulerJob } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
@@ -222,11 +223,9 @@ export class QueueService {
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
     await queue.removeJobScheduler(id);
     // BullMQ removes the scheduler's next job while it is delayed; one already promoted to waiting
-    // would still start, so take those out too (scheduler jobs' ids are "repeat:<id>:<time>").
+    // would still start, so take those out too.
     const pending = await queue.getJobs(["waiting", "prioritized", "delayed"], 0, 999);
-    await Promise.all(
-      pending.filter((job) => String(job.id).startsWith(`repeat:${id}:`)).map((job) => job.remove().catch(() => undefined)),
-    );
+    await Promise.all(pending.filter((job) => isSchedulerJob(job.id, id)).map((job) => job.remove().catch(() => undefined)));
     await this.actions.record({ actor, action: "removeJobScheduler", queue: name, details: { id } });
     return view;
   }

@@ -1,8 +1,8 @@
+import { channels } from "../bullmq/keys.ts";
 import { NotFoundError, ValidationError } from "../errors.ts";
 import { type JobView, TERMINAL_STATES } from "../job-view.ts";
 import type { ChannelListener, EventChannels } from "./channels.ts";
 import {
-  channels,
   compareEventIds,
   type EventStream,
   isValidEventId,

@@ -162,12 +162,6 @@ export async function translate(
   }
 }
 
-/** Pub/sub channel names: one per job and one per queue, so an instance only hears what it needs. */
-export const channels = {
-  job: (prefix: string, queue: string, jobId: string) => `${prefix}:ev:${queue}:job:${jobId}`,
-  queue: (prefix: string, queue: string) => `${prefix}:ev:${queue}:all`,
-};
-
 /** Reads a queue's BullMQ events stream directly: its tail, and the entries after an id. */
 export class EventStream {
   private readonly redis: RedisClient;

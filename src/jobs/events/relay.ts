@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { type ConnectionOptions, QueueEvents } from "bullmq";
 import type { Logger } from "../../infra/logger.ts";
+import { Periodic } from "../../infra/periodic.ts";
 import type { RedisClient } from "../../infra/redis.ts";
+import { channels, keys } from "../bullmq/keys.ts";
+import { Lease } from "../bullmq/lease.ts";
 import type { LocalDelivery } from "./channels.ts";
-import { channels, type JobEvent, type LoadJob, translate } from "./job-event.ts";
+import { type JobEvent, type LoadJob, translate } from "./job-event.ts";
 
 /** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
 const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
@@ -40,10 +43,6 @@ end
 redis.call("set", KEYS[1], ARGV[1])
 return 0`;
 
-// Renews the lease only if we still hold it; releases only our own.
-const RENEW = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`;
-const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
-
 /**
  * Turns each queue's BullMQ events stream into JobEvents on Redis pub/sub: one channel per job and
  * one per queue, so an API instance subscribes only to what its clients watch.
@@ -58,10 +57,10 @@ const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call
 export class EventRelay {
   private readonly token = randomUUID();
   private readonly leading = new Map<string, Leading>();
-  private timer: NodeJS.Timeout | null = null;
+  private readonly leases = new Map<string, Lease>();
+  private loop: Periodic | null = null;
   private queues: string[] = [];
   private stopped = false;
-  private ticking: Promise<void> = Promise.resolve();
 
   private readonly options: EventRelayOptions;
 
@@ -69,24 +68,19 @@ export class EventRelay {
     this.options = options;
   }
 
-  private leaderKey(queue: string) {
-    return `${this.options.prefix}:relay:${queue}:leader`;
-  }
-
   private positionKey(queue: string) {
-    return `${this.options.prefix}:relay:${queue}:position`;
+    return keys.relayPosition(this.options.prefix, queue);
   }
 
   /** Starts competing for every queue's lease; resolves after the first round. */
   async start(queues: string[]): Promise<void> {
     this.queues = queues;
+    const { publisher, prefix, leaseMs } = this.options;
+    for (const queue of queues) this.leases.set(queue, new Lease(publisher, keys.relayLease(prefix, queue), leaseMs, this.token));
     await this.tick();
-    this.timer = setInterval(
-      () => {
-        this.ticking = this.ticking.then(() => this.tick());
-      },
-      Math.max(100, Math.floor(this.options.leaseMs / 3)),
-    );
+    const every = Math.max(100, Math.floor(leaseMs / 3));
+    this.loop = new Periodic(() => this.tick(), { intervalMs: every, firstDelayMs: every });
+    this.loop.start();
   }
 
   /** True while this instance relays `queue` (for tests and /metrics). */
@@ -97,18 +91,17 @@ export class EventRelay {
   /** One round: renew held leases (dropping lost ones), try to take free ones. */
   private async tick(): Promise<void> {
     if (this.stopped) return;
-    const { publisher, leaseMs, log } = this.options;
+    const { log } = this.options;
     for (const queue of this.queues) {
+      const lease = this.leases.get(queue) as Lease;
       try {
         if (this.leading.has(queue)) {
-          const renewed = await publisher.eval(RENEW, 1, this.leaderKey(queue), this.token, String(leaseMs));
-          if (renewed !== 1) {
+          if (!(await lease.renew())) {
             log.warn("lost the event relay lease; another instance relays this queue now", { queue });
             await this.resign(queue);
           }
-        } else {
-          const taken = await publisher.set(this.leaderKey(queue), this.token, "PX", leaseMs, "NX");
-          if (taken === "OK") await this.lead(queue);
+        } else if (await lease.acquire()) {
+          await this.lead(queue);
         }
       } catch (err) {
         // Redis unreachable: a leader that cannot renew must assume it lost the lease by expiry.
@@ -194,11 +187,13 @@ export class EventRelay {
   /** Stops relaying and hands the leases back so another instance takes over at once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.ticking;
+    await this.loop?.stop();
     for (const queue of [...this.leading.keys()]) {
       await this.resign(queue);
-      await this.options.publisher.eval(RELEASE, 1, this.leaderKey(queue), this.token).catch(() => undefined);
+      await this.leases
+        .get(queue)
+        ?.release()
+        .catch(() => undefined);
     }
   }
 }

@@ -1,8 +1,19 @@
 // Public face of src/jobs/history. History rows in PostgreSQL: the store and its group commit, the queries and their cursors, per-request loaders, retention.
 // Code outside src/jobs imports this file only (npm run lint checks it).
-export * from "./group-commit.ts";
-export * from "./history-queries.ts";
-export * from "./history-store.ts";
-export * from "./job-loaders.ts";
-export * from "./page-cursor.ts";
-export * from "./retention.ts";
+export { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
+export {
+  DEFAULT_PAGE_SIZE,
+  type Edge,
+  type FailedJobAuditView,
+  HistoryQueries,
+  type HistoryQueriesOptions,
+  type JobListFilter,
+  type OperatorActionView,
+  type Page,
+  type PageArgs,
+  SEARCH_WINDOW,
+} from "./history-queries.ts";
+export { HistoryStore } from "./history-store.ts";
+export { createJobLoaders, type JobLoaders, type JobRef, type LiveLookup, lazyJobLoaders } from "./job-loaders.ts";
+export { encodeJobCursor, encodeTimeIdCursor } from "./page-cursor.ts";
+export { HistoryRetention, type HistoryRetentionOptions, retentionLockKey } from "./retention.ts";

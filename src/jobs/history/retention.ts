@@ -1,8 +1,10 @@
-import { randomUUID } from "node:crypto";
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { Logger } from "../../infra/logger.ts";
+import { Periodic } from "../../infra/periodic.ts";
 import type { Db } from "../../infra/prisma.ts";
 import type { RedisClient } from "../../infra/redis.ts";
+import { keys } from "../bullmq/keys.ts";
+import { Lease } from "../bullmq/lease.ts";
 
 export interface HistoryRetentionOptions {
   /** Finished jobs whose rows are older than this many days are deleted. */
@@ -17,7 +19,7 @@ export interface HistoryRetentionOptions {
 
 /** The lock key for a queue prefix: inside the prefix's hash tag, next to the queues it belongs with. */
 export function retentionLockKey(queuePrefix: string): string {
-  return `${queuePrefix}:maintenance:history-retention`;
+  return keys.retentionLease(queuePrefix);
 }
 
 /**
@@ -35,20 +37,24 @@ export function retentionLockKey(queuePrefix: string): string {
  * operator actions are an audit trail and are kept.
  */
 export class HistoryRetention {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
-  private readonly owner = randomUUID();
+  private readonly lease: Lease;
+  private readonly loop: Periodic;
 
   private readonly db: Db;
-  private readonly redis: RedisClient;
   private readonly log: Logger;
   private readonly options: HistoryRetentionOptions;
 
   constructor(db: Db, redis: RedisClient, log: Logger, options: HistoryRetentionOptions) {
     this.db = db;
-    this.redis = redis;
     this.log = log;
     this.options = options;
+    // Never released: it expires after one interval, which is what spaces the sweeps.
+    this.lease = new Lease(redis, options.lockKey, options.intervalMs);
+    this.loop = new Periodic(() => this.runIfDue(), {
+      intervalMs: options.intervalMs,
+      unref: true,
+      onError: (err) => this.log.warn("history retention sweep failed; will try again", { err }),
+    });
   }
 
   /** Deletes every eligible row now, in batches, without the lock; returns how many went. */
@@ -75,8 +81,7 @@ export class HistoryRetention {
    * worker holds the lock.
    */
   async runIfDue(now: Date = new Date()): Promise<number | null> {
-    const got = await this.redis.set(this.options.lockKey, this.owner, "PX", this.options.intervalMs, "NX");
-    if (got !== "OK") return null;
+    if (!(await this.lease.acquire())) return null;
     const deleted = await this.sweep(now);
     this.log.info("history retention sweep done", { deleted, days: this.options.days });
     return deleted;
@@ -84,23 +89,11 @@ export class HistoryRetention {
 
   /** Tries at once, then every interval; a failed sweep is logged and tried again next time. */
   start(): void {
-    const tick = () => {
-      if (this.running) return;
-      this.running = this.runIfDue()
-        .catch((err) => this.log.warn("history retention sweep failed; will try again", { err }))
-        .finally(() => {
-          this.running = null;
-        });
-    };
-    tick();
-    this.timer = setInterval(tick, this.options.intervalMs);
-    this.timer.unref();
+    this.loop.start();
   }
 
   /** Stops the timer and waits for a sweep under way. */
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }
