@@ -3,7 +3,7 @@ import type { Logger } from "../src/infra/logger.ts";
 import { Periodic } from "../src/infra/periodic.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { finishedPage, keys, Lease, prefixOf } from "../src/jobs/bullmq/index.ts";
+import { finishedPage, isCancelled, keys, Lease, prefixOf } from "../src/jobs/bullmq/index.ts";
 import { type Ledger, type LedgerRecord, recordOf } from "./ledger.ts";
 
 export interface ReconcilerOptions {
@@ -123,7 +123,8 @@ export class LedgerReconciler {
       for (const suspect of suspects) {
         const job = await queue.getJob(suspect.id);
         if (!job || job.finishedOn == null) continue;
-        const record = recordOf(job, set, this.options.workerId);
+        const cancelled = set === "failed" && (await isCancelled(this.redis, prefixOf(queue), job));
+        const record = recordOf(job, set, this.options.workerId, cancelled);
         if (!record) continue;
         const historyOk = suspect.state === record.view.state && suspect.finishedAt?.getTime() === job.finishedOn;
         const auditOk = !record.audit || (suspect.audited && record.audit.failedAt.getTime() === job.finishedOn);

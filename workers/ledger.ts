@@ -2,10 +2,10 @@ import type { Job } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { keys } from "../src/jobs/bullmq/index.ts";
+import { isCancelled, keys } from "../src/jobs/bullmq/index.ts";
 import type { FailedJobAuditView, HistoryStore } from "../src/jobs/history/index.ts";
 import { GroupCommit, type GroupCommitOptions } from "../src/jobs/history/index.ts";
-import { CANCELLED_PREFIX, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
+import { type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 
 /** The audit row of one final failure (failed_job_audit), before PostgreSQL gives it an id. */
 export type AuditRow = Omit<FailedJobAuditView, "id">;
@@ -23,13 +23,12 @@ function revive(key: string, value: unknown): unknown {
 }
 
 /**
- * The record of a job BullMQ has finished (completed, failed for good, or cancelled: a failure whose
- * reason starts with "Cancelled"), or null while it is not finished (a failed attempt to be retried).
+ * The record of a job BullMQ has finished (completed, failed for good, or cancelled: `cancelled`, as
+ * `isCancelled` in src/jobs/bullmq says), or null while it is not finished (a failed attempt to be retried).
  */
-export function recordOf(job: Job, outcome: "completed" | "failed", workerId: string): LedgerRecord | null {
+export function recordOf(job: Job, outcome: "completed" | "failed", workerId: string, cancelled = false): LedgerRecord | null {
   if (job.finishedOn == null) return null;
   if (outcome === "completed") return { view: viewFromBull(job, "COMPLETED"), audit: null };
-  const cancelled = job.failedReason?.startsWith(CANCELLED_PREFIX) ?? false;
   const view = viewFromBull(job, cancelled ? "CANCELLED" : "FAILED");
   if (cancelled) return { view, audit: null };
   return {
@@ -178,6 +177,11 @@ export class Ledger {
       }
     } while (cursor !== "0");
     return written;
+  }
+
+  /** The record of a job that failed for good: CANCELLED or FAILED as its cancel mark says (one Redis read). */
+  async recordOfFailed(job: Job, workerId: string): Promise<LedgerRecord | null> {
+    return recordOf(job, "failed", workerId, await isCancelled(this.redis, this.prefix, job));
   }
 
   /** Records of `queue` waiting in Redis for PostgreSQL (the `ledger_backlog` metric). */

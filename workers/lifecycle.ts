@@ -130,8 +130,17 @@ export class Lifecycle {
       this.track("retrying", job, () => this.history.upsert(viewFromBull(job, state)), key);
       return;
     }
-    const record = recordOf(job, "failed", workerId);
-    if (record) this.track("failed", job, () => this.ledger.write(record), key);
+    // Whether it was cancelled takes a Redis read; if that fails nothing is written and the
+    // reconciler's comparison of the failed set with the tables writes the job later.
+    this.track(
+      "failed",
+      job,
+      async () => {
+        const record = await this.ledger.recordOfFailed(job, workerId);
+        if (record) await this.ledger.write(record);
+      },
+      key,
+    );
   }
 
   /** Waits for every write started so far (used at shutdown). */

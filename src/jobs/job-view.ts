@@ -40,7 +40,8 @@ export function splitData(raw: unknown): { data: unknown; meta: JobMeta } {
   return { data: raw, meta: {} };
 }
 
-export function fromBullState(state: BullJobState | "unknown", job: BullJob): JobState | null {
+/** Our state of a job in BullMQ's state; `cancelled`: a failed job ended CANCELLED (`QueueSet.isCancelled` says). */
+export function fromBullState(state: BullJobState | "unknown", cancelled: boolean): JobState | null {
   switch (state) {
     case "waiting":
       return "WAITING";
@@ -55,13 +56,16 @@ export function fromBullState(state: BullJobState | "unknown", job: BullJob): Jo
     case "completed":
       return "COMPLETED";
     case "failed":
-      return job.failedReason?.startsWith(CANCELLED_PREFIX) ? "CANCELLED" : "FAILED";
+      return cancelled ? "CANCELLED" : "FAILED";
     default:
       return null;
   }
 }
 
-/** failedReason of a job that ended because it was cancelled. */
+/**
+ * How the failure reason of a cancelled job starts (`Cancelled: <reason>`). For people only: whether a
+ * job was cancelled is decided by the mark cancelJob puts on it (src/jobs/bullmq/cancellation.ts), never by this text.
+ */
 export const CANCELLED_PREFIX = "Cancelled";
 
 export function viewFromBull(job: BullJob, state: JobState): JobView {

@@ -2,11 +2,16 @@ import { z } from "zod";
 import type { RedisClient } from "../../infra/redis.ts";
 import { channels, keys } from "./keys.ts";
 
-/** BullMQ's job-hash field its Worker fails a job with before running it (`Job.deferredFailure`). */
+/** BullMQ's job-hash field its Worker fails a job with before running it (`Job.deferredFailure`); BullMQ deletes it when the job fails. */
 const DEFERRED_FAILURE = "defa";
+/**
+ * Our own job-hash field (BullMQ neither reads nor deletes it): the failure reason the cancel path
+ * gave the job. A job is CANCELLED when it failed with exactly that reason (see `whichCancelled`).
+ */
+const CANCEL_MARK = "jc:cancelled";
 
-/** Sets the field only on a job that still exists (KEYS[1] the job hash, ARGV[1] the failure). */
-const MARK = `if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("HSET", KEYS[1], "${DEFERRED_FAILURE}", ARGV[1]) return 1 end return 0`;
+/** Sets both fields only on a job that still exists (KEYS[1] the job hash, ARGV[1] the failure). */
+const MARK = `if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("HSET", KEYS[1], "${DEFERRED_FAILURE}", ARGV[1], "${CANCEL_MARK}", ARGV[1]) return 1 end return 0`;
 
 /**
  * How the API tells workers to cancel an active job. The API first marks the job itself: the
@@ -20,7 +25,10 @@ export const cancellation = {
   channel: channels.cancel,
 };
 
-/** Marks a job so that a worker taking it fails it with `failedReason` instead of running it; false when the job is gone. */
+/**
+ * Marks a job cancelled: a worker taking it from now on fails it with `failedReason` instead of
+ * running it, and the job counts as CANCELLED once it failed with that reason. False when the job is gone.
+ */
 export async function markCancelled(
   redis: RedisClient,
   prefix: string,
@@ -33,7 +41,42 @@ export async function markCancelled(
 
 /** Takes the mark off again (a job retried after a cancel runs normally). */
 export async function clearCancelMark(redis: RedisClient, prefix: string, queue: string, jobId: string): Promise<void> {
-  await redis.hdel(keys.job(prefix, queue, jobId), DEFERRED_FAILURE);
+  await redis.hdel(keys.job(prefix, queue, jobId), DEFERRED_FAILURE, CANCEL_MARK);
+}
+
+/** What `whichCancelled` needs of a job (a BullMQ Job has it). */
+export interface FailedJobRef {
+  queueName: string;
+  id?: string | undefined;
+  failedReason?: string | undefined;
+}
+
+/**
+ * For each job, whether it ended CANCELLED rather than FAILED: it failed with exactly the reason the
+ * cancel path marked it with (`markCancelled`). The one place that decides it. A processor cannot
+ * forge it whatever it throws (`Error("Cancelled order 17")` is a failure like any other): only
+ * cancelJob writes the mark, and a job that failed for its own reason while a cancel was on its way
+ * keeps that reason and counts as FAILED. One Redis round trip for all of them; a job without a
+ * failure reason is not read.
+ */
+export async function whichCancelled(redis: RedisClient, prefix: string, jobs: readonly FailedJobRef[]): Promise<boolean[]> {
+  const asked = jobs.filter((job) => job.failedReason && job.id !== undefined);
+  if (asked.length === 0) return jobs.map(() => false);
+  const pipeline = redis.pipeline();
+  for (const job of asked) pipeline.hget(keys.job(prefix, job.queueName, job.id as string), CANCEL_MARK);
+  const replies = (await pipeline.exec()) ?? [];
+  const marks = new Map<FailedJobRef, unknown>();
+  for (const [i, job] of asked.entries()) {
+    const [err, mark] = replies[i] ?? [new Error("no reply")];
+    if (err) throw err;
+    marks.set(job, mark);
+  }
+  return jobs.map((job) => marks.has(job) && marks.get(job) === job.failedReason);
+}
+
+/** `whichCancelled` for one job. */
+export async function isCancelled(redis: RedisClient, prefix: string, job: FailedJobRef): Promise<boolean> {
+  return (await whichCancelled(redis, prefix, [job]))[0] ?? false;
 }
 
 export const cancelMessageSchema = z.object({ queue: z.string(), jobId: z.string(), reason: z.string() });

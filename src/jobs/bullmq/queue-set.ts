@@ -1,6 +1,7 @@
 import { Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
+import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
 import { keys } from "./keys.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
@@ -52,6 +53,16 @@ export class QueueSet {
   /** The Redis key of a queue's events stream. */
   eventsKey(queue: string): string {
     return keys.events(this.prefix, queue);
+  }
+
+  /** For each job, whether it ended CANCELLED rather than FAILED (see `whichCancelled`). */
+  whichCancelled(jobs: readonly FailedJobRef[]): Promise<boolean[]> {
+    return whichCancelled(this.connection, this.prefix, jobs);
+  }
+
+  /** Whether a failed job ended CANCELLED. */
+  async isCancelled(job: FailedJobRef): Promise<boolean> {
+    return (await this.whichCancelled([job]))[0] ?? false;
   }
 
   async close(): Promise<void> {

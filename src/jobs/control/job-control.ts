@@ -72,7 +72,8 @@ export class JobControl {
   /** The job Redis holds with its state, or the reason it can't be acted on. */
   private async liveJob(queueName: string, id: string): Promise<{ job: Job; state: JobState } | { job: null; known: JobView | null }> {
     const job = await this.queueOrThrow(queueName).getJob(id);
-    const state = job ? fromBullState(await job.getState(), job) : null;
+    const bullState = job ? await job.getState() : null;
+    const state = job && bullState ? fromBullState(bullState, bullState === "failed" && (await this.queues.isCancelled(job))) : null;
     if (job && state) return { job, state };
     return { job: null, known: await this.history.get(queueName, id) };
   }
@@ -169,8 +170,9 @@ export class JobControl {
     const picked: Job[] = [];
     for (let start = 0; picked.length < limit; start += 500) {
       const page = (await queue.getFailed(start, start + 499)) as Job[];
-      for (const job of page) {
-        if (picked.length < limit && !job.failedReason?.startsWith(CANCELLED_PREFIX)) picked.push(job);
+      const cancelled = await this.queues.whichCancelled(page);
+      for (const [i, job] of page.entries()) {
+        if (picked.length < limit && !cancelled[i]) picked.push(job);
       }
       if (page.length < 500) break;
     }

@@ -233,7 +233,7 @@ export class JobService {
     const bullState = await job.getState();
     // The job finished between the two reads: read it again so its fields match its state.
     if ((bullState === "completed" || bullState === "failed") && !job.finishedOn) job = (await queue.getJob(id)) ?? job;
-    const state = fromBullState(bullState, job);
+    const state = fromBullState(bullState, bullState === "failed" && (await this.queues.isCancelled(job)));
     return state ? viewFromBull(job, state) : null;
   }
 

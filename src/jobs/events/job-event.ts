@@ -153,9 +153,10 @@ export async function translate(
         job: await loadJob(queue, jobId),
       };
     case "failed": {
+      // Cancelled or failed is the job's own state (decided by its cancel mark), not read from the reason.
       const failedReason = typeof args.failedReason === "string" ? args.failedReason : null;
-      const cancelled = failedReason?.startsWith(CANCELLED_PREFIX) ?? false;
-      return { ...base, type: cancelled ? "CANCELLED" : "FAILED", failedReason, job: await loadJob(queue, jobId) };
+      const job = await loadJob(queue, jobId);
+      return { ...base, type: job?.state === "CANCELLED" ? "CANCELLED" : "FAILED", failedReason, job };
     }
     default:
       return null;
