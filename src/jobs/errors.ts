@@ -56,3 +56,12 @@ export class ForbiddenError extends Error {
     this.name = "ForbiddenError";
   }
 }
+
+/** A subscriber that stopped taking events: its buffer overflowed and the subscription ended. It should resubscribe with `since`. */
+export class SlowSubscriberError extends Error {
+  readonly code = "SLOW_SUBSCRIBER";
+  constructor(limit: number) {
+    super(`Subscriber too slow: more than ${limit} events waiting to be read; resubscribe with \`since\``);
+    this.name = "SlowSubscriberError";
+  }
+}

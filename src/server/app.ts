@@ -2,8 +2,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
-import { createYoga, maskError, type Plugin } from "graphql-yoga";
+import { createYoga, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import { MASKED_ERROR_MESSAGE, maskUnexpected } from "../graphql/as-graphql-error.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
@@ -82,9 +83,6 @@ function graphqlJsSubscriptions(): Plugin {
   };
 }
 
-/** What clients see instead of an error that is not one of ours (Yoga's default message). */
-const MASKED_ERROR_MESSAGE = "Unexpected error.";
-
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
@@ -103,7 +101,8 @@ export function buildApp(deps: AppDeps): App {
           defaultQuery: EXAMPLE_OPERATIONS,
         }
       : false,
-    maskedErrors: { errorMessage: MASKED_ERROR_MESSAGE },
+    // One mapping of the domain's errors for HTTP, SSE and WebSocket (src/graphql/as-graphql-error.ts).
+    maskedErrors: { errorMessage: MASKED_ERROR_MESSAGE, maskError: maskUnexpected },
     // Replaced by requestBodyLimitPlugin: same limit, without a stream per request (see its file).
     maxRequestBodySize: false,
     logging: {
@@ -131,11 +130,11 @@ export function buildApp(deps: AppDeps): App {
     authenticate: deps.authenticate,
     limits: deps.websocket,
     log: deps.log,
-    // Yoga's masking (same function and message as maskedErrors above), and logged as Yoga logs it.
+    // The same masking as maskedErrors above; what it hides is logged as Yoga logs it.
     maskErrors: (errors) =>
       errors.map((error) => {
-        const masked = maskError(error, MASKED_ERROR_MESSAGE);
-        if (masked !== error) deps.log.error(String(error), { args: [] });
+        const masked = maskUnexpected(error);
+        if (masked.message === MASKED_ERROR_MESSAGE && masked !== error) deps.log.error(String(error), { args: [] });
         return masked instanceof GraphQLError ? masked.toJSON() : { message: masked.message };
       }),
   });

@@ -1,6 +1,5 @@
-import { GraphQLError } from "graphql";
-import { NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events/index.ts";
+import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
 import { JobRef } from "../types/job.ts";
 
@@ -23,24 +22,13 @@ const JobEventRef = builder.objectRef<JobEvent>("JobEvent").implement({
   }),
 });
 
-/** Subscriptions answer with GraphQL errors (there is no result union): keep the domain's code. */
-async function open<T>(start: () => Promise<T>): Promise<T> {
-  try {
-    return await start();
-  } catch (err) {
-    if (err instanceof NotFoundError) throw new GraphQLError(err.message, { extensions: { code: "NOT_FOUND" } });
-    if (err instanceof ValidationError) throw new GraphQLError(err.message, { extensions: { code: "VALIDATION", issues: err.issues } });
-    throw err;
-  }
-}
-
 builder.subscriptionField("jobEvents", (t) =>
   t.field({
     type: JobEventRef,
     description:
       "Without `since`: a SNAPSHOT of the job first, then its live events. With `since`: every event of the job after that id, then live ones. Completes after the terminal event.",
     args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }), since: t.arg.string() },
-    subscribe: (_root, args, ctx) => open(() => ctx.feeds.job(args.queue, String(args.id), args.since)),
+    subscribe: (_root, args, ctx) => withGraphQLErrors(() => ctx.feeds.job(args.queue, String(args.id), args.since)),
     resolve: (event) => event,
   }),
 );
@@ -54,7 +42,7 @@ builder.subscriptionField("queueEvents", (t) =>
       since: t.arg.string(),
       types: t.arg({ type: [JobEventType] }),
     },
-    subscribe: (_root, args, ctx) => open(() => ctx.feeds.queue(args.queue, args.since, args.types)),
+    subscribe: (_root, args, ctx) => withGraphQLErrors(() => ctx.feeds.queue(args.queue, args.since, args.types)),
     resolve: (event) => event,
   }),
 );

@@ -1,5 +1,5 @@
 import { channels } from "../bullmq/keys.ts";
-import { NotFoundError, ValidationError } from "../errors.ts";
+import { NotFoundError, SlowSubscriberError, ValidationError } from "../errors.ts";
 import { type JobView, TERMINAL_STATES } from "../job-view.ts";
 import type { ChannelListener, EventChannels } from "./channels.ts";
 import {
@@ -22,13 +22,6 @@ export interface EventFeedOptions {
   hasQueue: (queue: string) => boolean;
   /** Events held for a subscriber that is not reading; past it the subscription ends with an error. */
   maxBuffer: number;
-}
-
-export class SlowSubscriberError extends Error {
-  constructor(limit: number) {
-    super(`Subscriber too slow: more than ${limit} events waiting to be read; resubscribe with \`since\``);
-    this.name = "SlowSubscriberError";
-  }
 }
 
 /**

@@ -3,6 +3,6 @@
 // The pub/sub channel names (built in src/jobs/bullmq/keys.ts).
 export { channels } from "../bullmq/index.ts";
 export { type ChannelListener, EventChannels, type LocalDelivery } from "./channels.ts";
-export { type EventFeedOptions, EventFeeds, SlowSubscriberError } from "./feed.ts";
+export { type EventFeedOptions, EventFeeds } from "./feed.ts";
 export { compareEventIds, EventStream, JOB_EVENT_TYPES, type JobEvent, type JobEventType, type LoadJob } from "./job-event.ts";
 export { EventRelay, type EventRelayOptions } from "./relay.ts";
