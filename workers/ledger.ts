@@ -107,6 +107,9 @@ export class Ledger {
    * written in order, one at a time, in the worker). `settled` waits for these.
    */
   submit(record: LedgerRecord): void {
+    // Relies on batches written in order: a store that may write two at once could commit a job's
+    // terminal row before an earlier write of the same job (see GroupCommit's contract).
+    if (!this.history.upsertsInOrder) throw new Error("Ledger.submit needs a HistoryStore that writes upserts in order (concurrency: 1)");
     const done = this.history.upsert(record.view);
     const records = this.inBatch.get(done);
     if (records) {

@@ -1,3 +1,5 @@
+import assert from "node:assert/strict";
+
 export interface GroupCommitOptions {
   /** Most items in one write. */
   maxBatch: number;
@@ -38,11 +40,20 @@ class Batch<T> {
  * into bigger batches still (fewer statements and commits per row, for a little more delay).
  * Every caller of one batch gets the same promise: resolved once its rows are committed, rejected
  * with the batch's error (one promise per batch, not per item: workers add thousands a second).
+ *
+ * The contract callers build on (the worker's ledger does: see `inOrder`), asserted below and by
+ * test/group-commit-contract.test.ts:
+ * - `add` returns the same promise object to every item of one batch, and a new one per batch;
+ * - at most `concurrency` batches are being written at once; with `concurrency: 1` batches are
+ *   written one at a time, in the order they were formed, so a later write of a row never
+ *   overtakes an earlier one.
  */
 export class GroupCommit<T> {
   /** Batches not yet written, oldest first; only the last one still takes items. */
   private readonly waiting: Batch<T>[] = [];
   private inFlight = 0;
+  /** Batches whose write has started and not ended. */
+  private writing = 0;
   private readonly options: GroupCommitOptions;
 
   private readonly write: (items: T[]) => Promise<unknown>;
@@ -50,6 +61,15 @@ export class GroupCommit<T> {
   constructor(write: (items: T[]) => Promise<unknown>, options: Partial<GroupCommitOptions> = {}) {
     this.write = write;
     this.options = { ...DEFAULTS, ...options };
+    assert.ok(
+      Number.isInteger(this.options.concurrency) && this.options.concurrency >= 1,
+      "GroupCommit: concurrency must be an integer >= 1",
+    );
+  }
+
+  /** True when batches are written one at a time, in the order they were formed (`concurrency: 1`). */
+  get inOrder(): boolean {
+    return this.options.concurrency === 1;
   }
 
   add(item: T): Promise<void> {
@@ -77,10 +97,14 @@ export class GroupCommit<T> {
         if (!batch) break;
         streaming = true;
         try {
+          this.writing++;
+          assert.ok(this.writing <= this.options.concurrency, "GroupCommit: more batches written at once than its concurrency");
           await this.write(batch.items);
           batch.resolve();
         } catch (err) {
           batch.reject(err);
+        } finally {
+          this.writing--;
         }
       }
     } finally {

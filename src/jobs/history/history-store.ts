@@ -113,6 +113,11 @@ export class HistoryStore {
     await Promise.all(views.map((write) => this.inserts.add(write)));
   }
 
+  /** True when `upsert`s are written one batch at a time, in order (`concurrency: 1`): a later write of a job never overtakes an earlier one. */
+  get upsertsInOrder(): boolean {
+    return this.upserts.inOrder;
+  }
+
   /** Writes the job's current state; creates the row when the enqueue-time write was lost. */
   upsert(view: JobView): Promise<void> {
     return this.upserts.add(view);
