@@ -25,6 +25,38 @@ export interface JobView {
   tenant: string | null;
 }
 
+/**
+ * A job's persisted fields, listed once: each JobView field with its job_history column and the
+ * GraphQL `Job` field that shows it. Adding a field to a job starts here (the compiler then insists
+ * on JobView, `satisfies` below), and test/job-fields.test.ts fails naming whatever else disagrees:
+ * the `job_history_write` SQL type and `job_history` columns (a migration), rowOf / viewFromRow
+ * (src/jobs/history/history-store.ts), viewFromBull below, and the GraphQL type (src/graphql/types/job.ts).
+ */
+export const JOB_FIELDS = {
+  id: { column: "id", graphql: "id" },
+  queue: { column: "queue", graphql: "queue" },
+  name: { column: "name", graphql: "name" },
+  data: { column: "data", graphql: "data" },
+  state: { column: "state", graphql: "state" },
+  progress: { column: "progress", graphql: "progress" },
+  attemptsMade: { column: "attempts_made", graphql: "attemptsMade" },
+  maxAttempts: { column: "max_attempts", graphql: "maxAttempts" },
+  priority: { column: "priority", graphql: "priority" },
+  createdAt: { column: "created_at", graphql: "createdAt" },
+  startedAt: { column: "started_at", graphql: "startedAt" },
+  finishedAt: { column: "finished_at", graphql: "finishedAt" },
+  result: { column: "result", graphql: "result" },
+  failedReason: { column: "failed_reason", graphql: "failedReason" },
+  replayOfId: { column: "replay_of_id", graphql: "replayOf" },
+  tenant: { column: "tenant", graphql: "tenant" },
+} as const satisfies { [K in keyof JobView]-?: { column: string; graphql: string } };
+
+/** Enqueue options job_history keeps besides the JobView fields (for replays); not part of a JobView. */
+export const ENQUEUE_OPTION_FIELDS = {
+  delayMs: { column: "delay_ms" },
+  backoff: { column: "backoff" },
+} as const;
+
 /** Extra fields this API keeps in a BullMQ job's `data`, under one key a payload schema never sees. */
 export interface JobMeta {
   replayOf?: string;
