@@ -249,12 +249,4 @@ export class JobService {
     const { logs } = await queue.getJobLogs(id, 0, limit - 1, true);
     return logs;
   }
-
-  async replays(queue: string, id: string): Promise<JobView[]> {
-    return this.history.replaysOf(queue, id);
-  }
-
-  hasQueue(queue: string): boolean {
-    return this.registry.hasQueue(queue);
-  }
 }

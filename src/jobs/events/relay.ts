@@ -83,11 +83,6 @@ export class EventRelay {
     this.loop.start();
   }
 
-  /** True while this instance relays `queue` (for tests and /metrics). */
-  isLeader(queue: string): boolean {
-    return this.leading.has(queue);
-  }
-
   /** One round: renew held leases (dropping lost ones), try to take free ones. */
   private async tick(): Promise<void> {
     if (this.stopped) return;

@@ -136,18 +136,4 @@ export class HistoryStore {
     });
     return row ? { attempts: row.maxAttempts, backoff: row.backoff, priority: row.priority } : null;
   }
-
-  async exists(queue: string, id: string): Promise<boolean> {
-    const row = await this.db.jobHistory.findUnique({ where: { queue_id: { queue, id } }, select: { id: true } });
-    return row !== null;
-  }
-
-  async replaysOf(queue: string, id: string): Promise<JobView[]> {
-    const rows = await this.db.jobHistory.findMany({
-      where: { queue, replayOfId: id },
-      orderBy: [{ createdAt: "desc" }, { id: "desc" }],
-      take: 100,
-    });
-    return rows.map(viewFromRow);
-  }
 }
