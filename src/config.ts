@@ -60,78 +60,186 @@ const positiveInt = (name: string) =>
     .int(`${name} must be a positive integer`)
     .min(1, `${name} must be a positive integer`);
 
-const envSchema = z.object({
+/**
+ * Every variable, each described once (`.describe`): the README's configuration table is generated from
+ * this (`npm run config:docs`; CI checks it with `--check`).
+ */
+export const envSchema = z.object({
   NODE_ENV: z
     .enum(["development", "production", "test"], { error: "NODE_ENV must be development, production or test" })
-    .default("development"),
-  PORT: port("PORT").default(4000),
-  HOST: z.string().min(1, "HOST must not be empty").default("127.0.0.1"),
-  WORKER_PORT: port("WORKER_PORT").default(4001),
-  REDIS_URL: url("REDIS_URL", ["redis:", "rediss:"]).default("redis://127.0.0.1:6379"),
+    .default("development")
+    .describe(
+      "`production` turns off introspection (unless `INTROSPECTION=true`) and GraphiQL, and refuses to start the API without `ADMIN_API_KEY`",
+    ),
+  PORT: port("PORT").default(4000).describe("API port (`0`: any free port)"),
+  HOST: z.string().min(1, "HOST must not be empty").default("127.0.0.1").describe("bind address (the Docker image sets `0.0.0.0`)"),
+  WORKER_PORT: port("WORKER_PORT").default(4001).describe("the worker's `/healthz`, `/readyz` and `/metrics` (`0`: any free port)"),
+  REDIS_URL: url("REDIS_URL", ["redis:", "rediss:"])
+    .default("redis://127.0.0.1:6379")
+    .describe(
+      "BullMQ, its events, and pub/sub; credentials go in it (`redis://user:password@host:6379`); unused when `REDIS_CLUSTER_NODES` is set",
+    ),
   REDIS_CLUSTER_NODES: z
     .string()
     .refine(
       (v) => CLUSTER_NODES.test(v) && parseClusterNodes(v).every((n) => n.port >= 1 && n.port <= 65535),
       "REDIS_CLUSTER_NODES must be a comma-separated list of host:port (e.g. 10.0.0.1:7000,10.0.0.2:7000)",
     )
-    .optional(),
-  REDIS_CLUSTER_USERNAME: z.string().min(1, "REDIS_CLUSTER_USERNAME must not be empty").optional(),
-  REDIS_CLUSTER_PASSWORD: z.string().min(1, "REDIS_CLUSTER_PASSWORD must not be empty").optional(),
-  DATABASE_URL: url("DATABASE_URL", ["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/jobs"),
-  DEMO_QUEUE: bool("DEMO_QUEUE").optional(),
-  MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true),
-  INTROSPECTION: bool("INTROSPECTION").optional(),
+    .optional()
+    .describe(
+      "seed nodes of a Redis Cluster, `host:port` comma-separated (`10.0.0.1:7000,10.0.0.2:7000`); when set, every connection of the API and the worker is a cluster connection and `REDIS_URL` is not used (see [Redis Cluster](#redis-cluster))",
+    ),
+  REDIS_CLUSTER_USERNAME: z
+    .string()
+    .min(1, "REDIS_CLUSTER_USERNAME must not be empty")
+    .optional()
+    .describe("ACL user of every cluster node; only with `REDIS_CLUSTER_NODES`"),
+  REDIS_CLUSTER_PASSWORD: z
+    .string()
+    .min(1, "REDIS_CLUSTER_PASSWORD must not be empty")
+    .optional()
+    .describe("password of every cluster node (`requirepass` / ACL); only with `REDIS_CLUSTER_NODES`"),
+  DATABASE_URL: url("DATABASE_URL", ["postgresql:", "postgres:"])
+    .default("postgresql://postgres@127.0.0.1:5432/jobs")
+    .describe("history and audit rows"),
+  DEMO_QUEUE: bool("DEMO_QUEUE").optional().describe("registers the `demo` queue; unset: on outside production"),
+  MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true).describe("`npm start` / `npm run worker` apply pending migrations first"),
+  INTROSPECTION: bool("INTROSPECTION").optional().describe("GraphQL introspection; unset: on outside production"),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_{}.-]+$/, "QUEUE_PREFIX may only contain letters, digits and _ { } . -")
-    .default("{jobs}"),
-  WORKER_CONCURRENCY: positiveInt("WORKER_CONCURRENCY").optional(),
-  SHUTDOWN_GRACE_MS: positiveInt("SHUTDOWN_GRACE_MS").default(30_000),
-  MAX_PAYLOAD_BYTES: positiveInt("MAX_PAYLOAD_BYTES").default(512 * 1024),
-  MAX_BULK_ENQUEUE: positiveInt("MAX_BULK_ENQUEUE").default(1_000),
-  MAX_BULK_RETRY: positiveInt("MAX_BULK_RETRY").default(10_000),
-  CANCEL_WAIT_MS: positiveInt("CANCEL_WAIT_MS").default(2_000),
-  CANCEL_GRACE_MS: positiveInt("CANCEL_GRACE_MS").default(5_000),
-  SUBSCRIBER_MAX_BUFFER: positiveInt("SUBSCRIBER_MAX_BUFFER").default(1_000),
-  RELAY_LEASE_MS: positiveInt("RELAY_LEASE_MS").default(5_000),
-  EVENTS_MAX_LEN: positiveInt("EVENTS_MAX_LEN").default(10_000),
-  WS_KEEPALIVE_MS: positiveInt("WS_KEEPALIVE_MS").default(12_000),
-  WS_INIT_TIMEOUT_MS: positiveInt("WS_INIT_TIMEOUT_MS").default(10_000),
-  WS_MAX_SUBSCRIPTIONS: positiveInt("WS_MAX_SUBSCRIPTIONS").default(100),
-  WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS").default(10_000),
-  ADMIN_API_KEY: z.string().min(16, "ADMIN_API_KEY must be at least 16 characters").optional(),
+    .default("{jobs}")
+    .describe(
+      "BullMQ key prefix, and the start of every Redis key and channel the product uses; the hash tag keeps them in one Redis Cluster slot",
+    ),
+  WORKER_CONCURRENCY: positiveInt("WORKER_CONCURRENCY")
+    .optional()
+    .describe("jobs a worker runs at once, per queue; unset: each job definition's own"),
+  SHUTDOWN_GRACE_MS: positiveInt("SHUTDOWN_GRACE_MS")
+    .default(30_000)
+    .describe("how long SIGTERM waits for active jobs (worker) or open requests (API)"),
+  MAX_PAYLOAD_BYTES: positiveInt("MAX_PAYLOAD_BYTES")
+    .default(512 * 1024)
+    .describe("largest job payload accepted at enqueue"),
+  MAX_BULK_ENQUEUE: positiveInt("MAX_BULK_ENQUEUE").default(1_000).describe("most inputs one `enqueueJobs` call takes"),
+  MAX_BULK_RETRY: positiveInt("MAX_BULK_RETRY").default(10_000).describe("the largest `limit` of `retryFailedJobs`"),
+  CANCEL_WAIT_MS: positiveInt("CANCEL_WAIT_MS")
+    .default(2_000)
+    .describe("how long `cancelJob` waits for an active job to end before answering with its state then"),
+  CANCEL_GRACE_MS: positiveInt("CANCEL_GRACE_MS")
+    .default(5_000)
+    .describe(
+      "(worker) after a cancel, how long a processor that ignores its `AbortSignal` keeps the job before it is ended CANCELLED anyway",
+    ),
+  SUBSCRIBER_MAX_BUFFER: positiveInt("SUBSCRIBER_MAX_BUFFER")
+    .default(1_000)
+    .describe(
+      "events held for one subscription whose client is not taking them; past it progress coalesces (latest wins) and then the subscription ends with an error",
+    ),
+  RELAY_LEASE_MS: positiveInt("RELAY_LEASE_MS")
+    .default(5_000)
+    .describe("how long an API instance's lease on relaying a queue's events lasts; another instance takes over this long after one dies"),
+  EVENTS_MAX_LEN: positiveInt("EVENTS_MAX_LEN")
+    .default(10_000)
+    .describe(
+      "(API and worker: set both alike) approximate length BullMQ keeps each queue's events stream to: how far back `since` reaches, and how far the event relay may fall behind",
+    ),
+  WS_KEEPALIVE_MS: positiveInt("WS_KEEPALIVE_MS")
+    .default(12_000)
+    .describe("graphql-ws ping interval; a client that misses a pong is disconnected"),
+  WS_INIT_TIMEOUT_MS: positiveInt("WS_INIT_TIMEOUT_MS")
+    .default(10_000)
+    .describe("time allowed between opening a WebSocket and `connection_init` (then close 4408)"),
+  WS_MAX_SUBSCRIPTIONS: positiveInt("WS_MAX_SUBSCRIPTIONS")
+    .default(100)
+    .describe("subscriptions one WebSocket may run at once; one more closes it with 4029"),
+  WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS")
+    .default(10_000)
+    .describe("a WebSocket whose client takes no message for this long is closed with 4008"),
+  ADMIN_API_KEY: z
+    .string()
+    .min(16, "ADMIN_API_KEY must be at least 16 characters")
+    .optional()
+    .describe("a key (16+ characters) accepted as `Authorization: Bearer <key>`; acts as actor `admin`"),
   LOG_LEVEL: z
     .enum(["debug", "info", "warn", "error", "silent"], { error: "LOG_LEVEL must be debug, info, warn, error or silent" })
-    .default("info"),
+    .default("info")
+    .describe("`debug`, `info`, `warn`, `error` or `silent` (JSON lines on stderr)"),
   WORKER_QUEUES: z
     .string()
     .regex(/^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$/, "WORKER_QUEUES must be a comma-separated list of queue names")
-    .optional(),
-  WORKER_LOCK_DURATION_MS: positiveInt("WORKER_LOCK_DURATION_MS").default(30_000),
-  WORKER_STALLED_INTERVAL_MS: positiveInt("WORKER_STALLED_INTERVAL_MS").default(30_000),
+    .optional()
+    .describe("comma-separated queues this worker serves; an unknown name stops it at start, naming it; unset: every registered queue"),
+  WORKER_LOCK_DURATION_MS: positiveInt("WORKER_LOCK_DURATION_MS")
+    .default(30_000)
+    .describe("a job's lock; a worker that stops renewing it (killed, frozen) loses the job after this long"),
+  WORKER_STALLED_INTERVAL_MS: positiveInt("WORKER_STALLED_INTERVAL_MS")
+    .default(30_000)
+    .describe("how often each worker looks for jobs with expired locks and moves them back to wait"),
   WORKER_MAX_STALLED_COUNT: z.coerce
     .number({ error: "WORKER_MAX_STALLED_COUNT must be an integer >= 0" })
     .int("WORKER_MAX_STALLED_COUNT must be an integer >= 0")
     .min(0, "WORKER_MAX_STALLED_COUNT must be an integer >= 0")
-    .default(1),
-  LEDGER_RECONCILE_MS: positiveInt("LEDGER_RECONCILE_MS").default(30_000),
-  LEDGER_LOOKBACK_MS: positiveInt("LEDGER_LOOKBACK_MS").default(300_000),
-  WEBHOOK_SECRET: z.string().min(16, "WEBHOOK_SECRET must be at least 16 characters").optional(),
-  REPORT_DIR: z.string().min(1, "REPORT_DIR must not be empty").default("reports"),
-  METRICS_TOKEN: z.string().min(16, "METRICS_TOKEN must be at least 16 characters").optional(),
+    .default(1)
+    .describe("times a job may stall before it fails for good (`0`: the first stall fails it)"),
+  LEDGER_RECONCILE_MS: positiveInt("LEDGER_RECONCILE_MS")
+    .default(30_000)
+    .describe("how often a worker writes pending ledger records and compares finished jobs with PostgreSQL"),
+  LEDGER_LOOKBACK_MS: positiveInt("LEDGER_LOOKBACK_MS")
+    .default(300_000)
+    .describe(
+      "each reconcile pass re-checks jobs finished this long before the last successful pass (clock skew between workers, writes in flight)",
+    ),
+  WEBHOOK_SECRET: z
+    .string()
+    .min(16, "WEBHOOK_SECRET must be at least 16 characters")
+    .optional()
+    .describe("HMAC-SHA256 key (16+ characters) for `webhook.deliver`; without it those jobs fail, naming it"),
+  REPORT_DIR: z
+    .string()
+    .min(1, "REPORT_DIR must not be empty")
+    .default("reports")
+    .describe("where `report.csv` writes its files (the Docker image sets `/var/lib/job-reports`)"),
+  METRICS_TOKEN: z
+    .string()
+    .min(16, "METRICS_TOKEN must be at least 16 characters")
+    .optional()
+    .describe("when set (16+ characters), `/metrics` on the API and the worker needs `Authorization: Bearer <token>`"),
   MAX_PAGE_SIZE: z.coerce
     .number({ error: "MAX_PAGE_SIZE must be an integer from 1 to 1000" })
     .int("MAX_PAGE_SIZE must be an integer from 1 to 1000")
     .min(1, "MAX_PAGE_SIZE must be an integer from 1 to 1000")
     .max(1000, "MAX_PAGE_SIZE must be an integer from 1 to 1000")
-    .default(100),
-  HISTORY_RETENTION_DAYS: positiveInt("HISTORY_RETENTION_DAYS").optional(),
-  HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS").default(3_600_000),
+    .default(100)
+    .describe("largest `first` of `jobs`, `failedJobAudits`, `operatorActions` (1-1000); more is a `VALIDATION` error"),
+  HISTORY_RETENTION_DAYS: positiveInt("HISTORY_RETENTION_DAYS")
+    .optional()
+    .describe(
+      "workers delete history rows of finished jobs created and finished more than this many days ago (audit rows and operator actions are kept); unset: history is kept for good",
+    ),
+  HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS")
+    .default(3_600_000)
+    .describe("at most one retention sweep per interval across all workers (a Redis lease under `QUEUE_PREFIX`)"),
 });
 
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
 export const QUEUE_CONCURRENCY_PREFIX = "WORKER_CONCURRENCY_";
 export const QUEUE_RATE_LIMIT_PREFIX = "WORKER_RATE_LIMIT_";
+
+/** The per-queue variables (not in envSchema: their names are made from the queues'), described once for the README's table. */
+export const PER_QUEUE_VARIABLES: { name: string; default: string; description: string }[] = [
+  {
+    name: `${QUEUE_CONCURRENCY_PREFIX}<QUEUE>`,
+    default: "unset",
+    description:
+      "concurrency of one queue in this worker (beats `WORKER_CONCURRENCY`); `<QUEUE>` is the queue name upper-cased, other characters as `_` (`mail-out` → `WORKER_CONCURRENCY_MAIL_OUT`)",
+  },
+  {
+    name: `${QUEUE_RATE_LIMIT_PREFIX}<QUEUE>`,
+    default: "from the definitions",
+    description: "BullMQ rate limit `<max>/<ms>` (e.g. `100/1000`): at most max jobs of the queue start per ms, across all workers",
+  },
+];
 
 /** The `<QUEUE>` part of a per-queue variable: upper case, anything but letters and digits as `_`. */
 export function queueEnvSuffix(queue: string): string {
