@@ -141,6 +141,9 @@ const envSchema = z.object({
     .describe("`npm run dev` without REDIS_URL: the loopback port it looks for a Redis on, and starts redis-server on if none answers"),
 });
 
+/** Every variable the schema reads (the per-queue ones below are by prefix). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
 export const QUEUE_CONCURRENCY_PREFIX = "WORKER_CONCURRENCY_";
 export const QUEUE_RATE_LIMIT_PREFIX = "WORKER_RATE_LIMIT_";
