@@ -8,7 +8,7 @@ import { workerId } from "./lifecycle.ts";
 import { createWorkerRuntime } from "./worker-runtime.ts";
 
 const config = loadConfigOrExit();
-const log = createLogger(config.logLevel, { process: "worker", workerId });
+const log = createLogger(config.logLevel, { process: "worker", workerId }, { format: config.logFormat });
 
 try {
   await prepareDatabase(config);

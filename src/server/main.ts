@@ -9,7 +9,7 @@ import { createApiRuntime } from "./runtime.ts";
 import { websocketLimits } from "./websocket.ts";
 
 const config = loadConfigOrExit();
-const log = createLogger(config.logLevel, { process: "api" });
+const log = createLogger(config.logLevel, { process: "api" }, { format: config.logFormat });
 for (const line of apiConfigProblems(config)) {
   process.stderr.write(`config error: ${line}\n`);
   process.exitCode = 1;
