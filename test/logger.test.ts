@@ -138,7 +138,13 @@ describe("the API process", () => {
   });
 
   it("logs pretty lines with LOG_FORMAT=pretty (what npm run dev sets)", async () => {
-    const api = await startApi({ DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: "info", LOG_FORMAT: "pretty" });
+    const api = await startApi({
+      DATABASE_URL: db.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: prefix,
+      LOG_LEVEL: "info",
+      LOG_FORMAT: "pretty",
+    });
     expect(await api.stop("SIGTERM")).toBe(0);
     expect(api.stderr()).toMatch(/\[\d\d:\d\d:\d\d\.\d{3}\] INFO: stopped \{"process":"api"\}/);
     expect(api.stderr()).not.toContain('{"level"');
