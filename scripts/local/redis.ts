@@ -20,7 +20,7 @@ export class NoRedisError extends Error {}
 export function noRedisMessage(port: number): string {
   return [
     `No Redis answers on 127.0.0.1:${port}, and there is no redis-server on PATH to start one.`,
-    "Install Redis (7.2 or newer) and run `npm run dev` again: it starts redis-server itself, keeping its",
+    "Install Redis (6.2 or newer) and run `npm run dev` again: it starts redis-server itself, keeping its",
     "data under .data/redis. Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`;",
     "Fedora: `sudo dnf install redis`; with Docker: `docker compose up -d redis` (see README). Or set",
     "REDIS_URL to a Redis you already run.",
