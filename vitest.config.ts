@@ -6,6 +6,8 @@ export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: "graphql/index.js" }] },
   test: {
     include: ["test/**/*.test.ts"],
+    // The embedded PostgreSQL when none answers on 127.0.0.1:5432 (see the file).
+    globalSetup: ["test/global-setup.ts"],
     // Tests start real servers and worker processes against real Redis and PostgreSQL.
     testTimeout: 60_000,
     hookTimeout: 60_000,

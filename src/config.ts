@@ -220,7 +220,22 @@ export const envSchema = z.object({
   HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS")
     .default(3_600_000)
     .describe("at most one retention sweep per interval across all workers (a Redis lease under `QUEUE_PREFIX`)"),
+  LOG_FORMAT: z
+    .enum(["json", "pretty"], { error: "LOG_FORMAT must be json or pretty" })
+    .optional()
+    .describe("json: one JSON object per line on stderr (default); pretty: coloured lines for people (`npm run dev` sets it)"),
+  DEV_DATA_DIR: z
+    .string()
+    .min(1, "DEV_DATA_DIR must not be empty")
+    .default(".data")
+    .describe("`npm run dev`: where the embedded PostgreSQL and the Redis it starts keep their data"),
+  DEV_REDIS_PORT: port("DEV_REDIS_PORT")
+    .default(6379)
+    .describe("`npm run dev` without REDIS_URL: the loopback port it looks for a Redis on, and starts redis-server on if none answers"),
 });
+
+/** Every variable the schema reads (the per-queue ones below are by prefix). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
 export const QUEUE_CONCURRENCY_PREFIX = "WORKER_CONCURRENCY_";
@@ -347,6 +362,8 @@ export interface Config {
   historyRetentionDays: number | undefined;
   /** How often (at most, across all workers) the retention sweep runs. */
   historyRetentionIntervalMs: number;
+  /** Log lines as JSON (machines) or pretty (people, `npm run dev`). */
+  logFormat: "json" | "pretty";
 }
 
 export class ConfigError extends Error {
@@ -434,6 +451,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxPageSize: e.MAX_PAGE_SIZE,
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
+    logFormat: e.LOG_FORMAT ?? "json",
+  };
+}
+
+/** What `npm run dev` decides its services from: which URLs were given, and where local data lives. */
+export interface DevConfig {
+  config: Config;
+  /** DATABASE_URL as given; undefined = start the embedded PostgreSQL. */
+  databaseUrl: string | undefined;
+  /** REDIS_URL (or REDIS_CLUSTER_NODES) as given; undefined = find or start a local Redis. */
+  redisUrl: string | undefined;
+  redisCluster: boolean;
+  dataDir: string;
+  redisPort: number;
+}
+
+/** The dev bootstrap's reading of the environment (same rules and errors as loadConfig). */
+export function loadDevConfig(env: Record<string, string | undefined> = process.env): DevConfig {
+  const config = loadConfig(env);
+  const parsed = envSchema.parse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== "")));
+  return {
+    config,
+    databaseUrl: env.DATABASE_URL || undefined,
+    redisUrl: env.REDIS_URL || undefined,
+    redisCluster: Boolean(env.REDIS_CLUSTER_NODES),
+    dataDir: parsed.DEV_DATA_DIR,
+    redisPort: parsed.DEV_REDIS_PORT,
   };
 }
 

@@ -146,7 +146,13 @@ export class Ledger {
     try {
       await this.redis.hset(key, field, JSON.stringify(record));
     } catch (err) {
-      this.log.warn("could not keep a ledger record in Redis; the reconciler will find the job", { key, field, err });
+      this.log.warn("could not keep a ledger record in Redis; the reconciler will find the job", {
+        queue: record.view.queue,
+        jobId: record.view.id,
+        key,
+        field,
+        err,
+      });
     }
   }
 

@@ -1,21 +1,20 @@
 // Composition root of a worker process: config -> migrations -> one BullMQ Worker per queue; signals.
 import { ConfigError, loadConfigOrExit } from "../src/config.ts";
 import { startHealthServer } from "../src/infra/health-server.ts";
+import { listenErrorLine } from "../src/infra/listen-error.ts";
 import { createLogger } from "../src/infra/logger.ts";
-import { applyMigrations } from "../src/infra/migrate.ts";
+import { prepareDatabase } from "../src/infra/prepare-database.ts";
 import { workerId } from "./lifecycle.ts";
 import { createWorkerRuntime } from "./worker-runtime.ts";
 
 const config = loadConfigOrExit();
-const log = createLogger(config.logLevel, { process: "worker", workerId });
+const log = createLogger(config.logLevel, { process: "worker", workerId }, { format: config.logFormat });
 
-if (config.migrateOnStart) {
-  try {
-    await applyMigrations(config.databaseUrl);
-  } catch (err) {
-    log.error("could not apply migrations (set MIGRATE_ON_START=false to skip)", { err });
-    process.exit(1);
-  }
+try {
+  await prepareDatabase(config);
+} catch (err) {
+  process.stderr.write(`error: ${(err as Error).message}\n`);
+  process.exit(1);
 }
 
 const runtime = await createWorkerRuntime(config, log).catch((err: unknown) => {
@@ -27,6 +26,12 @@ const runtime = await createWorkerRuntime(config, log).catch((err: unknown) => {
 const health = await startHealthServer(config.workerPort, config.host, runtime.ready, {
   render: () => runtime.metrics.render(),
   token: config.metricsToken,
+}).catch(async (err: unknown) => {
+  const line = listenErrorLine(err, config.workerPort, "WORKER_PORT");
+  if (!line) throw err;
+  process.stderr.write(`error: ${line}\n`);
+  await runtime.stop();
+  return process.exit(1);
 });
 log.info("worker health endpoints listening", { port: health.port });
 process.stdout.write(`Worker ${workerId} serving queues: ${runtime.queues.join(", ") || "(none)"}; health on port ${health.port}\n`);

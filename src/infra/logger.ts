@@ -1,4 +1,14 @@
-/** A small structured logger: one JSON line per entry on stderr, so stdout stays free for tools. */
+/**
+ * The logger: pino, one JSON object per line on stderr (stdout stays free for tools and the ready
+ * line), or pino-pretty's coloured lines for people (`LOG_FORMAT=pretty`, which `npm run dev` sets).
+ * Lines written while handling a request carry its `requestId`, and while running a job its `queue`
+ * and `jobId` (see log-context.ts). Secrets are redacted: known fields by name, and passwords in
+ * URLs and bearer credentials wherever they appear in a message, a field or an error.
+ */
+import { createRequire } from "node:module";
+import pino, { type DestinationStream } from "pino";
+import { logContext } from "./log-context.ts";
+
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 
 export interface Logger {
@@ -9,22 +19,106 @@ export interface Logger {
   child(fields: Record<string, unknown>): Logger;
 }
 
-const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+export interface LoggerOptions {
+  /** json (default) or pretty. */
+  format?: "json" | "pretty";
+  /** Where lines go; default stderr, written synchronously (nothing is lost on process.exit). */
+  destination?: DestinationStream;
+}
 
-export function createLogger(level: LogLevel, base: Record<string, unknown> = {}): Logger {
-  const write = (at: Exclude<LogLevel, "silent">, msg: string, fields?: Record<string, unknown>) => {
-    if (rank[at] < rank[level]) return;
-    const entry: Record<string, unknown> = { level: at, time: new Date().toISOString(), msg, ...base, ...fields };
-    for (const [k, v] of Object.entries(entry)) {
-      if (v instanceof Error) entry[k] = { name: v.name, message: v.message, stack: v.stack };
-    }
-    process.stderr.write(`${JSON.stringify(entry)}\n`);
-  };
+const REDACTED = "[redacted]";
+
+/** Fields whose values are secrets wherever they appear (top level or one object down). */
+const SECRET_FIELDS = [
+  "authorization",
+  "password",
+  "secret",
+  "token",
+  "apiKey",
+  "adminApiKey",
+  "webhookSecret",
+  "metricsToken",
+  "jobToken",
+  "key",
+  "cookie",
+];
+const REDACT_PATHS = [
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((f) => `*.${f}`),
+  "headers.authorization",
+  "*.headers.authorization",
+  "*.headers.cookie",
+];
+
+/** `scheme://user:password@` and `Bearer <credential>` inside free text. */
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+@/gi;
+const BEARER = /\b(Bearer\s+)[A-Za-z0-9._~+/=-]+/g;
+
+export function scrubSecrets(text: string): string {
+  return text.replace(URL_PASSWORD, `$1${REDACTED}@`).replace(BEARER, `$1${REDACTED}`);
+}
+
+/** Errors as plain objects (message and stack scrubbed); strings scrubbed; the rest as it is. */
+function clean(value: unknown): unknown {
+  if (typeof value === "string") return scrubSecrets(value);
+  if (value instanceof Error) {
+    return { name: value.name, message: scrubSecrets(value.message), stack: value.stack ? scrubSecrets(value.stack) : undefined };
+  }
+  return value;
+}
+
+function cleanFields(fields: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!fields) return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(fields)) out[k] = clean(v);
+  return out;
+}
+
+/** pino-pretty is a development dependency: absent in the production image, where JSON is used. */
+function prettyStream(): DestinationStream | undefined {
+  try {
+    const pretty = createRequire(import.meta.url)("pino-pretty") as (opts: Record<string, unknown>) => DestinationStream;
+    return pretty({
+      destination: 2,
+      sync: true,
+      colorize: process.stderr.isTTY === true,
+      translateTime: "SYS:HH:MM:ss.l",
+      ignore: "pid,hostname",
+      singleLine: true,
+    });
+  } catch {
+    process.stderr.write("LOG_FORMAT=pretty: pino-pretty is not installed (a development dependency); logging JSON\n");
+    return undefined;
+  }
+}
+
+function wrap(p: pino.Logger): Logger {
   return {
-    debug: (m, f) => write("debug", m, f),
-    info: (m, f) => write("info", m, f),
-    warn: (m, f) => write("warn", m, f),
-    error: (m, f) => write("error", m, f),
-    child: (fields) => createLogger(level, { ...base, ...fields }),
+    debug: (msg, fields) => p.debug(cleanFields(fields), scrubSecrets(msg)),
+    info: (msg, fields) => p.info(cleanFields(fields), scrubSecrets(msg)),
+    warn: (msg, fields) => p.warn(cleanFields(fields), scrubSecrets(msg)),
+    error: (msg, fields) => p.error(cleanFields(fields), scrubSecrets(msg)),
+    child: (fields) => wrap(p.child(cleanFields(fields))),
   };
+}
+
+export function createLogger(level: LogLevel, base: Record<string, unknown> = {}, options: LoggerOptions = {}): Logger {
+  const destination =
+    options.destination ?? (options.format === "pretty" ? prettyStream() : undefined) ?? pino.destination({ dest: 2, sync: true });
+  const root = pino(
+    {
+      level,
+      base: { pid: process.pid },
+      messageKey: "msg",
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT_PATHS, censor: REDACTED },
+      // Errors are already plain objects (clean()); pino's own err serializer would add a `type`.
+      serializers: { err: (value: unknown) => value },
+      // The request's or job's fields (log-context.ts) on every line written on its behalf.
+      mixin: () => logContext.getStore() ?? {},
+    },
+    destination,
+  );
+  return wrap(Object.keys(base).length > 0 ? root.child(cleanFields(base)) : root);
 }

@@ -9,6 +9,7 @@ import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
+import { withRequestId } from "./request-id.ts";
 import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
@@ -125,7 +126,7 @@ export function buildApp(deps: AppDeps): App {
     ],
   });
 
-  const server = http.createServer(yoga);
+  const server = http.createServer(withRequestId(yoga));
   const ws = attachGraphqlWs(server, yoga, {
     authenticate: deps.authenticate,
     limits: deps.websocket,

@@ -1,14 +1,15 @@
 // Composition root of the API process: config -> infra -> services -> HTTP; shutdown on signals.
 import { apiConfigProblems, loadConfigOrExit } from "../config.ts";
 import { schema } from "../graphql/schema.ts";
+import { listenErrorLine } from "../infra/listen-error.ts";
 import { createLogger } from "../infra/logger.ts";
-import { applyMigrations } from "../infra/migrate.ts";
+import { prepareDatabase } from "../infra/prepare-database.ts";
 import { buildApp } from "./app.ts";
 import { createApiRuntime } from "./runtime.ts";
 import { websocketLimits } from "./websocket.ts";
 
 const config = loadConfigOrExit();
-const log = createLogger(config.logLevel, { process: "api" });
+const log = createLogger(config.logLevel, { process: "api" }, { format: config.logFormat });
 for (const line of apiConfigProblems(config)) {
   process.stderr.write(`config error: ${line}\n`);
   process.exitCode = 1;
@@ -20,14 +21,13 @@ if (!config.adminApiKey) {
   );
 }
 
-if (config.migrateOnStart) {
-  try {
-    const applied = await applyMigrations(config.databaseUrl);
-    if (applied.length > 0) log.info("applied migrations", { applied });
-  } catch (err) {
-    log.error("could not apply migrations (set MIGRATE_ON_START=false to skip)", { err });
-    process.exit(1);
-  }
+try {
+  const { created, applied } = await prepareDatabase(config);
+  if (created) log.info("created the database (development)");
+  if (applied.length > 0) log.info("applied migrations", { applied });
+} catch (err) {
+  process.stderr.write(`error: ${(err as Error).message}\n`);
+  process.exit(1);
 }
 
 const runtime = await createApiRuntime(config, log);
@@ -42,7 +42,12 @@ const app = buildApp({
   introspection: config.introspection,
   metricsToken: config.metricsToken,
 });
-const url = await app.start(config.port, config.host);
+const url = await app.start(config.port, config.host).catch((err: unknown) => {
+  const line = listenErrorLine(err, config.port, "PORT");
+  if (!line) throw err;
+  process.stderr.write(`error: ${line}\n`);
+  return process.exit(1);
+});
 log.info("API listening", { url, queues: runtime.registry.queues() });
 process.stdout.write(`GraphQL API ready at ${url}${config.nodeEnv !== "production" ? " (open it in a browser for GraphiQL)" : ""}\n`);
 

@@ -5,7 +5,8 @@ import { applyMigrations } from "../infra/migrate.ts";
 /** The server tests create their databases on: TEST_DATABASE_URL, else the local default. */
 export const adminDatabaseUrl = process.env.TEST_DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
 
-async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Runs `run` with a client on the admin database (for creating and dropping databases). */
+export async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: adminDatabaseUrl });
   await client.connect();
   try {

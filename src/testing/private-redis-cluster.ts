@@ -4,6 +4,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { stopChild } from "../infra/stop-child.ts";
 
 const run = promisify(execFile);
 
@@ -52,16 +53,7 @@ export async function startPrivateRedisCluster(options: { size?: number; passwor
   const ports: number[] = [];
   const children: ChildProcess[] = [];
   const destroy = async () => {
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            child.once("exit", () => resolve());
-            child.kill("SIGKILL");
-          }),
-      ),
-    );
+    await Promise.all(children.map((child) => stopChild(child, "SIGKILL")));
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
