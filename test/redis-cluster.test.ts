@@ -9,6 +9,7 @@ import { type Collected, enqueueDemo, gql, subscribeWs } from "../src/testing/gr
 import { type PrivateRedisCluster, redisCli, startPrivateRedisCluster } from "../src/testing/private-redis-cluster.ts";
 import { killAll, type RunningProcess, startProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 
 // The API and a worker process on a Redis Cluster of their own (REDIS_CLUSTER_NODES): BullMQ,
 // the event relay, pub/sub and the ledger all work across three masters.
@@ -135,12 +136,11 @@ describe("on a Redis Cluster", () => {
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {
-      for (let i = 0; i < 100; i++) {
-        const { rows } = await client.query(sql, params);
-        if (rows[0]) return rows[0] as T;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`no row for ${sql} ${JSON.stringify(params)}`);
+      return (await until(
+        `a row for ${sql} ${JSON.stringify(params)}`,
+        async () => (await client.query(sql, params)).rows[0],
+        (row) => row !== undefined,
+      )) as T;
     } finally {
       await client.end();
     }
