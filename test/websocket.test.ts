@@ -4,10 +4,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import WebSocket from "ws";
 import { createLogger } from "../src/infra/logger.ts";
 import { channels as channelNames, compareEventIds, EventChannels, type JobEvent } from "../src/jobs/events/index.ts";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { type Collected, enqueueDemo, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/until.ts";
 
 // The subscription transport: one Redis subscription per channel shared by a process's
@@ -136,24 +136,24 @@ describe("EventChannels", () => {
 });
 
 describe("graphql-ws transport", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  const prefix = uniquePrefix();
+  let stack: TestStack;
+  let prefix: string;
   let api: TestApi;
   const open: Collected<unknown>[] = [];
   const sockets: WebSocket[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    api = await startTestApi({
-      DATABASE_URL: db.url,
-      REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: prefix,
-      // The masking test's errors are logged as errors: expected, not worth printing.
-      LOG_LEVEL: "silent",
-      WS_MAX_SUBSCRIPTIONS: "2",
-      WS_KEEPALIVE_MS: "300",
-      WS_INIT_TIMEOUT_MS: "300",
+    stack = await startTestStack({
+      worker: false,
+      env: {
+        // The masking test's errors are logged as errors: expected, not worth printing.
+        LOG_LEVEL: "silent",
+        WS_MAX_SUBSCRIPTIONS: "2",
+        WS_KEEPALIVE_MS: "300",
+        WS_INIT_TIMEOUT_MS: "300",
+      },
     });
+    ({ api, prefix } = stack);
   });
   afterEach(async () => {
     vi.restoreAllMocks();
@@ -161,9 +161,7 @@ describe("graphql-ws transport", () => {
     for (const s of sockets.splice(0)) s.terminate();
   });
   afterAll(async () => {
-    await api?.stop();
-    await deletePrefix(prefix);
-    await db?.drop();
+    await stack?.stop();
   });
 
   /** A raw graphql-transport-ws socket; resolves with it once open. */
