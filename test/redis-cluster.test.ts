@@ -2,6 +2,7 @@ import { Cluster } from "ioredis";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
+import { channels } from "../src/jobs/events/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
@@ -171,12 +172,21 @@ describe("on a Redis Cluster", () => {
   });
 
   it("writes a failed demo.fail job's audit row through the ledger", async () => {
-    // Delayed a little so the subscription is live before the job runs.
-    const id = await enqueue("fail", { message: "cluster says no" }, { delayMs: 400 });
-    const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
+    // The queue's FAILED events, watched before the job exists: its event arrives live whenever it
+    // runs (a delay before it ran was a race lost under load).
+    const sub = await subscribeWs(
+      api.url,
+      `subscription { queueEvents(queue: "demo", types: [FAILED]) { jobId type failedReason job { state } } }`,
+    );
     open.push(sub);
-    await sub.done;
-    expect(eventsOf(sub).at(-1)).toMatchObject({ type: "FAILED", failedReason: "cluster says no", job: { state: "FAILED" } });
+    await until("the subscription listens", () => api.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
+    const id = await enqueue("fail", { message: "cluster says no" });
+    const failed = await until(
+      "the job's FAILED event",
+      () => sub.results.map((r) => (r.data as { queueEvents: Event & { jobId: string } }).queueEvents).find((e) => e.jobId === id),
+      (e) => e !== undefined,
+    );
+    expect(failed).toMatchObject({ type: "FAILED", failedReason: "cluster says no", job: { state: "FAILED" } });
     const audit = await untilRow<Record<string, unknown>>(
       "SELECT queue, job_name, failed_reason, attempts_made FROM failed_job_audit WHERE job_id = $1",
       [id],
