@@ -220,7 +220,11 @@ describe("cancelling a job while no worker holds it (its worker died)", () => {
 
       const RETRY = `mutation ($id: ID!) { retryJob(queue: "demo", id: $id) { __typename } }`;
       expect((await gql(api.url, RETRY, { id })).body.data?.retryJob).toEqual({ __typename: "JobActionSuccess" });
-      for (let i = 0; i < 200 && (await queue.getJobState(id)) !== "completed"; i++) await new Promise((r) => setTimeout(r, 25));
+      await until(
+        `job ${id} completed`,
+        () => queue.getJobState(id),
+        (s) => s === "completed",
+      );
       expect((await queue.getJob(id))?.returnvalue).toEqual({ steps: 10 });
     } finally {
       expect(await second.stop()).toBe(0);

@@ -198,7 +198,7 @@ describe("on a Redis Cluster", () => {
     const id = await enqueue("sleep", { steps: 50, stepMs: 100 });
     const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
     open.push(sub);
-    for (let i = 0; i < 100 && !eventsOf(sub).some((e) => e.type === "PROGRESS"); i++) await new Promise((r) => setTimeout(r, 50));
+    await until("a PROGRESS event", () => eventsOf(sub).some((e) => e.type === "PROGRESS"));
     const { body } = await gql(api.url, CANCEL, { id });
     expect(body.data?.cancelJob).toEqual({ __typename: "JobActionSuccess", job: { state: "CANCELLED" } });
     await sub.done;
