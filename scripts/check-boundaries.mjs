@@ -7,8 +7,12 @@
 //
 // - a module imports only modules below it (history and events do not import each other);
 // - code outside src/jobs imports a module only through its public face, `<module>/index.ts`;
-// - src/jobs never imports the GraphQL layer, the server or the workers.
+// - src/jobs never imports the GraphQL layer, the server or the workers;
+// - only src/jobs/bullmq spells BullMQ's private layout (the `defa` field, key names such as
+//   `:events` / `:failed` / `:completed`, `qualifiedName`, XADD into its stream, `repeat:` ids):
+//   everyone else calls its functions (tests may spell them, to pin them).
 // Exits 1 naming every import that breaks a rule.
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import madge from "madge";
 
@@ -54,6 +58,29 @@ for (const [from, targets] of Object.entries(graph.obj())) {
     if (!ALLOWED[fromLayer].includes(toLayer)) {
       problems.push(`${from} imports ${to}: ${fromLayer} may import only ${ALLOWED[fromLayer].join(", ")}`);
     }
+  }
+}
+
+/** BullMQ internals: code outside src/jobs/bullmq (and the tests) must not spell these. */
+const BULLMQ_INTERNALS = [
+  [/["'`]defa["'`]|\.deferredFailure\b/, "BullMQ's deferred-failure field"],
+  [/qualifiedName/, "a hand-built BullMQ key"],
+  [/:(?:events|completed|failed|wait|active|delayed|meta)`/, "a hand-built BullMQ key"],
+  [/\.xadd\(/, "a write into BullMQ's events stream"],
+  [/["'`]repeat:/, "BullMQ's scheduler job ids"],
+];
+for (const file of Object.keys(graph.obj())) {
+  if (
+    file.startsWith("src/jobs/bullmq/") ||
+    file.startsWith("test/") ||
+    file.startsWith("src/testing/") ||
+    file === "scripts/check-boundaries.mjs"
+  )
+    continue;
+  const text = readFileSync(file, "utf8");
+  for (const [pattern, what] of BULLMQ_INTERNALS) {
+    const line = text.split("\n").findIndex((l) => pattern.test(l));
+    if (line >= 0) problems.push(`${file}:${line + 1} spells ${what}: only src/jobs/bullmq may (use its functions)`);
   }
 }
 

@@ -1,26 +1,24 @@
 import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { startProcess } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { testRedisUrl } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 const KEY = "test-admin-key-0123456789";
+let stack: TestStack;
 let api: TestApi;
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
-const prefix = uniquePrefix();
+let prefix: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  api = await startTestApi({ DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, ADMIN_API_KEY: KEY });
+  stack = await startTestStack({ worker: false, env: { ADMIN_API_KEY: KEY } });
+  ({ api, prefix } = stack);
 });
 
 afterAll(async () => {
-  await api?.stop();
-  await deletePrefix(prefix);
-  await db?.drop();
+  await stack?.stop();
 });
 
 async function post(authorization?: string) {
@@ -104,7 +102,7 @@ describe("ADMIN_API_KEY", () => {
   it("says loudly at start that auth is open when no key is set", async () => {
     const proc = await startProcess(
       "src/server/main.ts",
-      { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, PORT: "0" },
+      { DATABASE_URL: stack.databaseUrl, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, PORT: "0" },
       /ready at/,
     );
     expect(await proc.stop()).toBe(0);

@@ -9,6 +9,7 @@ import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql, subscribeWs } from "../src/testing/graphql.ts";
 import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 import { defineProcessor, type Processor } from "../workers/processor.ts";
 import { processors } from "../workers/processors/index.ts";
 import { createWorkerRuntime, type WorkerRuntime } from "../workers/worker-runtime.ts";
@@ -38,20 +39,19 @@ afterAll(async () => {
 const enqueue = (api: TestApi, data: unknown, extra: Record<string, unknown> = {}) => enqueueDemo(api.url, "sleep", data, extra);
 
 async function waitForState(queue: Queue, id: string, state: string) {
-  for (let i = 0; i < 200; i++) {
-    if ((await (await queue.getJob(id))?.getState()) === state) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`job ${id} never became ${state} (is ${await (await queue.getJob(id))?.getState()})`);
+  await until(
+    `job ${id} ${state}`,
+    async () => (await queue.getJob(id))?.getState(),
+    (s) => s === state,
+  );
 }
 
-async function historyState(id: string, until: (s: string | undefined) => boolean): Promise<string | undefined> {
-  for (let i = 0; i < 100; i++) {
-    const { rows } = await sql.query("SELECT state FROM job_history WHERE id = $1", [id]);
-    if (until(rows[0]?.state)) return rows[0]?.state;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`history of ${id} never settled`);
+async function historyState(id: string, settled: (s: string | undefined) => boolean): Promise<string | undefined> {
+  return until(
+    `history of ${id}`,
+    async () => (await sql.query("SELECT state FROM job_history WHERE id = $1", [id])).rows[0]?.state,
+    settled,
+  );
 }
 
 describe("cancelling an active job in a worker process whose processor honours the signal", () => {
@@ -220,7 +220,11 @@ describe("cancelling a job while no worker holds it (its worker died)", () => {
 
       const RETRY = `mutation ($id: ID!) { retryJob(queue: "demo", id: $id) { __typename } }`;
       expect((await gql(api.url, RETRY, { id })).body.data?.retryJob).toEqual({ __typename: "JobActionSuccess" });
-      for (let i = 0; i < 200 && (await queue.getJobState(id)) !== "completed"; i++) await new Promise((r) => setTimeout(r, 25));
+      await until(
+        `job ${id} completed`,
+        () => queue.getJobState(id),
+        (s) => s === "completed",
+      );
       expect((await queue.getJob(id))?.returnvalue).toEqual({ steps: 10 });
     } finally {
       expect(await second.stop()).toBe(0);

@@ -1,10 +1,10 @@
 import { Queue } from "bullmq";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { testRedisUrl } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 const ENQUEUE = /* GraphQL */ `
   mutation ($input: EnqueueJobInput!) {
@@ -17,19 +17,17 @@ const ENQUEUE = /* GraphQL */ `
   }
 `;
 
+let stack: TestStack;
 let api: TestApi;
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
-const prefix = uniquePrefix();
+let prefix: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  api = await startTestApi({ DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, MAX_PAYLOAD_BYTES: "2048" });
+  stack = await startTestStack({ worker: false, env: { MAX_PAYLOAD_BYTES: "2048" } });
+  ({ api, prefix } = stack);
 });
 
 afterAll(async () => {
-  await api?.stop();
-  await deletePrefix(prefix);
-  await db?.drop();
+  await stack?.stop();
 });
 
 async function enqueue(input: Record<string, unknown>) {
@@ -68,7 +66,7 @@ describe("enqueueJob", () => {
     const { body } = await gql(api.app.fetch, `query ($id: ID!) { job(queue: "demo", id: $id) { id state data } }`, { id });
     expect(body).toEqual({ data: { job: { id, state: "PRIORITIZED", data: { steps: 2, stepMs: 10 } } } });
 
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: stack.databaseUrl });
     await client.connect();
     const { rows } = await client.query("SELECT state, name, max_attempts FROM job_history WHERE queue = 'demo' AND id = $1", [id]);
     await client.end();

@@ -2,10 +2,12 @@ import { GraphQLError } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asGraphQLError, MASKED_ERROR_MESSAGE, maskUnexpected } from "../src/graphql/as-graphql-error.ts";
 import { ForbiddenError, InvalidStateError, NotFoundError, SlowSubscriberError, ValidationError } from "../src/jobs/errors.ts";
+import { channels } from "../src/jobs/events/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 
 // One mapping of the domain's errors to GraphQL errors for HTTP, SSE and WebSocket.
 
@@ -72,8 +74,7 @@ describe("a subscriber whose buffer overflows", () => {
     const sub = await subscribeSse(serving.url, `subscription { queueEvents(queue: "demo", types: [ADDED]) { id } }`);
     expect(sub.status).toBe(200);
     // Subscribed once the API holds a listener on the queue's channel.
-    for (let i = 0; i < 400 && serving.runtime.channels.listenerCount(`${prefix}:ev:demo:all`) === 0; i++)
-      await new Promise((r) => setTimeout(r, 25));
+    await until("the subscription listens", () => serving.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
     await flood();
     await sub.done;
     const errors = sub.results.flatMap((r) => r.errors ?? []);
@@ -84,8 +85,7 @@ describe("a subscriber whose buffer overflows", () => {
 
   it("over WebSocket: the same error", async () => {
     const sub = await subscribeWs(serving.url, `subscription { queueEvents(queue: "demo", types: [ADDED]) { id } }`);
-    for (let i = 0; i < 400 && serving.runtime.channels.listenerCount(`${prefix}:ev:demo:all`) === 0; i++)
-      await new Promise((r) => setTimeout(r, 25));
+    await until("the subscription listens", () => serving.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
     await flood();
     const failure = await sub.done.then(
       () => null,

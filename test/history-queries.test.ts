@@ -5,11 +5,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Prisma } from "../src/generated/prisma/client.ts";
 import { createPrisma, type Db } from "../src/infra/prisma.ts";
 import { createJobLoaders, encodeTimeIdCursor, HistoryQueries, type JobListFilter, SEARCH_WINDOW } from "../src/jobs/history/index.ts";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
-import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { type RunningProcess, startWorker } from "../src/testing/processes.ts";
+import { testRedisUrl } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // The read side of history: jobs / failedJobAudits / operatorActions, keyset pagination, filters,
 // batched job lookups, and the live/history merge. Rows are inserted through Prisma (the writers
@@ -29,23 +29,21 @@ interface JobsPage {
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
 }
 
+let stack: TestStack;
 let api: TestApi;
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let prisma: Db;
-const prefix = uniquePrefix();
+let prefix: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  prisma = createPrisma(db.url);
-  api = await startTestApi({ DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix });
+  stack = await startTestStack({ worker: false });
+  ({ api, prefix } = stack);
+  prisma = createPrisma(stack.databaseUrl);
 });
 
 afterAll(async () => {
-  await api?.stop();
   await prisma?.$disconnect();
-  expect(await killAll()).toEqual([]);
-  await deletePrefix(prefix);
-  await db?.drop();
+  // Fails when a process was left running.
+  await stack?.stop();
 });
 
 const BASE = Date.parse("2026-01-01T00:00:00.000Z");
@@ -619,7 +617,7 @@ describe("a history that stays true (with a real worker)", () => {
 
   beforeAll(async () => {
     await truncate();
-    worker = await startWorker({ DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix });
+    worker = await startWorker({ DATABASE_URL: stack.databaseUrl, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix });
     queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
   });
 
@@ -657,7 +655,7 @@ describe("a history that stays true (with a real worker)", () => {
   }
 
   async function query(sql: string, params: unknown[]) {
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: stack.databaseUrl });
     await client.connect();
     try {
       return await client.query(sql, params);

@@ -8,6 +8,7 @@ import { HistoryRetention, retentionLockKey } from "../src/jobs/history/index.ts
 import { createTestDatabase } from "../src/testing/database.ts";
 import { killAll, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 
 // HISTORY_RETENTION_DAYS: which rows go, one sweep per interval across workers, and the worker runs it.
 
@@ -123,7 +124,7 @@ describe("history retention", () => {
       HISTORY_RETENTION_INTERVAL_MS: "3600000",
     });
     try {
-      for (let i = 0; i < 200 && (await ids()).length > 1; i++) await new Promise((r) => setTimeout(r, 50));
+      await until("the old rows deleted", ids, (left) => left.length <= 1);
       expect(await ids()).toEqual(["today"]);
       expect(await redis.exists(retentionLockKey(prefix))).toBe(1);
     } finally {

@@ -1,39 +1,29 @@
-import { Queue, Worker } from "bullmq";
+import { type Queue, Worker } from "bullmq";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { testRedisUrl } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // Control mutations without a worker: what they do to Redis, history and the operator audit trail.
 
+let stack: TestStack;
 let api: TestApi;
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let sql: pg.Client;
 let queue: Queue;
-const prefix = uniquePrefix();
+let prefix: string;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  api = await startTestApi({
-    DATABASE_URL: db.url,
-    REDIS_URL: testRedisUrl,
-    QUEUE_PREFIX: prefix,
-    MAX_BULK_ENQUEUE: "5",
-    MAX_BULK_RETRY: "5000",
-  });
-  sql = new pg.Client({ connectionString: db.url });
+  stack = await startTestStack({ worker: false, env: { MAX_BULK_ENQUEUE: "5", MAX_BULK_RETRY: "5000" } });
+  ({ api, queue, prefix } = stack);
+  sql = new pg.Client({ connectionString: stack.databaseUrl });
   await sql.connect();
-  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
 });
 
 afterAll(async () => {
-  await queue?.close();
   await sql?.end();
-  await api?.stop();
-  await deletePrefix(prefix);
-  await db?.drop();
+  await stack?.stop();
 });
 
 const JOB = "job { id name data state attemptsMade maxAttempts priority failedReason replayOf { id } replays { id } }";

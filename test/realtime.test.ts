@@ -8,6 +8,7 @@ import { createTestDatabase } from "../src/testing/database.ts";
 import { type Collected, enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { killAll, type RunningProcess, startApi, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 
 // Subscriptions that never silently miss: through real listening API instances, a real worker
 // process and real Redis.
@@ -66,7 +67,11 @@ const allSteps = (steps: number) => Array.from({ length: steps }, (_, i) => Math
 describe("jobEvents", () => {
   it("snapshot then live, with no gap, when subscribing while progress is flowing", async () => {
     const id = await enqueue(api.url, "sleep", { steps: 20, stepMs: 60 });
-    for (let i = 0; i < 200 && Number((await queue.getJob(id))?.progress ?? 0) < 25; i++) await new Promise((r) => setTimeout(r, 10));
+    await until(
+      "progress 25",
+      async () => Number((await queue.getJob(id))?.progress ?? 0),
+      (p) => p >= 25,
+    );
     const sub = await subscribeWs(api.url, JOB_EVENTS, { id });
     open.push(sub);
     await sub.done;
@@ -229,7 +234,7 @@ describe("slow subscribers", () => {
         slowOut += d;
       });
       const slowDone = new Promise((resolve) => slow.on("exit", resolve));
-      for (let i = 0; i < 200 && !slowOut.includes("subscribed"); i++) await new Promise((r) => setTimeout(r, 25));
+      await until("the slow client subscribed", () => slowOut.includes("subscribed"));
       expect(slowOut).toContain("subscribed");
       // 500 failures of ~20 KB each (payload + reason): about 10 MB for each subscriber.
       const message = "x".repeat(10_000);

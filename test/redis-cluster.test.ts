@@ -2,6 +2,7 @@ import { Cluster } from "ioredis";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
+import { channels } from "../src/jobs/events/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
@@ -9,6 +10,7 @@ import { type Collected, enqueueDemo, gql, subscribeWs } from "../src/testing/gr
 import { type PrivateRedisCluster, redisCli, startPrivateRedisCluster } from "../src/testing/private-redis-cluster.ts";
 import { killAll, type RunningProcess, startProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 
 // The API and a worker process on a Redis Cluster of their own (REDIS_CLUSTER_NODES): BullMQ,
 // the event relay, pub/sub and the ledger all work across three masters.
@@ -135,12 +137,11 @@ describe("on a Redis Cluster", () => {
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
     try {
-      for (let i = 0; i < 100; i++) {
-        const { rows } = await client.query(sql, params);
-        if (rows[0]) return rows[0] as T;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error(`no row for ${sql} ${JSON.stringify(params)}`);
+      return (await until(
+        `a row for ${sql} ${JSON.stringify(params)}`,
+        async () => (await client.query(sql, params)).rows[0],
+        (row) => row !== undefined,
+      )) as T;
     } finally {
       await client.end();
     }
@@ -171,12 +172,21 @@ describe("on a Redis Cluster", () => {
   });
 
   it("writes a failed demo.fail job's audit row through the ledger", async () => {
-    // Delayed a little so the subscription is live before the job runs.
-    const id = await enqueue("fail", { message: "cluster says no" }, { delayMs: 400 });
-    const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
+    // The queue's FAILED events, watched before the job exists: its event arrives live whenever it
+    // runs (a delay before it ran was a race lost under load).
+    const sub = await subscribeWs(
+      api.url,
+      `subscription { queueEvents(queue: "demo", types: [FAILED]) { jobId type failedReason job { state } } }`,
+    );
     open.push(sub);
-    await sub.done;
-    expect(eventsOf(sub).at(-1)).toMatchObject({ type: "FAILED", failedReason: "cluster says no", job: { state: "FAILED" } });
+    await until("the subscription listens", () => api.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
+    const id = await enqueue("fail", { message: "cluster says no" });
+    const failed = await until(
+      "the job's FAILED event",
+      () => sub.results.map((r) => (r.data as { queueEvents: Event & { jobId: string } }).queueEvents).find((e) => e.jobId === id),
+      (e) => e !== undefined,
+    );
+    expect(failed).toMatchObject({ type: "FAILED", failedReason: "cluster says no", job: { state: "FAILED" } });
     const audit = await untilRow<Record<string, unknown>>(
       "SELECT queue, job_name, failed_reason, attempts_made FROM failed_job_audit WHERE job_id = $1",
       [id],
@@ -188,7 +198,7 @@ describe("on a Redis Cluster", () => {
     const id = await enqueue("sleep", { steps: 50, stepMs: 100 });
     const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
     open.push(sub);
-    for (let i = 0; i < 100 && !eventsOf(sub).some((e) => e.type === "PROGRESS"); i++) await new Promise((r) => setTimeout(r, 50));
+    await until("a PROGRESS event", () => eventsOf(sub).some((e) => e.type === "PROGRESS"));
     const { body } = await gql(api.url, CANCEL, { id });
     expect(body.data?.cancelJob).toEqual({ __typename: "JobActionSuccess", job: { state: "CANCELLED" } });
     await sub.done;

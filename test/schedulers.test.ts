@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
+import { until } from "../src/testing/until.ts";
 
 // A job scheduler with a real worker process: it fires, and once removed nothing of it starts.
 
@@ -36,7 +37,11 @@ describe("job schedulers", () => {
         __typename ... on JobSchedulerSuccess { scheduler { id everyMs nextRunAt } } } }`,
     );
     expect(body.data).toMatchObject({ upsertJobScheduler: { __typename: "JobSchedulerSuccess", scheduler: { id: "tick", everyMs: 300 } } });
-    for (let i = 0; i < 100 && (await jobsOf("tick")).started < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    await until(
+      "three tick jobs started",
+      () => jobsOf("tick"),
+      (j) => j.started >= 3,
+    );
     expect((await jobsOf("tick")).started).toBeGreaterThanOrEqual(3);
 
     const removed = await gql(api.url, `mutation { removeJobScheduler(queue: "demo", id: "tick") { __typename } }`);

@@ -4,6 +4,7 @@ import { createTestDatabase } from "../src/testing/database.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { killAll, startApi, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 const prefix = uniquePrefix();
@@ -34,7 +35,11 @@ describe("clean shutdown", () => {
     const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
     try {
       const job = await queue.add("sleep", { steps: 10, stepMs: 150 });
-      for (let i = 0; i < 100 && (await job.getState()) !== "active"; i++) await new Promise((r) => setTimeout(r, 50));
+      await until(
+        "the job active",
+        () => job.getState(),
+        (s) => s === "active",
+      );
       expect(await job.getState()).toBe("active");
       const code = await worker.stop("SIGTERM");
       expect(code).toBe(0);
@@ -51,7 +56,11 @@ describe("clean shutdown", () => {
     const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
     try {
       const job = await queue.add("sleep", { steps: 20, stepMs: 200 });
-      for (let i = 0; i < 100 && (await job.getState()) !== "active"; i++) await new Promise((r) => setTimeout(r, 50));
+      await until(
+        "the job active",
+        () => job.getState(),
+        (s) => s === "active",
+      );
       expect(await worker.stop("SIGTERM")).toBe(1);
       expect(worker.stderr()).toContain("grace period over");
       // Not lost: still active (its lock expires) until another worker picks it up.

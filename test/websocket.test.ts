@@ -4,10 +4,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import WebSocket from "ws";
 import { createLogger } from "../src/infra/logger.ts";
 import { channels as channelNames, compareEventIds, EventChannels, type JobEvent } from "../src/jobs/events/index.ts";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { type Collected, enqueueDemo, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
+import { until } from "../src/testing/until.ts";
 
 // The subscription transport: one Redis subscription per channel shared by a process's
 // subscriptions, and the graphql-ws glue's limits, shared timers and error masking.
@@ -24,14 +25,6 @@ const event = (id: string, jobId = "1"): JobEvent => ({
   failedReason: null,
   job: null,
 });
-
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe("compareEventIds", () => {
   it("orders stream ids numerically, whatever their length or leading zeros", () => {
@@ -92,28 +85,28 @@ describe("EventChannels", () => {
 
     // From pub/sub, from this process's relay, and the pub/sub echo of the relay's event.
     await publisher.publish(channel, JSON.stringify(event("100-0")));
-    await until(() => a.length === 1 && b.length === 1, "the published event arrived");
+    await until("the published event arrived", () => a.length === 1 && b.length === 1);
     hub.emit(channel, event("100-1"));
     await publisher.publish(channel, JSON.stringify(event("100-1")));
     await publisher.publish(channel, JSON.stringify(event("100-0")));
     await publisher.publish(channel, "not json");
     await publisher.publish(channel, JSON.stringify({ id: "100-2", type: "NOPE" }));
     await publisher.publish(channel, JSON.stringify(event("100-3")));
-    await until(() => a.length === 3 && b.length === 3, "the next published event arrived");
+    await until("the next published event arrived", () => a.length === 3 && b.length === 3);
     expect(a).toEqual(["100-0", "100-1", "100-3"]);
     expect(b).toEqual(a);
 
     leaveA();
     expect(hub.listenerCount(channel)).toBe(1);
     await publisher.publish(channel, JSON.stringify(event("100-4")));
-    await until(() => b.length === 4, "the remaining listener got the next event");
+    await until("the remaining listener got the next event", () => b.length === 4);
     expect(a).toHaveLength(3);
     expect(await subscribers()).toBe(1);
 
     leaveB();
     leaveB(); // twice: harmless
     expect(hub.listenerCount(channel)).toBe(0);
-    await until(async () => (await subscribers()) === 0, "Redis no longer has the channel subscribed");
+    await until("Redis no longer has the channel subscribed", async () => (await subscribers()) === 0);
   });
 
   it("subscribes again when a channel is joined after its last listener left", async () => {
@@ -121,13 +114,13 @@ describe("EventChannels", () => {
     const leave = await hub.join(channel, { push: (e) => got.push(e.id) });
     expect(await subscribers()).toBe(1);
     await publisher.publish(channel, JSON.stringify(event("200-0")));
-    await until(() => got.length === 1, "the event arrived");
+    await until("the event arrived", () => got.length === 1);
     leave();
     // Left and joined again at once: UNSUBSCRIBE then SUBSCRIBE, in that order, on one connection.
     const again = await hub.join(channel, { push: (e) => got.push(e.id) });
     expect(await subscribers()).toBe(1);
     await publisher.publish(channel, JSON.stringify(event("200-1")));
-    await until(() => got.length === 2, "the event after rejoining arrived");
+    await until("the event after rejoining arrived", () => got.length === 2);
     again();
   });
 
@@ -143,24 +136,24 @@ describe("EventChannels", () => {
 });
 
 describe("graphql-ws transport", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  const prefix = uniquePrefix();
+  let stack: TestStack;
+  let prefix: string;
   let api: TestApi;
   const open: Collected<unknown>[] = [];
   const sockets: WebSocket[] = [];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    api = await startTestApi({
-      DATABASE_URL: db.url,
-      REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: prefix,
-      // The masking test's errors are logged as errors: expected, not worth printing.
-      LOG_LEVEL: "silent",
-      WS_MAX_SUBSCRIPTIONS: "2",
-      WS_KEEPALIVE_MS: "300",
-      WS_INIT_TIMEOUT_MS: "300",
+    stack = await startTestStack({
+      worker: false,
+      env: {
+        // The masking test's errors are logged as errors: expected, not worth printing.
+        LOG_LEVEL: "silent",
+        WS_MAX_SUBSCRIPTIONS: "2",
+        WS_KEEPALIVE_MS: "300",
+        WS_INIT_TIMEOUT_MS: "300",
+      },
     });
+    ({ api, prefix } = stack);
   });
   afterEach(async () => {
     vi.restoreAllMocks();
@@ -168,9 +161,7 @@ describe("graphql-ws transport", () => {
     for (const s of sockets.splice(0)) s.terminate();
   });
   afterAll(async () => {
-    await api?.stop();
-    await deletePrefix(prefix);
-    await db?.drop();
+    await stack?.stop();
   });
 
   /** A raw graphql-transport-ws socket; resolves with it once open. */
@@ -193,7 +184,7 @@ describe("graphql-ws transport", () => {
     const id = await enqueueDemo(api.url, "sleep", { steps: 1, stepMs: 60_000 });
     const { ws, messages, closed } = await rawSocket();
     ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
-    await until(() => messages.length === 1, "connection_ack");
+    await until("connection_ack", () => messages.length === 1);
     const subscribe = (n: number) =>
       ws.send(
         JSON.stringify({
@@ -204,11 +195,11 @@ describe("graphql-ws transport", () => {
       );
     subscribe(1);
     subscribe(2);
-    await until(() => messages.length === 3, "both SNAPSHOTs");
+    await until("both SNAPSHOTs", () => messages.length === 3);
     // Completing one frees its place.
     ws.send(JSON.stringify({ id: "1", type: "complete" }));
     subscribe(3);
-    await until(() => messages.length === 4, "the third SNAPSHOT");
+    await until("the third SNAPSHOT", () => messages.length === 4);
     subscribe(4);
     expect(await closed).toBe(4029);
   });
@@ -242,15 +233,15 @@ describe("graphql-ws transport", () => {
     await Promise.all([first.waitFor(1), second.waitFor(1)]);
     expect(api.runtime.channels.listenerCount(channel)).toBe(2);
     await first.close();
-    await until(() => api.runtime.channels.listenerCount(channel) === 1, "one listener left");
+    await until("one listener left", () => api.runtime.channels.listenerCount(channel) === 1);
     const { ws } = await rawSocket();
     ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
     await new Promise((r) => setTimeout(r, 100));
     ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query, variables: { id } } }));
-    await until(() => api.runtime.channels.listenerCount(channel) === 2, "the raw client subscribed");
+    await until("the raw client subscribed", () => api.runtime.channels.listenerCount(channel) === 2);
     ws.terminate();
     await second.close();
-    await until(() => api.runtime.channels.listenerCount(channel) === 0, "no listener left");
+    await until("no listener left", () => api.runtime.channels.listenerCount(channel) === 0);
   });
 
   it.each([

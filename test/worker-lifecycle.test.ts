@@ -9,6 +9,7 @@ import { createTestDatabase } from "../src/testing/database.ts";
 import { queryRows } from "../src/testing/private-postgres.ts";
 import { killAll, startProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 import { resolveQueueSettings } from "../workers/queue-settings.ts";
 import { createWorkerRuntime } from "../workers/worker-runtime.ts";
 
@@ -33,12 +34,12 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function untilState(jobId: string, state: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await queue.getJobState(jobId)) !== state) {
-    if (Date.now() > deadline) throw new Error(`job ${jobId} not ${state} after ${timeoutMs} ms (is ${await queue.getJobState(jobId)})`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+async function untilState(jobId: string, state: string): Promise<void> {
+  await until(
+    `job ${jobId} ${state}`,
+    () => queue.getJobState(jobId),
+    (s) => s === state,
+  );
 }
 
 describe("stalled jobs and signals", () => {
