@@ -2,6 +2,7 @@
 // start"), the database created and migrated, then the API and one worker, each restarted when its
 // files change. Ctrl-C stops the API and the worker first, then the Redis and PostgreSQL it started.
 import { type ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
 import { ConfigError, type DevConfig, loadDevConfig } from "../src/config.ts";
 import { ensureDatabase } from "../src/infra/ensure-database.ts";
@@ -27,6 +28,30 @@ try {
 const dataDir = path.resolve(dev.dataDir);
 /** The data directory as the user would type it: relative when it is under the working directory. */
 const shownDataDir = dataDir.startsWith(process.cwd() + path.sep) ? path.relative(process.cwd(), dataDir) : dataDir;
+
+// One `npm run dev` per data directory: a second one would share (and, on Ctrl-C, stop) the first's
+// PostgreSQL. A lock file left by a run that was killed is taken over.
+const lockFile = path.join(dataDir, "dev.pid");
+fs.mkdirSync(dataDir, { recursive: true });
+const holder = Number.parseInt(fs.existsSync(lockFile) ? fs.readFileSync(lockFile, "utf8") : "", 10);
+if (holder && holder !== process.pid && isAlive(holder)) {
+  fail(
+    `Another npm run dev (pid ${holder}) is using ${shownDataDir}: stop it first, or give this one DEV_DATA_DIR=<another directory> (and PORT, WORKER_PORT, DEV_REDIS_PORT of its own).`,
+  );
+}
+fs.writeFileSync(lockFile, String(process.pid));
+process.on("exit", () => {
+  if (fs.existsSync(lockFile) && fs.readFileSync(lockFile, "utf8") === String(process.pid)) fs.rmSync(lockFile, { force: true });
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
 
 /** Stops what this process started, last started first. */
 const cleanups: (() => Promise<void>)[] = [];
@@ -154,8 +179,8 @@ async function stop() {
   await cleanUp();
   process.exit(exitCode);
 }
-process.on("SIGINT", () => void stop());
-process.on("SIGTERM", () => void stop());
+// SIGHUP: the terminal was closed. The children are in groups of their own, so it reaches only us.
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void stop());
 
 /** A URL with its password replaced, for printing. */
 function redactUrl(url: string): string {

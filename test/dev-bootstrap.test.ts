@@ -103,7 +103,16 @@ describe("npm run dev with nothing configured", () => {
     expect(dev.stdout()).not.toContain("initialising PostgreSQL");
     expect(dev.stdout()).not.toContain("created database");
     expect(await jobState(urlOf(dev), jobId)).toBe("COMPLETED");
-    expect(await dev.stop("SIGINT")).toBe(0);
+
+    // A second npm run dev on the same data directory is refused, and leaves the first one running.
+    const second = await startProcess("scripts/dev.mjs", { PORT: "0", WORKER_PORT: "0", DEV_DATA_DIR: dataDir }, null);
+    expect(await second.exited).toBe(1);
+    expect(second.stderr()).toContain(`Another npm run dev (pid ${dev.proc.pid}) is using ${dataDir}`);
+    expect(await jobState(urlOf(dev), jobId)).toBe("COMPLETED");
+
+    // SIGHUP (the terminal closed) stops everything too, as Ctrl-C does.
+    expect(await dev.stop("SIGHUP")).toBe(0);
+    expect(fs.existsSync(path.join(dataDir, "dev.pid"))).toBe(false);
     expect(await probeRedis(redisPort)).toBeNull();
   });
 

@@ -80,6 +80,18 @@ describe("a DATABASE_URL whose database does not exist", () => {
     );
   });
 
+  it("npm run db:migrate creates it in development, and refuses in production", async () => {
+    const db = missingDatabase();
+    const refused = await startProcess("scripts/db-migrate.ts", { NODE_ENV: "production", DATABASE_URL: db.url }, null);
+    expect(await refused.exited).toBe(1);
+    expect(refused.stderr().trim()).toMatch(/^db:migrate failed: database "jobs_missing_\w+" on \S+ does not exist/);
+    expect(await exists(db.name)).toBe(false);
+    const migrated = await startProcess("scripts/db-migrate.ts", { DATABASE_URL: db.url }, null);
+    expect(await migrated.exited).toBe(0);
+    expect(migrated.stdout()).toMatch(/^Created the database\.\nApplied: \d+_init, /);
+    expect(await exists(db.name)).toBe(true);
+  });
+
   it("a PostgreSQL that is not there is named, not a stack trace", async () => {
     const port = await withTakenPort(async (p) => p); // free again once closed: nothing listens on it
     const api = await startProcess(

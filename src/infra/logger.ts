@@ -1,8 +1,8 @@
 /**
  * The logger: pino, one JSON object per line on stderr (stdout stays free for tools and the ready
  * line), or pino-pretty's coloured lines for people (`LOG_FORMAT=pretty`, which `npm run dev` sets).
- * Lines written while handling a request carry its `requestId`, and while running a job its `queue`
- * and `jobId` (see log-context.ts). Secrets are redacted: known fields by name, and passwords in
+ * Lines written while handling a request carry its `requestId` (log-context.ts, set per HTTP request);
+ * the worker's lines about a job pass its `queue` and `jobId` as fields. Secrets are redacted: known fields by name, and passwords in
  * URLs and bearer credentials wherever they appear in a message, a field or an error.
  */
 import { createRequire } from "node:module";

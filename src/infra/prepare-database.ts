@@ -4,15 +4,18 @@ import { applyMigrations } from "./migrate.ts";
 
 /**
  * What both processes do with the database at start: outside production, create it when missing;
- * then apply pending migrations (unless MIGRATE_ON_START=false). Returns the migrations applied.
+ * then apply pending migrations (`migrate`: MIGRATE_ON_START unless told). Returns the migrations applied.
  * Throws an Error whose message is one line a person can act on.
  */
-export async function prepareDatabase(config: Config): Promise<{ created: boolean; applied: string[] }> {
+export async function prepareDatabase(
+  config: Config,
+  migrate: boolean = config.migrateOnStart,
+): Promise<{ created: boolean; applied: string[] }> {
   const at = describeDatabase(config.databaseUrl);
   let created = false;
   try {
     if (config.nodeEnv !== "production") created = await ensureDatabase(config.databaseUrl);
-    const applied = config.migrateOnStart ? await applyMigrations(config.databaseUrl) : [];
+    const applied = migrate ? await applyMigrations(config.databaseUrl) : [];
     return { created, applied };
   } catch (err) {
     if (isMissingDatabase(err)) {

