@@ -59,6 +59,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const jobs = new JobService(registry, queues, history, log, {
     maxPayloadBytes: config.maxPayloadBytes,
     maxBulkEnqueue: config.maxBulkEnqueue,
+    maxDataDepth: config.limits.maxDataDepth,
   });
   const control = new JobControl(jobs, queues, history, actions, redis, {
     cancelWaitMs: config.cancelWaitMs,
