@@ -5,4 +5,5 @@ export * from "./history-queries.ts";
 export * from "./history-store.ts";
 export * from "./job-loaders.ts";
 export * from "./page-cursor.ts";
+export * from "./quarantine.ts";
 export * from "./retention.ts";
