@@ -58,7 +58,12 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const history = new HistoryStore(db, {}, quarantine);
   const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
   const actions = new OperatorActionLog(db, log);
-  const queueService = new QueueService(registry, queues, actions);
+  const queueService = new QueueService(registry, queues, actions, {
+    maxPayloadBytes: config.maxPayloadBytes,
+    maxDataDepth: config.limits.maxDataDepth,
+    minIntervalMs: config.schedulerMinIntervalMs,
+    maxPerQueue: config.maxSchedulersPerQueue,
+  });
   const jobs = new JobService(registry, queues, history, log, {
     maxPayloadBytes: config.maxPayloadBytes,
     maxBulkEnqueue: config.maxBulkEnqueue,
