@@ -10,7 +10,7 @@ import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
 import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
-import { inputGuardPlugin } from "./input-guard.ts";
+import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
 import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { corsFor, errorResponse, type Principal, requestGuardPlugin } from "./request-guard.ts";
@@ -168,6 +168,7 @@ export function buildApp(deps: AppDeps): App {
       requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes),
       queryLimitsPlugin(limits, { suggestions: deps.introspection }),
       inputGuardPlugin(limits.maxDataDepth),
+      boundedErrorsPlugin(),
       graphqlJsSubscriptions(),
     ],
   });

@@ -1,6 +1,7 @@
 import { type DocumentNode, GraphQLError, visit } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import { inputProblem } from "../jobs/input-checks.ts";
+import { notSpecHttp } from "./query-limits.ts";
 
 /** The error for a refused input: code VALIDATION (as a ValidationError outside a union), HTTP 400. */
 function invalidInput(path: string[], message: string): GraphQLError {
@@ -66,4 +67,43 @@ export function badGetParameter(url: URL): string | null {
     }
   }
   return null;
+}
+
+/** Longest error message sent: an echo of a client's 100 KB name is cut here. */
+export const MAX_ERROR_MESSAGE_CHARS = 500;
+
+/**
+ * The same error with its message cut to MAX_ERROR_MESSAGE_CHARS and without
+ * `extensions.originalError` (Yoga puts the JSON parser's own error there, whose message quotes the
+ * body it could not parse: a 2 MB body came back as a 2 MB answer).
+ */
+export function boundedError(error: GraphQLError): GraphQLError {
+  const { originalError: dropped, ...extensions } = error.extensions as Record<string, unknown>;
+  const long = error.message.length > MAX_ERROR_MESSAGE_CHARS;
+  if (!long && dropped === undefined) return error;
+  // Yoga answers a request error with an originalError 4xx even for `Accept: application/json`;
+  // without it, keep that status.
+  const http = extensions.http as { status?: number; headers?: Record<string, string> } | undefined;
+  if (dropped !== undefined && http?.status)
+    extensions.http = { ...notSpecHttp(http.status), ...(http.headers ? { headers: http.headers } : {}) };
+  return new GraphQLError(long ? `${error.message.slice(0, MAX_ERROR_MESSAGE_CHARS)}... (cut)` : error.message, {
+    nodes: error.nodes,
+    source: error.source,
+    positions: error.positions,
+    path: error.path,
+    originalError: error.originalError,
+    extensions,
+  });
+}
+
+/** Bounds every answer's errors (see boundedError), whatever produced them. */
+export function boundedErrorsPlugin(): Plugin {
+  const bound = <T extends { errors?: readonly unknown[] | undefined }>(result: T): T =>
+    result.errors?.length ? { ...result, errors: result.errors.map((e) => (e instanceof GraphQLError ? boundedError(e) : e)) } : result;
+  return {
+    onResultProcess({ result, setResult }) {
+      if (Array.isArray(result)) setResult(result.map(bound));
+      else if (!(Symbol.asyncIterator in (result as object))) setResult(bound(result as { errors?: readonly unknown[] }) as typeof result);
+    },
+  };
 }
