@@ -35,6 +35,12 @@ export interface AppDeps {
   limits?: RequestLimits | undefined;
   /** Cross-origin callers allowed besides the API's own origin (CORS_ORIGINS). */
   corsOrigins?: readonly string[] | undefined;
+  /**
+   * false: the request protections of issue 14 off (early auth, CSRF, query and input limits,
+   * bounded errors, byte-bounded cache, SSE connection limits; body limit back to Yoga's 25 MB).
+   * Only for the bench's baseline (bench/load/api-unprotected.ts): no configuration turns it off.
+   */
+  protections?: boolean | undefined;
 }
 
 /** The defaults of config.ts, for callers that build an app without a Config. */
@@ -126,6 +132,7 @@ export function buildApp(deps: AppDeps): App {
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   const limits = deps.limits ?? DEFAULT_LIMITS;
+  const protect = deps.protections !== false;
   const guard = requestGuardPlugin({ authenticate: deps.authenticate, graphqlEndpoint: "/graphql" });
   const connections = new ConnectionLimits(limits.maxConnectionsPerAddress, limits.maxConnectionsPerCredential);
   const yoga = createYoga<Record<string, unknown>, Context>({
@@ -145,9 +152,8 @@ export function buildApp(deps: AppDeps): App {
     // Replaced by requestBodyLimitPlugin: same limit, without a stream per request (see its file).
     maxRequestBodySize: false,
     // Only JSON bodies run operations (request-guard.ts); multipart is not parsed at all.
-    multipart: false,
-    cors: corsFor(deps.corsOrigins ?? []),
-    parserAndValidationCache: boundedParserCache(limits),
+    multipart: !protect,
+    ...(protect ? { cors: corsFor(deps.corsOrigins ?? []), parserAndValidationCache: boundedParserCache(limits) } : {}),
     logging: {
       debug: (...a) => deps.log.debug(String(a[0]), { args: a.slice(1) }),
       info: (...a) => deps.log.info(String(a[0]), { args: a.slice(1) }),
@@ -163,19 +169,19 @@ export function buildApp(deps: AppDeps): App {
     },
     plugins: [
       healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),
-      guard.plugin,
+      ...(protect ? [guard.plugin] : []),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
-      requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes),
-      queryLimitsPlugin(limits, { suggestions: deps.introspection }),
-      inputGuardPlugin(limits.maxDataDepth),
-      boundedErrorsPlugin(),
+      protect ? requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes) : requestBodyLimitPlugin(25_000_000, 25_000_000),
+      ...(protect
+        ? [queryLimitsPlugin(limits, { suggestions: deps.introspection }), inputGuardPlugin(limits.maxDataDepth), boundedErrorsPlugin()]
+        : []),
       graphqlJsSubscriptions(),
     ],
   });
 
   // SSE streams are long-lived: counted per address and per credential while they are open.
   const server = http.createServer((req, res) => {
-    if (!req.headers.accept?.includes("text/event-stream")) return void yoga(req, res);
+    if (!protect || !req.headers.accept?.includes("text/event-stream")) return void yoga(req, res);
     const release = connections.acquireBoth(req.socket.remoteAddress ?? "", credentialKey(req.headers.authorization));
     if (typeof release === "string") {
       res.writeHead(429, { "content-type": "application/json" });

@@ -11,14 +11,20 @@ function invalidInput(path: string[], message: string): GraphQLError {
   });
 }
 
+/** Documents already looked at: parsed documents are cached and reused, so each is walked once. */
+const nulInLiterals = new WeakMap<DocumentNode, boolean>();
+
 /** NUL in a string literal of the document (literals are already bounded in depth by the parser's nesting check). */
 function literalWithNul(document: DocumentNode): boolean {
+  const known = nulInLiterals.get(document);
+  if (known !== undefined) return known;
   let found = false;
   visit(document, {
     StringValue(node) {
       if (node.value.includes("\u0000")) found = true;
     },
   });
+  nulInLiterals.set(document, found);
   return found;
 }
 
