@@ -346,3 +346,30 @@ describe("/readyz with a dependency down", () => {
     }
   });
 });
+
+describe("the worker's health server", () => {
+  it("/readyz names the failed check without its text; /metrics compares the token in constant time", async () => {
+    const { startHealthServer } = await import("../src/infra/health-server.ts");
+    const logged: Record<string, string>[] = [];
+    const health = await startHealthServer(
+      0,
+      "127.0.0.1",
+      async () => ({ ok: false, checks: { postgres: "failed: connect ECONNREFUSED 10.0.0.5:5432", redis: "ok", worker: "not running" } }),
+      { render: async () => ({ contentType: "text/plain", body: "up 1\n" }), token: METRICS_TOKEN },
+      (checks) => logged.push(checks),
+    );
+    try {
+      const ready = await fetch(`http://127.0.0.1:${health.port}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ status: "not ready", checks: { postgres: "failed", redis: "ok", worker: "not running" } });
+      expect(logged[0]?.postgres).toContain("ECONNREFUSED");
+      for (const authorization of ["Bearer nope", `Bearer ${METRICS_TOKEN}0`]) {
+        expect((await fetch(`http://127.0.0.1:${health.port}/metrics`, { headers: { authorization } })).status).toBe(401);
+      }
+      const metrics = await fetch(`http://127.0.0.1:${health.port}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+      expect(await metrics.text()).toBe("up 1\n");
+    } finally {
+      await health.close();
+    }
+  });
+});

@@ -24,10 +24,13 @@ const runtime = await createWorkerRuntime(config, log).catch((err: unknown) => {
   for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
   process.exit(1);
 });
-const health = await startHealthServer(config.workerPort, config.host, runtime.ready, {
-  render: () => runtime.metrics.render(),
-  token: config.metricsToken,
-});
+const health = await startHealthServer(
+  config.workerPort,
+  config.host,
+  runtime.ready,
+  { render: () => runtime.metrics.render(), token: config.metricsToken },
+  (checks) => log.warn("readiness check failed", { checks }),
+);
 log.info("worker health endpoints listening", { port: health.port });
 process.stdout.write(`Worker ${workerId} serving queues: ${runtime.queues.join(", ") || "(none)"}; health on port ${health.port}\n`);
 

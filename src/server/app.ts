@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
@@ -8,6 +7,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { RequestLimits } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
+import { bearerMatches, publicChecks } from "../infra/probe-answers.ts";
 import type { Authenticate } from "./auth.ts";
 import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
@@ -58,13 +58,6 @@ export const DEFAULT_LIMITS: RequestLimits = {
   maxConnectionsPerCredential: 500,
 };
 
-const sha256 = (s: string) => createHash("sha256").update(s).digest();
-
-/** `Authorization: Bearer <token>` compared in constant time (digests of equal length). */
-function bearerMatches(header: string | null, token: string): boolean {
-  return timingSafeEqual(sha256(header ?? ""), sha256(`Bearer ${token}`));
-}
-
 export interface App {
   /** The Fetch-API handler: `/graphql`, `/healthz`, `/readyz`. Usable in process without a port. */
   fetch: (request: Request) => Promise<Response> | Response;
@@ -89,7 +82,7 @@ function healthPlugin(ready: AppDeps["ready"], metrics: Registry, metricsToken: 
         const result = await ready();
         if (!result.ok) log.warn("readiness check failed", { checks: result.checks });
         // Which dependency failed, never its error text (hosts, users, versions): that goes to the log.
-        const checks = Object.fromEntries(Object.entries(result.checks).map(([name, v]) => [name, v === "ok" ? "ok" : "failed"]));
+        const checks = publicChecks(result.checks);
         endResponse(Response.json({ status: result.ok ? "ready" : "not ready", checks }, { status: result.ok ? 200 : 503 }));
       }
     },
