@@ -232,6 +232,66 @@ export const envSchema = z.object({
   DEV_REDIS_PORT: port("DEV_REDIS_PORT")
     .default(6379)
     .describe("`npm run dev` without REDIS_URL: the loopback port it looks for a Redis on, and starts redis-server on if none answers"),
+  MAX_REQUEST_BYTES: positiveInt("MAX_REQUEST_BYTES")
+    .default(1024 * 1024)
+    .describe("Largest HTTP request body and WebSocket message the API reads, in bytes (413 past it)"),
+  MAX_BULK_REQUEST_BYTES: positiveInt("MAX_BULK_REQUEST_BYTES")
+    .default(16 * 1024 * 1024)
+    .describe("Largest HTTP request body of an enqueueJobs-only mutation, in bytes (its own budget: bulk inputs weigh more)"),
+  MAX_QUERY_TOKENS: positiveInt("MAX_QUERY_TOKENS").default(10_000).describe("Most lexical tokens one GraphQL document may have"),
+  MAX_QUERY_DEPTH: positiveInt("MAX_QUERY_DEPTH").default(15).describe("Deepest field nesting one operation may select"),
+  MAX_QUERY_ALIASES: positiveInt("MAX_QUERY_ALIASES").default(50).describe("Most aliases in one document"),
+  MAX_QUERY_DIRECTIVES: positiveInt("MAX_QUERY_DIRECTIVES").default(20).describe("Most directives in one document"),
+  MAX_QUERY_COST: positiveInt("MAX_QUERY_COST")
+    .default(5_000)
+    .describe("Highest estimated cost of one operation (fields weighted by depth and by what they read; README: Hardening)"),
+  MAX_DATA_DEPTH: positiveInt("MAX_DATA_DEPTH").default(64).describe("Deepest nesting of a JSON value (job data, variables, literals)"),
+  PARSER_CACHE_BYTES: z.coerce
+    .number({ error: "PARSER_CACHE_BYTES must be an integer >= 0" })
+    .int("PARSER_CACHE_BYTES must be an integer >= 0")
+    .min(0, "PARSER_CACHE_BYTES must be an integer >= 0")
+    .default(16 * 1024 * 1024)
+    .describe("Estimated bytes of parsed documents kept for reuse (0 = no cache)"),
+  CORS_ORIGINS: z
+    .string()
+    .refine(
+      (v) =>
+        v === "*" ||
+        v.split(",").every((o) => {
+          try {
+            return new URL(o.trim()).origin === o.trim();
+          } catch {
+            return false;
+          }
+        }),
+      "CORS_ORIGINS must be * or a comma-separated list of origins such as https://app.example.com",
+    )
+    .optional()
+    .describe("Origins (scheme://host[:port], comma-separated, or *) whose pages may call the API; unset = same origin only"),
+  MAX_CONNECTIONS_PER_ADDRESS: z.coerce
+    .number({ error: "MAX_CONNECTIONS_PER_ADDRESS must be an integer >= 0" })
+    .int("MAX_CONNECTIONS_PER_ADDRESS must be an integer >= 0")
+    .min(0, "MAX_CONNECTIONS_PER_ADDRESS must be an integer >= 0")
+    .default(100)
+    .describe("Open WebSockets plus SSE streams one client address may hold (0 = no limit)"),
+  MAX_CONNECTIONS_PER_CREDENTIAL: z.coerce
+    .number({ error: "MAX_CONNECTIONS_PER_CREDENTIAL must be an integer >= 0" })
+    .int("MAX_CONNECTIONS_PER_CREDENTIAL must be an integer >= 0")
+    .min(0, "MAX_CONNECTIONS_PER_CREDENTIAL must be an integer >= 0")
+    .default(500)
+    .describe("Open WebSockets plus SSE streams one credential may hold across addresses (0 = no limit)"),
+  WEBHOOK_ALLOW_PRIVATE: bool("WEBHOOK_ALLOW_PRIVATE")
+    .default(false)
+    .describe("Let webhook.deliver reach loopback, private, link-local and metadata addresses"),
+  WEBHOOK_ALLOWED_HOSTS: z
+    .string()
+    .regex(/^\s*[A-Za-z0-9_.:[\]-]+(\s*,\s*[A-Za-z0-9_.:[\]-]+)*\s*$/, "WEBHOOK_ALLOWED_HOSTS must be a comma-separated list of host names")
+    .optional()
+    .describe("Hosts webhook.deliver may reach even when they resolve to private addresses (comma-separated)"),
+  SCHEDULER_MIN_INTERVAL_MS: positiveInt("SCHEDULER_MIN_INTERVAL_MS")
+    .default(1_000)
+    .describe("Shortest repeat a job scheduler may have (every, or the gap between cron runs)"),
+  MAX_SCHEDULERS_PER_QUEUE: positiveInt("MAX_SCHEDULERS_PER_QUEUE").default(1_000).describe("Most job schedulers one queue may hold"),
 });
 
 /** Every variable the schema reads (the per-queue ones below are by prefix). */
@@ -364,6 +424,32 @@ export interface Config {
   historyRetentionIntervalMs: number;
   /** Log lines as JSON (machines) or pretty (people, `npm run dev`). */
   logFormat: "json" | "pretty";
+  /** Request-cost limits (README: Hardening). */
+  limits: RequestLimits;
+  /** Allowed cross-origin callers; empty = same origin only; ["*"] = any. */
+  corsOrigins: string[];
+  /** webhook.deliver's outbound policy. */
+  webhookAllowPrivate: boolean;
+  webhookAllowedHosts: string[];
+  /** Shortest scheduler repeat, in ms. */
+  schedulerMinIntervalMs: number;
+  /** Most schedulers per queue. */
+  maxSchedulersPerQueue: number;
+}
+
+/** What one request may cost (MAX_* variables); 0 for a connection limit = no limit. */
+export interface RequestLimits {
+  maxRequestBytes: number;
+  maxBulkRequestBytes: number;
+  maxTokens: number;
+  maxDepth: number;
+  maxAliases: number;
+  maxDirectives: number;
+  maxCost: number;
+  maxDataDepth: number;
+  parserCacheBytes: number;
+  maxConnectionsPerAddress: number;
+  maxConnectionsPerCredential: number;
 }
 
 export class ConfigError extends Error {
@@ -452,6 +538,24 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
     logFormat: e.LOG_FORMAT ?? "json",
+    limits: {
+      maxRequestBytes: e.MAX_REQUEST_BYTES,
+      maxBulkRequestBytes: e.MAX_BULK_REQUEST_BYTES,
+      maxTokens: e.MAX_QUERY_TOKENS,
+      maxDepth: e.MAX_QUERY_DEPTH,
+      maxAliases: e.MAX_QUERY_ALIASES,
+      maxDirectives: e.MAX_QUERY_DIRECTIVES,
+      maxCost: e.MAX_QUERY_COST,
+      maxDataDepth: e.MAX_DATA_DEPTH,
+      parserCacheBytes: e.PARSER_CACHE_BYTES,
+      maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_ADDRESS,
+      maxConnectionsPerCredential: e.MAX_CONNECTIONS_PER_CREDENTIAL,
+    },
+    corsOrigins: e.CORS_ORIGINS ? e.CORS_ORIGINS.split(",").map((o) => o.trim()) : [],
+    webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+    webhookAllowedHosts: e.WEBHOOK_ALLOWED_HOSTS ? e.WEBHOOK_ALLOWED_HOSTS.split(",").map((h) => h.trim().toLowerCase()) : [],
+    schedulerMinIntervalMs: e.SCHEDULER_MIN_INTERVAL_MS,
+    maxSchedulersPerQueue: e.MAX_SCHEDULERS_PER_QUEUE,
   };
 }
 

@@ -12,7 +12,8 @@ let api: TestApi;
 let queue: Queue;
 
 beforeAll(async () => {
-  stack = await startTestStack();
+  // everyMs 300 below: under the default 1 s minimum (SCHEDULER_MIN_INTERVAL_MS).
+  stack = await startTestStack({ env: { SCHEDULER_MIN_INTERVAL_MS: "100" } });
   ({ api, queue } = stack);
 });
 

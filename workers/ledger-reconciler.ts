@@ -121,6 +121,8 @@ export class LedgerReconciler {
           OR h.finished_at IS NULL OR (extract(epoch FROM h.finished_at) * 1000)::bigint <> f.fin
           OR (${set === "failed"} AND h.state::text = 'FAILED' AND a.job_id IS NULL)`;
       for (const suspect of suspects) {
+        // A job whose rows PostgreSQL refused is in the quarantine: skipped, not retried every pass.
+        if (await this.ledger.isQuarantined(queue.name, suspect.id)) continue;
         const job = await queue.getJob(suspect.id);
         if (!job || job.finishedOn == null) continue;
         const cancelled = set === "failed" && (await isCancelled(this.redis, prefixOf(queue), job));

@@ -3,8 +3,8 @@ import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
 import { isCancelled, keys } from "../src/jobs/bullmq/index.ts";
-import type { FailedJobAuditView, HistoryStore } from "../src/jobs/history/index.ts";
-import { GroupCommit, type GroupCommitOptions } from "../src/jobs/history/index.ts";
+import type { FailedJobAuditView, HistoryQuarantine, HistoryStore } from "../src/jobs/history/index.ts";
+import { GroupCommit, type GroupCommitOptions, isDataError } from "../src/jobs/history/index.ts";
 import { type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 
 /** The audit row of one final failure (failed_job_audit), before PostgreSQL gives it an id. */
@@ -62,15 +62,46 @@ export class Ledger {
   private readonly db: Db;
   private readonly log: Logger;
 
-  constructor(redis: RedisClient, prefix: string, history: HistoryStore, db: Db, log: Logger, batching: Partial<GroupCommitOptions> = {}) {
+  private readonly quarantine: HistoryQuarantine | null;
+
+  constructor(
+    redis: RedisClient,
+    prefix: string,
+    history: HistoryStore,
+    db: Db,
+    log: Logger,
+    batching: Partial<GroupCommitOptions> = {},
+    quarantine: HistoryQuarantine | null = null,
+  ) {
     this.redis = redis;
     this.prefix = prefix;
     this.history = history;
     this.db = db;
     this.log = log;
+    this.quarantine = quarantine;
     // Audit rows are group-committed like history rows: a queue failing for good (a downstream
-    // outage) writes one statement per batch, not one per job.
-    this.audits = new GroupCommit((rows) => this.db.failedJobAudit.createMany({ data: rows, skipDuplicates: true }), batching);
+    // outage) writes one statement per batch, not one per job. A batch PostgreSQL refuses for its
+    // data is written row by row, and a row refused on its own is quarantined (as history rows are).
+    this.audits = new GroupCommit(async (rows) => {
+      try {
+        await this.db.failedJobAudit.createMany({ data: rows, skipDuplicates: true });
+      } catch (err) {
+        if (!isDataError(err) || !this.quarantine) throw err;
+        for (const row of rows) {
+          try {
+            await this.db.failedJobAudit.createMany({ data: [row], skipDuplicates: true });
+          } catch (rowErr) {
+            if (!isDataError(rowErr)) throw rowErr;
+            this.log.error("PostgreSQL refused a failure audit row; quarantined", {
+              queue: row.queue,
+              jobId: row.jobId,
+              err: String(rowErr),
+            });
+            await this.quarantine.put("audit", row.queue, row.jobId, row, rowErr);
+          }
+        }
+      }
+    }, batching);
   }
 
   private readonly audits: GroupCommit<AuditRow & { data: object }>;
@@ -179,8 +210,17 @@ export class Ledger {
       cursor = next;
       for (let i = 0; i + 1 < entries.length; i += 2) {
         const field = entries[i] as string;
-        const record = JSON.parse(entries[i + 1] as string, revive) as LedgerRecord;
-        await this.apply(record, { history: await isCurrent(record) });
+        const text = entries[i + 1] as string;
+        // A record that cannot be read or written (PostgreSQL refuses its data) moves to the
+        // quarantine instead of failing every pass: the queue's other records keep flowing.
+        try {
+          const record = JSON.parse(text, revive) as LedgerRecord;
+          await this.apply(record, { history: await isCurrent(record) });
+        } catch (err) {
+          if (!(err instanceof SyntaxError) && !isDataError(err)) throw err;
+          this.log.error("a pending ledger record cannot be written; quarantined", { queue, field, err: String(err) });
+          await this.quarantine?.put("ledger", queue, field.slice(0, field.lastIndexOf(":")), text, err);
+        }
         await this.redis.hdel(key, field);
         written++;
       }
@@ -191,6 +231,16 @@ export class Ledger {
   /** The record of a job that failed for good: CANCELLED or FAILED as its cancel mark says (one Redis read). */
   async recordOfFailed(job: Job, workerId: string): Promise<LedgerRecord | null> {
     return recordOf(job, "failed", workerId, await isCancelled(this.redis, this.prefix, job));
+  }
+
+  /** Whether the job has rows in the quarantine (the reconciler skips it). */
+  isQuarantined(queue: string, jobId: string): Promise<boolean> {
+    return this.quarantine ? this.quarantine.has(queue, jobId) : Promise.resolve(false);
+  }
+
+  /** Quarantined rows of `queue` (the `history_quarantined` metric). */
+  quarantined(queue: string): Promise<number> {
+    return this.quarantine ? this.quarantine.count(queue) : Promise.resolve(0);
   }
 
   /** Records of `queue` waiting in Redis for PostgreSQL (the `ledger_backlog` metric). */

@@ -23,10 +23,13 @@ const runtime = await createWorkerRuntime(config, log).catch((err: unknown) => {
   for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
   process.exit(1);
 });
-const health = await startHealthServer(config.workerPort, config.host, runtime.ready, {
-  render: () => runtime.metrics.render(),
-  token: config.metricsToken,
-}).catch(async (err: unknown) => {
+const health = await startHealthServer(
+  config.workerPort,
+  config.host,
+  runtime.ready,
+  { render: () => runtime.metrics.render(), token: config.metricsToken },
+  (checks) => log.warn("readiness check failed", { checks }),
+).catch(async (err: unknown) => {
   const line = listenErrorLine(err, config.workerPort, "WORKER_PORT");
   if (!line) throw err;
   process.stderr.write(`error: ${line}\n`);

@@ -52,7 +52,11 @@ export class WorkerMetrics {
   });
 
   /** `backlog(queue)` is read at each scrape; a Redis error leaves the gauge out of that scrape. */
-  constructor(queues: string[], backlog: (queue: string) => Promise<number>) {
+  constructor(
+    queues: string[],
+    backlog: (queue: string) => Promise<number>,
+    quarantined: (queue: string) => Promise<number> = async () => 0,
+  ) {
     collectDefaultMetrics({ register: this.registry });
     for (const queue of queues) this.active.set({ queue }, 0);
     new Gauge({
@@ -66,6 +70,21 @@ export class WorkerMetrics {
             this.set({ queue }, await backlog(queue));
           } catch {
             // Redis is down: no value beats a stale one.
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: "history_quarantined",
+      help: "History, audit and ledger rows PostgreSQL refused for their data, kept in the quarantine (alert: HistoryRowsQuarantined)",
+      labelNames: ["queue"],
+      registers: [this.registry],
+      async collect() {
+        for (const queue of queues) {
+          try {
+            this.set({ queue }, await quarantined(queue));
+          } catch {
+            // As above.
           }
         }
       },

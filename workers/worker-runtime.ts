@@ -1,10 +1,10 @@
 import { type Queue, Worker } from "bullmq";
 import type { Config } from "../src/config.ts";
 import type { Logger } from "../src/infra/logger.ts";
-import { createPrisma } from "../src/infra/prisma.ts";
+import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
 import { QueueSet } from "../src/jobs/bullmq/index.ts";
-import { HistoryRetention, HistoryStore, retentionLockKey } from "../src/jobs/history/index.ts";
+import { HistoryQuarantine, HistoryRetention, HistoryStore, retentionLockKey } from "../src/jobs/history/index.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
 import { Ledger } from "./ledger.ts";
@@ -43,14 +43,21 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   const settings = resolveQueueSettings(config, registry);
   const queueNames = settings.map((s) => s.queue);
   const db = createPrisma(config.databaseUrl, { max: 5 });
-  // Terminal writes wait for nobody: gather up to 10 ms for batches of 200 (fewer commits per row).
-  const history = new HistoryStore(db, { lingerMs: 10, minBatch: 200, concurrency: 1 });
   // Ledger and reconciler commands must wait out a Redis restart rather than fail (records would
   // otherwise stay only in this process' memory): no per-request retry limit.
   const redis = createRedis(config, "blocking");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
-  const ledger = new Ledger(redis, config.queuePrefix, history, db, log, { lingerMs: 10, minBatch: 200, concurrency: 1 });
-  const metrics = new WorkerMetrics(queueNames, (queue) => ledger.backlog(queue));
+  const quarantine = new HistoryQuarantine(poolOf(db), redis, config.queuePrefix, (err) =>
+    log.error("could not quarantine a row PostgreSQL refused", { err: describe(err) }),
+  );
+  // Terminal writes wait for nobody: gather up to 10 ms for batches of 200 (fewer commits per row).
+  const history = new HistoryStore(db, { lingerMs: 10, minBatch: 200, concurrency: 1 }, quarantine);
+  const ledger = new Ledger(redis, config.queuePrefix, history, db, log, { lingerMs: 10, minBatch: 200, concurrency: 1 }, quarantine);
+  const metrics = new WorkerMetrics(
+    queueNames,
+    (queue) => ledger.backlog(queue),
+    (queue) => ledger.quarantined(queue),
+  );
   const lifecycle = new Lifecycle(history, ledger, log, metrics);
   const queueSet = new QueueSet(registry, redis, config.queuePrefix, config.eventsMaxLen);
   const queues = queueNames.map((q) => queueSet.get(q)).filter((q): q is Queue => q !== undefined);

@@ -58,6 +58,10 @@ export async function startStack(
     MIGRATE_ON_START: "false",
     LOG_LEVEL: "error",
     SHUTDOWN_GRACE_MS: "2000",
+    // Every load client of the bench is one address with one key: the per-address and
+    // per-credential connection limits (100 and 500 by default) would cut the fan-out levels short.
+    MAX_CONNECTIONS_PER_ADDRESS: "0",
+    MAX_CONNECTIONS_PER_CREDENTIAL: "0",
   };
   // BENCH_PROFILE_DIR: every API and worker process writes a V8 CPU profile there when it stops
   // (they are then stopped with SIGTERM, since SIGKILL writes nothing).

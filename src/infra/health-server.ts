@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { bearerMatches, publicChecks } from "./probe-answers.ts";
 
 export type ReadyCheck = () => Promise<{ ok: boolean; checks: Record<string, string> }>;
 
@@ -15,6 +16,8 @@ export async function startHealthServer(
   host: string,
   ready: ReadyCheck,
   metrics?: MetricsEndpoint,
+  /** Where the error texts `/readyz` does not show go. */
+  onNotReady: (checks: Record<string, string>) => void = () => {},
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -25,19 +28,25 @@ export async function startHealthServer(
     if (path === "/healthz") return send(200, { status: "ok" });
     if (path === "/readyz") {
       ready().then(
-        (r) => send(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: r.checks }),
-        (err) => send(503, { status: "not ready", error: String(err) }),
+        (r) => {
+          if (!r.ok) onNotReady(r.checks);
+          send(r.ok ? 200 : 503, { status: r.ok ? "ready" : "not ready", checks: publicChecks(r.checks) });
+        },
+        (err) => {
+          onNotReady({ ready: `failed: ${String(err)}` });
+          send(503, { status: "not ready" });
+        },
       );
       return;
     }
     if (path === "/metrics" && metrics) {
-      if (metrics.token && req.headers.authorization !== `Bearer ${metrics.token}`) return send(401, { error: "unauthorized" });
+      if (metrics.token && !bearerMatches(req.headers.authorization, metrics.token)) return send(401, { error: "unauthorized" });
       metrics.render().then(
         ({ contentType, body }) => {
           res.writeHead(200, { "content-type": contentType });
           res.end(body);
         },
-        (err) => send(500, { error: String(err) }),
+        () => send(503, { error: "metrics unavailable" }),
       );
       return;
     }

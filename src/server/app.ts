@@ -4,21 +4,27 @@ import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { RequestLimits } from "../config.ts";
 import { MASKED_ERROR_MESSAGE, maskUnexpected } from "../graphql/as-graphql-error.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
+import { bearerMatches, publicChecks } from "../infra/probe-answers.ts";
 import type { Authenticate } from "./auth.ts";
+import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
+import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
+import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
+import { corsFor, errorResponse, type Principal, requestGuardPlugin } from "./request-guard.ts";
 import { withRequestId } from "./request-id.ts";
 import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
   /** Builds the per-request context (services and actor). */
-  context: (actor: string) => Context;
-  /** Resolves an `Authorization` value to an actor; throws UNAUTHENTICATED. */
+  context: (actor: Principal) => Context;
+  /** Resolves an `Authorization` value to an actor; throws UNAUTHENTICATED. Called once per request, before its body is read. */
   authenticate: Authenticate;
-  /** Resolves when Redis and PostgreSQL answer; rejects naming the one that failed. */
+  /** Resolves when Redis and PostgreSQL answer; `checks` says "ok" or "failed" per dependency. */
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   log: Logger;
   graphiql: boolean;
@@ -27,7 +33,32 @@ export interface AppDeps {
   websocket: WebSocketLimits;
   /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
   metricsToken?: string | undefined;
+  /** What one request may cost (MAX_* variables); defaults as in config.ts. */
+  limits?: RequestLimits | undefined;
+  /** Cross-origin callers allowed besides the API's own origin (CORS_ORIGINS). */
+  corsOrigins?: readonly string[] | undefined;
+  /**
+   * false: the request protections of issue 14 off (early auth, CSRF, query and input limits,
+   * bounded errors, byte-bounded cache, SSE connection limits; body limit back to Yoga's 25 MB).
+   * Only for the bench's baseline (bench/load/api-unprotected.ts): no configuration turns it off.
+   */
+  protections?: boolean | undefined;
 }
+
+/** The defaults of config.ts, for callers that build an app without a Config. */
+export const DEFAULT_LIMITS: RequestLimits = {
+  maxRequestBytes: 1024 * 1024,
+  maxBulkRequestBytes: 16 * 1024 * 1024,
+  maxTokens: 10_000,
+  maxDepth: 15,
+  maxAliases: 50,
+  maxDirectives: 20,
+  maxCost: 5_000,
+  maxDataDepth: 64,
+  parserCacheBytes: 16 * 1024 * 1024,
+  maxConnectionsPerAddress: 100,
+  maxConnectionsPerCredential: 500,
+};
 
 export interface App {
   /** The Fetch-API handler: `/graphql`, `/healthz`, `/readyz`. Usable in process without a port. */
@@ -38,12 +69,12 @@ export interface App {
   stop(): Promise<void>;
 }
 
-function healthPlugin(ready: AppDeps["ready"], metrics: Registry, metricsToken: string | undefined): Plugin {
+function healthPlugin(ready: AppDeps["ready"], metrics: Registry, metricsToken: string | undefined, log: Logger): Plugin {
   return {
     async onRequest({ url, request, endResponse }) {
       if (url.pathname === "/metrics") {
-        if (metricsToken && request.headers.get("authorization") !== `Bearer ${metricsToken}`) {
-          endResponse(Response.json({ errors: [{ message: "Unauthorized", extensions: { code: "UNAUTHENTICATED" } }] }, { status: 401 }));
+        if (metricsToken && !bearerMatches(request.headers.get("authorization"), metricsToken)) {
+          endResponse(errorResponse(401, "Unauthorized", "UNAUTHENTICATED"));
         } else {
           endResponse(new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType } }));
         }
@@ -51,7 +82,10 @@ function healthPlugin(ready: AppDeps["ready"], metrics: Registry, metricsToken: 
         endResponse(Response.json({ status: "ok" }));
       } else if (url.pathname === "/readyz") {
         const result = await ready();
-        endResponse(Response.json({ status: result.ok ? "ready" : "not ready", checks: result.checks }, { status: result.ok ? 200 : 503 }));
+        if (!result.ok) log.warn("readiness check failed", { checks: result.checks });
+        // Which dependency failed, never its error text (hosts, users, versions): that goes to the log.
+        const checks = publicChecks(result.checks);
+        endResponse(Response.json({ status: result.ok ? "ready" : "not ready", checks }, { status: result.ok ? 200 : 503 }));
       }
     },
   };
@@ -89,6 +123,10 @@ export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
+  const limits = deps.limits ?? DEFAULT_LIMITS;
+  const protect = deps.protections !== false;
+  const guard = requestGuardPlugin({ authenticate: deps.authenticate, graphqlEndpoint: "/graphql" });
+  const connections = new ConnectionLimits(limits.maxConnectionsPerAddress, limits.maxConnectionsPerCredential);
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,
     graphqlEndpoint: "/graphql",
@@ -106,30 +144,56 @@ export function buildApp(deps: AppDeps): App {
     maskedErrors: { errorMessage: MASKED_ERROR_MESSAGE, maskError: maskUnexpected },
     // Replaced by requestBodyLimitPlugin: same limit, without a stream per request (see its file).
     maxRequestBodySize: false,
+    // Only JSON bodies run operations (request-guard.ts); multipart is not parsed at all.
+    multipart: !protect,
+    ...(protect ? { cors: corsFor(deps.corsOrigins ?? []), parserAndValidationCache: boundedParserCache(limits) } : {}),
     logging: {
       debug: (...a) => deps.log.debug(String(a[0]), { args: a.slice(1) }),
       info: (...a) => deps.log.info(String(a[0]), { args: a.slice(1) }),
       warn: (...a) => deps.log.warn(String(a[0]), { args: a.slice(1) }),
       error: (...a) => deps.log.error(String(a[0]), { args: a.slice(1) }),
     },
-    context: (initial) => {
-      // HTTP and SSE carry the key in a header; graphql-ws in connection_init's payload.
-      const fromSocket = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams?.authorization;
-      const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
-      return deps.context(deps.authenticate(authorization));
+    context: async (initial) => {
+      // Authenticated once, before the body was read: the request guard (HTTP, SSE) or
+      // connection_init (graphql-ws, which passes it as `principal`).
+      const known = (initial as { principal?: Principal }).principal ?? (initial.request ? guard.principalOf(initial.request) : undefined);
+      if (known !== undefined) return deps.context(known);
+      return deps.context(await deps.authenticate(initial.request?.headers.get("authorization")));
     },
     plugins: [
-      healthPlugin(deps.ready, metrics, deps.metricsToken),
+      healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),
+      ...(protect ? [guard.plugin] : []),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
-      requestBodyLimitPlugin(),
+      protect ? requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes) : requestBodyLimitPlugin(25_000_000, 25_000_000),
+      ...(protect
+        ? [queryLimitsPlugin(limits, { suggestions: deps.introspection }), inputGuardPlugin(limits.maxDataDepth), boundedErrorsPlugin()]
+        : []),
       graphqlJsSubscriptions(),
     ],
   });
 
-  const server = http.createServer(withRequestId(yoga));
+  // SSE streams are long-lived: counted per address and per credential while they are open.
+  const server = http.createServer(
+    withRequestId((req, res) => {
+      if (!protect || !req.headers.accept?.includes("text/event-stream")) return void yoga(req, res);
+      const release = connections.acquireBoth(req.socket.remoteAddress ?? "", credentialKey(req.headers.authorization));
+      if (typeof release === "string") {
+        res.writeHead(429, { "content-type": "application/json" });
+        res.end(JSON.stringify({ errors: [{ message: release, extensions: { code: "TOO_MANY_CONNECTIONS" } }] }));
+        req.resume();
+        return;
+      }
+      res.once("close", release);
+      void yoga(req, res);
+    }),
+  );
   const ws = attachGraphqlWs(server, yoga, {
     authenticate: deps.authenticate,
     limits: deps.websocket,
+    connections,
+    maxPayloadBytes: limits.maxRequestBytes,
+    maxDataDepth: limits.maxDataDepth,
+    corsOrigins: deps.corsOrigins ?? [],
     log: deps.log,
     // The same masking as maskedErrors above; what it hides is logged as Yoga logs it.
     maskErrors: (errors) =>

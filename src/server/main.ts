@@ -41,6 +41,8 @@ const app = buildApp({
   graphiql: config.nodeEnv !== "production",
   introspection: config.introspection,
   metricsToken: config.metricsToken,
+  limits: config.limits,
+  corsOrigins: config.corsOrigins,
 });
 const url = await app.start(config.port, config.host).catch((err: unknown) => {
   const line = listenErrorLine(err, config.port, "PORT");

@@ -2,12 +2,12 @@ import { RedisPubSub } from "graphql-redis-subscriptions";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
-import { createPrisma } from "../infra/prisma.ts";
+import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
+import { HistoryQuarantine, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
 
@@ -52,13 +52,22 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const queues = new QueueSet(registry, queueConnection, config.queuePrefix, config.eventsMaxLen);
   // Made now rather than on first use: each writes the queue's settings (events stream length) to Redis.
   for (const name of registry.queues()) queues.get(name);
-  const history = new HistoryStore(db);
+  const quarantine = new HistoryQuarantine(poolOf(db), redis, config.queuePrefix, (err) =>
+    log.error("could not quarantine a row PostgreSQL refused", { err: err instanceof Error ? err.message : String(err) }),
+  );
+  const history = new HistoryStore(db, {}, quarantine);
   const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
   const actions = new OperatorActionLog(db, log);
-  const queueService = new QueueService(registry, queues, actions);
+  const queueService = new QueueService(registry, queues, actions, {
+    maxPayloadBytes: config.maxPayloadBytes,
+    maxDataDepth: config.limits.maxDataDepth,
+    minIntervalMs: config.schedulerMinIntervalMs,
+    maxPerQueue: config.maxSchedulersPerQueue,
+  });
   const jobs = new JobService(registry, queues, history, log, {
     maxPayloadBytes: config.maxPayloadBytes,
     maxBulkEnqueue: config.maxBulkEnqueue,
+    maxDataDepth: config.limits.maxDataDepth,
   });
   const control = new JobControl(jobs, queues, history, actions, redis, {
     cancelWaitMs: config.cancelWaitMs,

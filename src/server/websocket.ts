@@ -7,10 +7,21 @@ import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
+import { CLOSE_TOO_MANY_CONNECTIONS, type ConnectionLimits, credentialKey } from "./connection-limits.ts";
+import { operationInputProblem } from "./input-guard.ts";
+import { originAllowed, type Principal } from "./request-guard.ts";
 
 /** Close codes of our own (graphql-ws uses 44xx; 4000-4399 are free for applications). */
 export const CLOSE_SLOW_CONSUMER = 4008;
 export const CLOSE_TOO_MANY_SUBSCRIPTIONS = 4029;
+
+/**
+ * Largest message read before the connection is authenticated: `connection_init` carries a key, not
+ * a document, so a bigger one is closed (4400) before it is parsed.
+ */
+export const MAX_INIT_MESSAGE_BYTES = 16 * 1024;
+
+const SUBSCRIBE_MESSAGE = /"type"\s*:\s*"subscribe"/;
 
 export interface WebSocketLimits {
   /** Ping interval; a client that misses the pong is disconnected. */
@@ -29,6 +40,14 @@ type Enveloped = { execute: (args: ExecutionArgs) => unknown };
 export interface GraphqlWsOptions {
   authenticate: Authenticate;
   limits: WebSocketLimits;
+  /** Open WebSockets per address and per credential (shared with SSE). */
+  connections: ConnectionLimits;
+  /** ws' maxPayload: a bigger message closes the socket (1009). */
+  maxPayloadBytes: number;
+  /** Deepest nesting of variables' JSON values (MAX_DATA_DEPTH). */
+  maxDataDepth: number;
+  /** Browser origins allowed besides the API's own (CORS_ORIGINS); others are refused at the upgrade. */
+  corsOrigins: readonly string[];
   log: Logger;
   /** The error masking Yoga applies (same function, same message), for what subscriptions send. */
   maskErrors: (errors: readonly GraphQLError[]) => GraphQLFormattedError[];
@@ -59,6 +78,12 @@ class Connection implements WsTransport {
   waitingSince = 0;
   /** A ping went out and no pong has come back yet. */
   awaitingPong = false;
+  /** Set once `connection_init` carried a valid key: who the connection acts as. */
+  principal: Principal | undefined = undefined;
+  /** Subscribe messages whose handling has not ended: set up, running, or being torn down. */
+  operations = 0;
+  /** Releases this connection's places in the connection limits. */
+  release: (() => void) | null = null;
 
   readonly socket: WebSocket;
   private readonly watch: Watch;
@@ -202,22 +227,43 @@ class Watch {
 export function attachGraphqlWs(
   server: http.Server,
   yoga: YogaServerInstance<Record<string, unknown>, Context>,
-  { authenticate, limits, log, maskErrors }: GraphqlWsOptions,
+  { authenticate, limits, connections: connectionLimits, maxPayloadBytes, maxDataDepth, corsOrigins, log, maskErrors }: GraphqlWsOptions,
 ) {
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, handleProtocols });
+  const wss = new WebSocketServer({
+    server,
+    path: yoga.graphqlEndpoint,
+    handleProtocols,
+    maxPayload: maxPayloadBytes,
+    // Browsers let any page open a WebSocket to any host: only allowed origins may (CSWSH).
+    verifyClient: ({ req }: { req: http.IncomingMessage }) => originAllowed(req.headers.origin, req.headers.host, corsOrigins),
+  });
   const watch = new Watch(limits);
   const connections = new WeakMap<WebSocket, Connection>();
 
   const protocol = makeServer<Record<string, unknown> | undefined, Connection>({
     connectionInitWaitTimeout: limits.initTimeoutMs,
     // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
-    onConnect: (ctx) => {
+    onConnect: async (ctx) => {
+      const authorization = typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null;
+      let principal: Principal;
       try {
-        authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
-        return true;
+        principal = await authenticate(authorization);
       } catch {
         return false;
       }
+      const conn = ctx.extra;
+      const release = connectionLimits.acquireCredential(credentialKey(authorization));
+      if (typeof release === "string") {
+        conn.close(CLOSE_TOO_MANY_CONNECTIONS, release);
+        return false;
+      }
+      const address = conn.release;
+      conn.release = () => {
+        address?.();
+        release();
+      };
+      conn.principal = principal;
+      return true;
     },
     // Yoga's envelop hands us its own execute in onSubscribe; it travels in rootValue.
     execute: (args) => (args.rootValue as Enveloped).execute(args) as never,
@@ -225,13 +271,15 @@ export function attachGraphqlWs(
     onNext: (_ctx, _id, _payload, _args, result) => (result.errors ? { ...result, errors: maskErrors(result.errors) } : undefined),
     onError: (_ctx, _id, _payload, errors) => maskErrors(errors),
     onSubscribe: async (ctx: WsContext<Record<string, unknown> | undefined, Connection>, _id, payload) => {
-      // graphql-ws lists every operation of the connection still running, this one included.
+      // graphql-ws lists every operation of the connection still running, this one included (the
+      // count of operations being set up or torn down is checked as their messages arrive).
       if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptions) {
         const message = `Too many subscriptions on one connection (at most ${limits.maxSubscriptions})`;
         ctx.extra.close(CLOSE_TOO_MANY_SUBSCRIPTIONS, message);
         return [new GraphQLError(message)];
       }
       const { schema, execute, contextFactory, parse, validate } = yoga.getEnveloped({
+        principal: ctx.extra.principal,
         connectionParams: ctx.connectionParams,
         socket: ctx.extra.socket,
         params: payload,
@@ -246,6 +294,8 @@ export function attachGraphqlWs(
       };
       const errors = validate(args.schema, args.document);
       if (errors.length) return errors;
+      const bad = operationInputProblem(args.document, args.variableValues, maxDataDepth);
+      if (bad) return [bad];
       return args;
     },
   });
@@ -253,10 +303,35 @@ export function attachGraphqlWs(
   // Shared listeners (`this` is the socket): no closures per connection.
   function onSocketMessage(this: WebSocket, data: RawData) {
     const conn = connections.get(this);
-    conn?.receive?.(String(data)).catch((err: unknown) => {
-      log.error("graphql-ws: handling a message failed", { err });
-      this.close(CloseCode.InternalServerError, "Internal server error");
-    });
+    if (!conn?.receive) return;
+    const bytes = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength;
+    if (conn.principal === undefined && bytes > MAX_INIT_MESSAGE_BYTES) {
+      conn.close(CloseCode.BadRequest, `Message too large before connection_init was accepted (at most ${MAX_INIT_MESSAGE_BYTES} bytes)`);
+      return;
+    }
+    const text = String(data);
+    // A subscription counts from its subscribe message until graphql-ws is done with it, torn
+    // down included: `complete` during setup does not free its place before the setup ends. Twice
+    // the running limit, so a client that completes one and at once starts another is not cut off,
+    // while subscribe+complete pairs sent in a loop are (each setup reads Redis).
+    const counted = conn.principal !== undefined && SUBSCRIBE_MESSAGE.test(text);
+    if (counted && conn.operations >= 2 * limits.maxSubscriptions) {
+      conn.close(
+        CLOSE_TOO_MANY_SUBSCRIPTIONS,
+        `Too many subscriptions being set up or torn down on one connection (at most ${2 * limits.maxSubscriptions})`,
+      );
+      return;
+    }
+    if (counted) conn.operations++;
+    conn
+      .receive(text)
+      .catch((err: unknown) => {
+        log.error("graphql-ws: handling a message failed", { err });
+        this.close(CloseCode.InternalServerError, "Internal server error");
+      })
+      .finally(() => {
+        if (counted) conn.operations--;
+      });
   }
   function onSocketPong(this: WebSocket) {
     const conn = connections.get(this);
@@ -270,13 +345,20 @@ export function attachGraphqlWs(
     const conn = connections.get(this);
     if (!conn) return;
     connections.delete(this);
+    conn.release?.();
     watch.forget(conn);
     conn.closed?.(code, String(reason)).catch((err: unknown) => log.error("graphql-ws: closing a connection failed", { err }));
   }
 
   wss.on("error", (err) => log.error("WebSocket server error", { err }));
-  wss.on("connection", (socket) => {
+  wss.on("connection", (socket, req) => {
+    const address = connectionLimits.acquireAddress(req.socket.remoteAddress ?? "");
+    if (typeof address === "string") {
+      socket.close(CLOSE_TOO_MANY_CONNECTIONS, address.slice(0, 120));
+      return;
+    }
     const conn = watch.open(socket);
+    conn.release = address;
     connections.set(socket, conn);
     socket.on("message", onSocketMessage);
     socket.on("pong", onSocketPong);

@@ -26,8 +26,10 @@ export async function startTestApi(env: Record<string, string>): Promise<TestApi
     ready: runtime.ready,
     log,
     graphiql: true,
-    introspection: true,
+    introspection: config.introspection,
     metricsToken: config.metricsToken,
+    limits: config.limits,
+    corsOrigins: config.corsOrigins,
   });
   const url = await app.start(0);
   return {

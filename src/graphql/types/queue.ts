@@ -1,4 +1,5 @@
 import type { JobCounts, QueueView } from "../../jobs/control/index.ts";
+import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
 import { JobSchedulerRef } from "./job-scheduler.ts";
 
@@ -30,7 +31,19 @@ export const QueueRef = builder.objectRef<QueueView>("Queue").implement({
     counts: t.field({ type: JobCountsRef, resolve: (q) => q.counts }),
     workers: t.exposeInt("workers", { description: "Worker connections currently serving this queue" }),
     jobTypes: t.field({ type: [JobTypeRef], resolve: (q) => q.jobTypes }),
-    schedulers: t.field({ type: [JobSchedulerRef], resolve: (q, _args, ctx) => ctx.queues.schedulers(q.name) }),
+    schedulers: t.field({
+      type: [JobSchedulerRef],
+      description: "The queue's schedulers ordered by next run: `limit` (1 to 1000) from `offset`. See `schedulerCount`.",
+      args: {
+        offset: t.arg.int({ required: false, defaultValue: 0 }),
+        limit: t.arg.int({ required: false, defaultValue: 1000 }),
+      },
+      resolve: (q, args, ctx) => withGraphQLErrors(() => ctx.queues.schedulers(q.name, args.offset ?? 0, args.limit ?? 1000)),
+    }),
+    schedulerCount: t.int({
+      description: "How many schedulers the queue holds",
+      resolve: (q, _args, ctx) => ctx.queues.schedulerCount(q.name),
+    }),
   }),
 });
 

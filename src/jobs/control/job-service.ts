@@ -4,6 +4,7 @@ import type { Logger } from "../../infra/logger.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
+import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
 import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 
@@ -28,6 +29,8 @@ export interface JobServiceOptions {
   maxPayloadBytes: number;
   /** Most inputs one `enqueueMany` call takes. */
   maxBulkEnqueue: number;
+  /** Deepest nesting of `data` (MAX_DATA_DEPTH); default 64. */
+  maxDataDepth?: number;
 }
 
 const optionsSchema = z.object({
@@ -92,6 +95,12 @@ export class JobService {
         .map((d) => d.name)
         .join(", ");
       throw ValidationError.at(["name"], `unknown job name "${input.name}" in queue "${input.queue}" (known: ${known})`);
+    }
+    // Depth and NUL first: JSON.stringify below recurses, and PostgreSQL refuses NUL.
+    const unstorable = inputProblem(input.data ?? null, this.options.maxDataDepth ?? DEFAULT_MAX_DATA_DEPTH, ["data"]);
+    if (unstorable) throw ValidationError.of([unstorable]);
+    if (typeof input.jobId === "string" && input.jobId.includes("\u0000")) {
+      throw ValidationError.at(["jobId"], "contains a NUL character (\\u0000), which cannot be stored");
     }
     const issues: ValidationIssue[] = [];
     const size = Buffer.byteLength(JSON.stringify(input.data ?? null));

@@ -4,6 +4,7 @@ import { isSchedulerJob } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
+import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
 import type { JobRegistry } from "../registry.ts";
 import type { OperatorActionLog } from "./operator-actions.ts";
 
@@ -60,6 +61,40 @@ function isValidTimeZone(tz: string): boolean {
   }
 }
 
+export interface SchedulerLimits {
+  /** Largest `data`, in bytes of its JSON (MAX_PAYLOAD_BYTES, as at enqueue). */
+  maxPayloadBytes: number;
+  /** Deepest nesting of `data` (MAX_DATA_DEPTH). */
+  maxDataDepth: number;
+  /** Shortest repeat: `everyMs`, or the gap between two runs of a cron pattern (SCHEDULER_MIN_INTERVAL_MS). */
+  minIntervalMs: number;
+  /** Most schedulers one queue may hold (MAX_SCHEDULERS_PER_QUEUE). */
+  maxPerQueue: number;
+}
+
+export const DEFAULT_SCHEDULER_LIMITS: SchedulerLimits = {
+  maxPayloadBytes: 512 * 1024,
+  maxDataDepth: DEFAULT_MAX_DATA_DEPTH,
+  minIntervalMs: 1_000,
+  maxPerQueue: 1_000,
+};
+
+/** Most schedulers one page of `schedulers` lists. */
+export const MAX_SCHEDULER_PAGE = 1_000;
+
+/** The shortest gap between the next runs of a cron pattern (a handful of runs is enough to see it). */
+function shortestCronGap(pattern: string, tz: string | null | undefined): number {
+  const it = CronExpressionParser.parse(pattern, tz ? { tz } : {});
+  let previous = it.next().getTime();
+  let shortest = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 8 && it.hasNext(); i++) {
+    const next = it.next().getTime();
+    shortest = Math.min(shortest, next - previous);
+    previous = next;
+  }
+  return shortest;
+}
+
 /** Queues as a whole: live counts, pause / resume, and BullMQ job schedulers. */
 export class QueueService {
   private readonly schemas = new Map<JobDefinition, unknown>();
@@ -68,10 +103,13 @@ export class QueueService {
   private readonly queues: QueueSet;
   private readonly actions: OperatorActionLog;
 
-  constructor(registry: JobRegistry, queues: QueueSet, actions: OperatorActionLog) {
+  private readonly limits: SchedulerLimits;
+
+  constructor(registry: JobRegistry, queues: QueueSet, actions: OperatorActionLog, limits: Partial<SchedulerLimits> = {}) {
     this.registry = registry;
     this.queues = queues;
     this.actions = actions;
+    this.limits = { ...DEFAULT_SCHEDULER_LIMITS, ...limits };
   }
 
   names(): string[] {
@@ -136,11 +174,40 @@ export class QueueService {
     return (await this.get(name)) as QueueView;
   }
 
-  async schedulers(name: string): Promise<SchedulerView[]> {
+  /**
+   * One page of the queue's schedulers, ordered by next run (BullMQ's order): `offset` from the
+   * start, at most `limit` (1 to 1,000). Throws ValidationError for a page out of range.
+   */
+  async schedulers(name: string, offset = 0, limit = MAX_SCHEDULER_PAGE): Promise<SchedulerView[]> {
+    if (!Number.isInteger(offset) || offset < 0) throw ValidationError.at(["offset"], "must be an integer >= 0");
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SCHEDULER_PAGE) {
+      throw ValidationError.at(["limit"], `must be an integer from 1 to ${MAX_SCHEDULER_PAGE}`);
+    }
     const queue = this.queues.get(name);
     if (!queue) return [];
-    const list = await queue.getJobSchedulers(0, 999, true);
-    return list.map((s) => ({
+    const list = await queue.getJobSchedulers(offset, offset + limit - 1, true);
+    return list.map((s) => this.view(name, s));
+  }
+
+  /** How many schedulers the queue holds (0 for an unknown queue). */
+  async schedulerCount(name: string): Promise<number> {
+    const queue = this.queues.get(name);
+    return queue ? queue.getJobSchedulersCount() : 0;
+  }
+
+  private view(
+    name: string,
+    s: {
+      key: string;
+      name: string;
+      template?: { data?: unknown };
+      pattern?: string | null;
+      every?: number | null;
+      tz?: string | null;
+      next?: number | null;
+    },
+  ): SchedulerView {
+    return {
       id: s.key,
       queue: name,
       name: s.name,
@@ -149,11 +216,15 @@ export class QueueService {
       everyMs: s.every ?? null,
       tz: s.tz ?? null,
       nextRunAt: s.next ? new Date(s.next) : null,
-    }));
+    };
   }
 
+  /** One scheduler by id, wherever it sits in the list (not only among the first page). */
   async scheduler(name: string, id: string): Promise<SchedulerView | null> {
-    return (await this.schedulers(name)).find((s) => s.id === id) ?? null;
+    const queue = this.queues.get(name);
+    if (!queue) return null;
+    const found = await queue.getJobScheduler(id);
+    return found ? this.view(name, { ...found, key: found.key ?? id }) : null;
   }
 
   /**
@@ -170,6 +241,13 @@ export class QueueService {
     if (!input.id || input.id.length > 256 || input.id.includes(":")) {
       issues.push({ path: ["id"], message: "must be 1 to 256 characters, without ':'" });
     }
+    // As at enqueue: nesting and NUL first (what follows recurses; PostgreSQL refuses NUL), then size.
+    const unstorable = inputProblem(input.data ?? null, this.limits.maxDataDepth, ["data"]);
+    if (unstorable) throw ValidationError.of([unstorable]);
+    const size = Buffer.byteLength(JSON.stringify(input.data ?? null));
+    if (size > this.limits.maxPayloadBytes) {
+      issues.push({ path: ["data"], message: `is ${size} bytes, more than the limit of ${this.limits.maxPayloadBytes}` });
+    }
     const parsed = def.schema.safeParse(input.data);
     if (!parsed.success) issues.push(...parsed.error.issues.map((i) => ({ path: ["data", ...i.path.map(String)], message: i.message })));
     const hasPattern = input.pattern != null;
@@ -177,19 +255,33 @@ export class QueueService {
     if (hasPattern === hasEvery) {
       issues.push({ path: hasPattern ? ["everyMs"] : ["pattern"], message: "give exactly one of pattern and everyMs" });
     }
-    if (hasEvery && (!Number.isInteger(input.everyMs) || (input.everyMs ?? 0) < 100)) {
-      issues.push({ path: ["everyMs"], message: "must be an integer of at least 100 (milliseconds)" });
+    if (hasEvery && (!Number.isInteger(input.everyMs) || (input.everyMs ?? 0) < this.limits.minIntervalMs)) {
+      issues.push({ path: ["everyMs"], message: `must be an integer of at least ${this.limits.minIntervalMs} (milliseconds)` });
     }
     if (input.tz != null && !isValidTimeZone(input.tz)) issues.push({ path: ["tz"], message: `unknown time zone "${input.tz}"` });
     if (input.tz != null && !hasPattern) issues.push({ path: ["tz"], message: "only applies to a cron pattern" });
     if (hasPattern && issues.length === 0) {
       try {
-        CronExpressionParser.parse(input.pattern as string, input.tz ? { tz: input.tz } : {});
+        const gap = shortestCronGap(input.pattern as string, input.tz);
+        if (gap < this.limits.minIntervalMs) {
+          issues.push({
+            path: ["pattern"],
+            message: `runs every ${gap} ms, more often than the minimum of ${this.limits.minIntervalMs} ms`,
+          });
+        }
       } catch (err) {
         issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
       }
     }
     if (issues.length > 0) throw ValidationError.of(issues);
+    // A new scheduler must fit under the cap (replacing one always may). Concurrent upserts of new
+    // ids can pass this check together and overshoot by as many.
+    if (!(await queue.getJobScheduler(input.id)) && (await queue.getJobSchedulersCount()) >= this.limits.maxPerQueue) {
+      throw ValidationError.at(
+        ["id"],
+        `queue "${input.queue}" already has ${this.limits.maxPerQueue} schedulers (MAX_SCHEDULERS_PER_QUEUE); remove one first`,
+      );
+    }
 
     const repeat = hasPattern
       ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }

@@ -2,7 +2,8 @@ import { z } from "zod";
 import { defineJob } from "../define-job.ts";
 
 /**
- * `webhook.deliver`: POSTs `payload` as JSON to `url`, signed with HMAC-SHA256 (`WEBHOOK_SECRET`).
+ * `webhook.deliver`: POSTs `payload` as JSON to `url`, signed with HMAC-SHA256 (`WEBHOOK_SECRET`) over
+ * `<timestamp>.<body>`; never to loopback, private, link-local or metadata addresses unless allowed.
  * A non-2xx answer or a timeout is retried with exponential backoff; a 4xx other than 408 and 429
  * fails at once (the receiver said no; asking again will not change that).
  */
@@ -10,7 +11,7 @@ export const webhookDeliver = defineJob({
   queue: "webhook",
   name: "deliver",
   description:
-    "POSTs `payload` as JSON to `url` with an `X-Signature-256: sha256=<hex HMAC of the body>` header. Non-2xx and timeouts retry with backoff; 4xx other than 408/429 fails without retries.",
+    'POSTs `payload` as JSON to `url` with `X-Webhook-Timestamp: <unix seconds>` and `X-Signature-256: sha256=<hex HMAC of "<timestamp>.<body>">`. Non-2xx and timeouts retry with backoff; 4xx other than 408/429 fails without retries; a URL whose address is loopback, private, link-local or metadata fails at once (WEBHOOK_ALLOW_PRIVATE, WEBHOOK_ALLOWED_HOSTS).',
   schema: z
     .object({
       url: z

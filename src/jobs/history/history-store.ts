@@ -1,6 +1,7 @@
 import { type Db, poolOf } from "../../infra/prisma.ts";
 import type { JobState, JobView } from "../job-view.ts";
 import { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
+import { type HistoryQuarantine, isDataError } from "./quarantine.ts";
 
 type HistoryRow = Awaited<ReturnType<Db["jobHistory"]["findFirstOrThrow"]>>;
 
@@ -67,22 +68,24 @@ function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
   };
 }
 
+type Row = ReturnType<typeof rowOf>;
+
 /**
  * Rows of newly enqueued jobs, as one JSON array parameter: one JSON.stringify per batch, parsed by
  * PostgreSQL, instead of the driver encoding every value of every row (a VALUES list of 1,000 rows
  * has 18,000 parameters). `job_history_insert` (migration history_write_functions) keeps an
  * existing row's state and sets the enqueue options only the API knows (delay, backoff).
  */
-function insertRows(writes: Write[]): string {
-  return JSON.stringify(lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff)));
+function insertRows(writes: Write[]): Row[] {
+  return lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff));
 }
 
 /**
  * The job's life so far; `job_history_upsert` creates a missing row and otherwise leaves name, data,
  * creation time, delay and backoff alone (later writes describe the job's life, not its definition).
  */
-function upsertRows(views: JobView[]): string {
-  return JSON.stringify(lastPerJob(views, (v) => v).map((v) => rowOf(v)));
+function upsertRows(views: JobView[]): Row[] {
+  return lastPerJob(views, (v) => v).map((v) => rowOf(v));
 }
 
 /**
@@ -99,13 +102,40 @@ export class HistoryStore {
    * `batching`: how writes are grouped (see GroupCommit). The API answers enqueues after their row
    * is committed, so it never lingers; workers write after the fact and linger for bigger batches.
    */
-  constructor(db: Db, batching: Partial<GroupCommitOptions> = {}) {
+  constructor(db: Db, batching: Partial<GroupCommitOptions> = {}, quarantine: HistoryQuarantine | null = null) {
     this.db = db;
     // Straight on the pool (see poolOf): a statement per batch of enqueued or finished jobs, the
     // busiest path to PostgreSQL.
     const pool = poolOf(db);
-    this.inserts = new GroupCommit((writes) => pool.query("SELECT job_history_insert($1::jsonb)", [insertRows(writes)]), batching);
-    this.upserts = new GroupCommit((views) => pool.query("SELECT job_history_upsert($1::jsonb)", [upsertRows(views)]), batching);
+    /**
+     * One statement per batch. When PostgreSQL refuses the batch's data (a NUL character in one
+     * row's jsonb fails the whole statement), each row is written on its own, so one unwritable row
+     * never costs the others theirs; a row refused on its own goes to the quarantine and its caller
+     * is answered as written (nothing better will come of retrying it). Any other failure
+     * (PostgreSQL unreachable) rejects the batch as before, for the ledger to keep.
+     */
+    const writer = (fn: string) => async (rows: Row[]) => {
+      try {
+        await pool.query(`SELECT ${fn}($1::jsonb)`, [JSON.stringify(rows)]);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        let unwritable: unknown;
+        for (const row of rows) {
+          try {
+            await pool.query(`SELECT ${fn}($1::jsonb)`, [JSON.stringify([row])]);
+          } catch (rowErr) {
+            if (!isDataError(rowErr)) throw rowErr;
+            if (quarantine) await quarantine.put("history", row.queue, row.id, row, rowErr);
+            else unwritable ??= rowErr;
+          }
+        }
+        if (unwritable) throw unwritable;
+      }
+    };
+    const insert = writer("job_history_insert");
+    const upsert = writer("job_history_upsert");
+    this.inserts = new GroupCommit((writes) => insert(insertRows(writes)), batching);
+    this.upserts = new GroupCommit((views) => upsert(upsertRows(views)), batching);
   }
 
   /** The row of a newly enqueued job; an existing row (an idempotent re-enqueue) is left alone. */

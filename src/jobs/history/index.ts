@@ -16,4 +16,5 @@ export {
 export { HistoryStore } from "./history-store.ts";
 export { createJobLoaders, type JobLoaders, type JobRef, type LiveLookup, lazyJobLoaders } from "./job-loaders.ts";
 export { encodeJobCursor, encodeTimeIdCursor } from "./page-cursor.ts";
+export { HistoryQuarantine, isDataError, type QuarantineKind } from "./quarantine.ts";
 export { HistoryRetention, type HistoryRetentionOptions, retentionLockKey } from "./retention.ts";

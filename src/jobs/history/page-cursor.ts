@@ -22,6 +22,7 @@ export interface TimeIdCursor {
 
 type Kind = "job" | "failedJobAudit" | "operatorAction";
 const TAGS: Record<Kind, string> = { job: "j", failedJobAudit: "f", operatorAction: "o" };
+const MAX_DATE_MS = 8.64e15;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function encode(parts: (string | number)[]): string {
@@ -48,6 +49,8 @@ function decode(value: string, kind: Kind, arity: number): (string | number)[] {
     parts[0] !== TAGS[kind] ||
     typeof parts[1] !== "number" ||
     !Number.isSafeInteger(parts[1]) ||
+    // The range of a JavaScript Date: past it `new Date(ms)` is an Invalid Date.
+    Math.abs(parts[1]) > MAX_DATE_MS ||
     !parts.slice(2).every((p) => typeof p === "string" && p.length > 0 && p.length <= 1024)
   ) {
     throw badCursor(value);

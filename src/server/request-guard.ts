@@ -1,0 +1,104 @@
+import { GraphQLError } from "graphql";
+import type { Plugin } from "graphql-yoga";
+import type { Authenticate } from "./auth.ts";
+import { badGetParameter } from "./input-guard.ts";
+
+/** What `authenticate` resolves to (an actor today; a principal once keys have scopes). */
+export type Principal = Awaited<ReturnType<Authenticate>>;
+
+/** Content types whose POST bodies run operations (a cross-site form can send none of them without a CORS preflight). */
+const OPERATION_CONTENT_TYPES = new Set(["application/json", "application/graphql-response+json"]);
+
+/** A GraphQL-style error response (as Yoga answers its own 4xx). */
+export function errorResponse(status: number, message: string, code: string, headers: Record<string, string> = {}): Response {
+  return Response.json({ errors: [{ message, extensions: { code } }] }, { status, headers });
+}
+
+/**
+ * The origins allowed to call the API from a browser: the API's own (`Origin` matching `Host`),
+ * plus CORS_ORIGINS (`*` = any).
+ */
+export function originAllowed(origin: string | null | undefined, host: string | null | undefined, allowed: readonly string[]): boolean {
+  if (!origin) return true;
+  if (allowed.includes("*") || allowed.includes(origin)) return true;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+/** Yoga's `cors` option: headers only for allowed cross-origin callers, never credentials (keys travel in a header). */
+export function corsFor(allowed: readonly string[]) {
+  return (request: Request) => {
+    const origin = request.headers.get("origin");
+    if (!origin || !originAllowed(origin, null, allowed)) return false as const;
+    return {
+      origin: [origin],
+      credentials: false,
+      methods: ["GET", "POST"],
+      allowedHeaders: ["authorization", "content-type", "accept"],
+      maxAge: 600,
+    };
+  };
+}
+
+/**
+ * The first thing every request to the GraphQL endpoint meets, before its body is read:
+ * - CSRF: a POST runs operations only with a JSON content type (form and multipart posts, which a
+ *   page on another site can send without asking, get 415), and a GET never runs a subscription
+ *   (Yoga already refuses mutations over GET);
+ * - authentication: `authenticate` runs once, on the header alone, so a request without a valid key
+ *   costs a header check and is answered 401 before its body is read or parsed. The result is kept
+ *   for the request's context (`principalOf`), so it is not authenticated twice.
+ */
+export function requestGuardPlugin(options: { authenticate: Authenticate; graphqlEndpoint: string }): {
+  plugin: Plugin;
+  principalOf: (request: Request) => Principal | undefined;
+} {
+  const principals = new WeakMap<Request, Principal>();
+  const plugin: Plugin = {
+    async onRequest({ request, url, endResponse }) {
+      if (url.pathname !== options.graphqlEndpoint) return;
+      if (request.method === "POST") {
+        const type = (request.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+        // Yoga parses only application/json bodies: the other JSON type is the same body.
+        if (type === "application/graphql-response+json") request.headers.set("content-type", "application/json");
+        if (!OPERATION_CONTENT_TYPES.has(type)) {
+          endResponse(
+            errorResponse(415, "POST bodies must be application/json (or application/graphql-response+json)", "BAD_REQUEST", {
+              accept: "application/json",
+            }),
+          );
+          return;
+        }
+      } else if (request.method === "GET") {
+        const bad = badGetParameter(url);
+        if (bad) {
+          endResponse(errorResponse(400, `Bad GET parameter: ${bad}`, "BAD_REQUEST"));
+          return;
+        }
+      } else {
+        return; // Yoga answers 405.
+      }
+      try {
+        principals.set(request, await options.authenticate(request.headers.get("authorization")));
+      } catch (err) {
+        if (!(err instanceof GraphQLError)) throw err;
+        const http = (err.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };
+        endResponse(
+          Response.json({ errors: [err.toJSON()] }, { status: http.status ?? 401, ...(http.headers ? { headers: http.headers } : {}) }),
+        );
+      }
+    },
+    onSubscribe({ args }) {
+      const request = (args.contextValue as { request?: Request }).request;
+      if (request?.method === "GET") {
+        throw new GraphQLError("Subscriptions are not run from GET requests: POST with Accept: text/event-stream", {
+          extensions: { code: "BAD_REQUEST", http: { status: 405, headers: { allow: "POST" } } },
+        });
+      }
+    },
+  };
+  return { plugin, principalOf: (request) => principals.get(request) };
+}
