@@ -100,6 +100,11 @@ const envSchema = z.object({
   WS_MAX_SUBSCRIPTIONS: positiveInt("WS_MAX_SUBSCRIPTIONS").default(100),
   WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS").default(10_000),
   ADMIN_API_KEY: z.string().min(16, "ADMIN_API_KEY must be at least 16 characters").optional(),
+  JOB_TOKEN_SECRET: z
+    .string()
+    .min(32, "JOB_TOKEN_SECRET must be at least 32 characters")
+    .optional()
+    .describe("HMAC-SHA256 key of job tokens; required in production (the same on every API instance)"),
   LOG_LEVEL: z
     .enum(["debug", "info", "warn", "error", "silent"], { error: "LOG_LEVEL must be debug, info, warn, error or silent" })
     .default("info"),
@@ -189,6 +194,8 @@ export interface Config {
   maxPayloadBytes: number;
   /** A key with every scope, accepted as `Authorization: Bearer <key>`; unset = auth open (not in production). */
   adminApiKey: string | undefined;
+  /** HMAC key of job tokens; unset outside production = a random one per process (tokens work on that instance only). */
+  jobTokenSecret: string | undefined;
   /** Most inputs one enqueueJobs call takes. */
   maxBulkEnqueue: number;
   /** Most jobs one retryFailedJobs call retries (its `limit` may not exceed it). */
@@ -312,6 +319,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     wsMaxSubscriptions: e.WS_MAX_SUBSCRIPTIONS,
     wsSlowConsumerMs: e.WS_SLOW_CONSUMER_MS,
     adminApiKey: e.ADMIN_API_KEY,
+    jobTokenSecret: e.JOB_TOKEN_SECRET,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,
@@ -331,9 +339,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** The API's extra rule: in production it refuses to start with auth open. */
 export function apiConfigProblems(config: Config): string[] {
-  return config.nodeEnv === "production" && !config.adminApiKey
-    ? ["ADMIN_API_KEY: must be set when NODE_ENV=production (the API refuses to run with auth open)"]
-    : [];
+  const problems: string[] = [];
+  if (config.nodeEnv === "production" && !config.adminApiKey) {
+    problems.push("ADMIN_API_KEY: must be set when NODE_ENV=production (the API refuses to run with auth open)");
+  }
+  if (config.nodeEnv === "production" && !config.jobTokenSecret) {
+    problems.push("JOB_TOKEN_SECRET: must be set when NODE_ENV=production (32+ characters, the same on every API instance)");
+  }
+  return problems;
 }
 
 /** For the two composition roots: a bad environment prints one line per variable and exits 1. */

@@ -51,6 +51,7 @@ export async function startStack(
   const env: Record<string, string> = {
     NODE_ENV: "production",
     ADMIN_API_KEY: base.apiKey,
+    JOB_TOKEN_SECRET: randomBytes(32).toString("base64url"),
     DEMO_QUEUE: "true",
     REDIS_URL: base.redisUrl,
     DATABASE_URL: databaseUrl,

@@ -1,5 +1,7 @@
 import SchemaBuilder from "@pothos/core";
 import ErrorsPlugin from "@pothos/plugin-errors";
+import type { AccessService } from "../access/access-service.ts";
+import type { Principal } from "../access/principal.ts";
 import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
 import type { EventFeeds } from "../jobs/events/index.ts";
 import type { HistoryQueries, JobLoaders } from "../jobs/history/index.ts";
@@ -15,8 +17,12 @@ export interface Context {
   history: HistoryQueries;
   /** Batched job lookups, made fresh for each request. */
   loaders: JobLoaders;
-  /** The API key's name, or "anonymous" while auth is open. */
+  /** The API key's name, "admin" (ADMIN_API_KEY), "job-token", or "anonymous" while auth is open. */
   actor: string;
+  /** Who is asking: scopes, tenant, queues (src/access/principal.ts). */
+  principal: Principal;
+  /** API keys and job tokens. */
+  access: AccessService;
 }
 
 export const builder = new SchemaBuilder<{

@@ -4,6 +4,7 @@ import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
 import { createYoga, maskError, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Principal } from "../access/principal.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
@@ -12,9 +13,9 @@ import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
-  /** Builds the per-request context (services and actor). */
-  context: (actor: string) => Context;
-  /** Resolves an `Authorization` value to an actor; throws UNAUTHENTICATED. */
+  /** Builds the per-request context (services and who is asking). */
+  context: (principal: Principal) => Context;
+  /** Resolves an `Authorization` value to a principal (sync or a promise); throws UNAUTHENTICATED. */
   authenticate: Authenticate;
   /** Resolves when Redis and PostgreSQL answer; rejects naming the one that failed. */
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
@@ -116,7 +117,8 @@ export function buildApp(deps: AppDeps): App {
       // HTTP and SSE carry the key in a header; graphql-ws in connection_init's payload.
       const fromSocket = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams?.authorization;
       const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
-      return deps.context(deps.authenticate(authorization));
+      const principal = deps.authenticate(authorization);
+      return principal instanceof Promise ? principal.then(deps.context) : deps.context(principal);
     },
     plugins: [
       healthPlugin(deps.ready, metrics, deps.metricsToken),

@@ -14,11 +14,6 @@ for (const line of apiConfigProblems(config)) {
   process.exitCode = 1;
 }
 if (process.exitCode === 1) process.exit(1);
-if (!config.adminApiKey) {
-  process.stderr.write(
-    "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set, so anyone who can reach this port can enqueue,\n  cancel and read every job. Set ADMIN_API_KEY before exposing it.\n\n",
-  );
-}
 
 if (config.migrateOnStart) {
   try {
@@ -31,6 +26,11 @@ if (config.migrateOnStart) {
 }
 
 const runtime = await createApiRuntime(config, log);
+if (await runtime.access.authenticator.isOpen().catch(() => true)) {
+  process.stderr.write(
+    "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set and no API key exists, so anyone who can reach this port\n  can enqueue, cancel and read every job. Set ADMIN_API_KEY or create a key (npm run keys -- create) before\n  exposing it; requests without a key are refused from the moment a key exists.\n\n",
+  );
+}
 const app = buildApp({
   schema,
   context: runtime.context,

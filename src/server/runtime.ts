@@ -1,4 +1,9 @@
+import { randomBytes } from "node:crypto";
 import { RedisPubSub } from "graphql-redis-subscriptions";
+import { AccessService } from "../access/access-service.ts";
+import { ApiKeyStore } from "../access/api-key-store.ts";
+import { Authenticator } from "../access/authenticator.ts";
+import type { Principal } from "../access/principal.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -9,7 +14,7 @@ import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
 import { HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
-import { type Authenticate, createAuthenticator } from "./auth.ts";
+import type { Authenticate } from "./auth.ts";
 
 export interface ApiRuntime {
   registry: JobRegistry;
@@ -18,8 +23,10 @@ export interface ApiRuntime {
   feeds: EventFeeds;
   /** The process's shared event-channel subscriptions (for tests). */
   channels: EventChannels;
-  context: (actor: string) => Context;
+  context: (principal: Principal) => Context;
   authenticate: Authenticate;
+  /** API keys and job tokens. */
+  access: AccessService;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   close(): Promise<void>;
 }
@@ -80,6 +87,17 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   });
   await relay.start(registry.queues());
   const liveJob = (queue: string, id: string) => jobs.getLive(queue, id);
+  const keyStore = new ApiKeyStore(db, (queue) => registry.hasQueue(queue));
+  if (!config.jobTokenSecret && config.nodeEnv !== "test")
+    log.warn("JOB_TOKEN_SECRET is not set: job tokens are signed with a random key and work on this instance only");
+  const authenticator = new Authenticator({
+    adminApiKey: config.adminApiKey,
+    jobTokenSecret: config.jobTokenSecret ?? randomBytes(32).toString("base64url"),
+    production: config.nodeEnv === "production",
+    store: keyStore,
+    log,
+  });
+  const access = new AccessService(keyStore, authenticator, null);
   const feeds = new EventFeeds({
     channels,
     stream,
@@ -95,16 +113,19 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     queueService,
     feeds,
     channels,
-    context: (actor) => ({
+    access,
+    context: (principal) => ({
       jobs,
       control,
       queues: queueService,
       feeds,
       history: historyQueries,
       loaders: lazyJobLoaders(liveJob, historyQueries),
-      actor,
+      actor: principal.actor,
+      principal,
+      access,
     }),
-    authenticate: createAuthenticator(config.adminApiKey),
+    authenticate: authenticator.authenticate,
     ready: async () => {
       const checks: Record<string, string> = {};
       const results = await Promise.all([

@@ -211,9 +211,9 @@ export function attachGraphqlWs(
   const protocol = makeServer<Record<string, unknown> | undefined, Connection>({
     connectionInitWaitTimeout: limits.initTimeoutMs,
     // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
-    onConnect: (ctx) => {
+    onConnect: async (ctx) => {
       try {
-        authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
+        await authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
         return true;
       } catch {
         return false;

@@ -24,6 +24,8 @@ export type EnqueueJobInput = {
   /** 1 is highest; omit for plain FIFO */
   priority?: number | null | undefined;
   queue: string;
+  /** Only keys not bound to a tenant may set it; a tenant-bound key's own tenant is always used (naming another is a ForbiddenError) */
+  tenant?: string | null | undefined;
 };
 
 export type ErrorCode =
