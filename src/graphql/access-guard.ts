@@ -1,3 +1,4 @@
+import { wrapOrThrow } from "@pothos/plugin-errors";
 import {
   defaultFieldResolver,
   GraphQLError,
@@ -86,7 +87,8 @@ export function guardSchema(schema: GraphQLSchema): GraphQLSchema {
       field.resolve = (source, args, ctx, info) => {
         const why = check(ctx);
         if (!why) return resolve(source, args, ctx, info);
-        if (inUnion) return new ForbiddenError(why);
+        // As the errors plugin answers an error it caught (its union resolves only errors it wrapped).
+        if (inUnion) return wrapOrThrow(new ForbiddenError(why), [ForbiddenError]);
         throw forbiddenGraphQLError(why);
       };
     }
