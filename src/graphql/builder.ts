@@ -23,6 +23,8 @@ export interface Context {
   principal: Principal;
   /** API keys and job tokens. */
   access: AccessService;
+  /** A job's tenant, read once per instance and cached (filtering queueEvents for tenant-bound subscribers). */
+  tenantOf: (queue: string, id: string) => Promise<string | null>;
 }
 
 export const builder = new SchemaBuilder<{

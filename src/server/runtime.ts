@@ -4,6 +4,7 @@ import { AccessService } from "../access/access-service.ts";
 import { ApiKeyStore } from "../access/api-key-store.ts";
 import { Authenticator } from "../access/authenticator.ts";
 import type { Principal } from "../access/principal.ts";
+import { TenantCache } from "../access/tenant-cache.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -98,6 +99,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     log,
   });
   const access = new AccessService(keyStore, authenticator, null);
+  const tenants = new TenantCache(loadJob);
   const feeds = new EventFeeds({
     channels,
     stream,
@@ -124,6 +126,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       actor: principal.actor,
       principal,
       access,
+      tenantOf: tenants.tenantOf,
     }),
     authenticate: authenticator.authenticate,
     ready: async () => {

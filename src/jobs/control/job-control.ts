@@ -5,10 +5,10 @@ import { cancellation } from "../bullmq/cancellation.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
-import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
+import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, splitData, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
 import type { EnqueueInput, JobService } from "./job-service.ts";
 import { applyMergePatch } from "./merge-patch.ts";
-import type { OperatorActionLog } from "./operator-actions.ts";
+import { type Actor, actorName, type OperatorActionLog } from "./operator-actions.ts";
 
 export interface JobControlOptions {
   /** How long cancelJob waits for an active job to end before answering with its state then. */
@@ -81,10 +81,10 @@ export class JobControl {
    * CANCELLED. An active job's worker (any process) is told to abort it; the answer comes once the
    * job has ended, or after `cancelWaitMs` with its state then (the subscription sees the end).
    */
-  async cancel(queueName: string, id: string, reason: string | null | undefined, actor: string): Promise<JobView> {
+  async cancel(queueName: string, id: string, reason: string | null | undefined, actor: Actor): Promise<JobView> {
     const why = reasonSchema.safeParse(reason ?? "");
     if (!why.success) throw ValidationError.at(["reason"], why.error.issues[0]?.message ?? "invalid");
-    const text = why.data.trim() || `cancelled by ${actor}`;
+    const text = why.data.trim() || `cancelled by ${actorName(actor)}`;
     const found = await this.liveJob(queueName, id);
     if (!found.job) {
       if (found.known) throw new InvalidStateError(`Job "${id}" is already ${found.known.state}`, found.known.state);
@@ -143,7 +143,7 @@ export class JobControl {
   }
 
   /** A FAILED or CANCELLED job still held by the queue goes back to WAITING with a fresh set of attempts. */
-  async retry(queueName: string, id: string, actor: string): Promise<JobView> {
+  async retry(queueName: string, id: string, actor: Actor): Promise<JobView> {
     const found = await this.liveJob(queueName, id);
     if (!found.job) {
       if (found.known) {
@@ -171,8 +171,11 @@ export class JobControl {
     return view;
   }
 
-  /** Every FAILED job of the queue (cancelled ones excluded), at most `limit`, goes back to WAITING. */
-  async retryFailed(queueName: string, limit: number, actor: string): Promise<number> {
+  /**
+   * Every FAILED job of the queue (cancelled ones excluded), at most `limit`, goes back to WAITING.
+   * With `tenant`, only that tenant's failed jobs.
+   */
+  async retryFailed(queueName: string, limit: number, actor: Actor, tenant: string | null = null): Promise<number> {
     const queue = this.queueOrThrow(queueName);
     if (!Number.isInteger(limit) || limit < 1 || limit > this.options.maxBulkRetry) {
       throw ValidationError.at(["limit"], `must be an integer from 1 to ${this.options.maxBulkRetry}`);
@@ -181,7 +184,8 @@ export class JobControl {
     for (let start = 0; picked.length < limit; start += 500) {
       const page = (await queue.getFailed(start, start + 499)) as Job[];
       for (const job of page) {
-        if (picked.length < limit && !job.failedReason?.startsWith(CANCELLED_PREFIX)) picked.push(job);
+        if (picked.length >= limit || job.failedReason?.startsWith(CANCELLED_PREFIX)) continue;
+        if (tenant === null || splitData(job.data).meta.tenant === tenant) picked.push(job);
       }
       if (page.length < 500) break;
     }
@@ -199,7 +203,7 @@ export class JobControl {
    * id), read from Redis or, once the original has left it, from history. `data` replaces the
    * payload; `dataPatch` is an RFC 7386 merge patch over it; the result is validated again.
    */
-  async replay(queueName: string, id: string, data: unknown, dataPatch: unknown, actor: string): Promise<JobView> {
+  async replay(queueName: string, id: string, data: unknown, dataPatch: unknown, actor: Actor): Promise<JobView> {
     this.queueOrThrow(queueName);
     if (data !== undefined && dataPatch !== undefined) {
       throw ValidationError.at(["dataPatch"], "give either data or dataPatch, not both");

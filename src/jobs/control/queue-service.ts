@@ -3,8 +3,9 @@ import { z } from "zod";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
+import { META_KEY, splitData } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
-import type { OperatorActionLog } from "./operator-actions.ts";
+import { type Actor, actorTenant, type OperatorActionLog } from "./operator-actions.ts";
 
 export interface JobCounts {
   waiting: number;
@@ -24,6 +25,18 @@ export interface QueueView {
   jobTypes: { name: string; payloadSchema: unknown }[];
 }
 
+/** JobCounts from counts by lower-case state name (BullMQ's, or history's); a state left out is 0. */
+export function toJobCounts(counts: Partial<Record<string, number>>): JobCounts {
+  return {
+    waiting: counts.waiting ?? 0,
+    prioritized: counts.prioritized ?? 0,
+    delayed: counts.delayed ?? 0,
+    active: counts.active ?? 0,
+    completed: counts.completed ?? 0,
+    failed: counts.failed ?? 0,
+  };
+}
+
 export interface SchedulerView {
   id: string;
   queue: string;
@@ -33,6 +46,8 @@ export interface SchedulerView {
   everyMs: number | null;
   tz: string | null;
   nextRunAt: Date | null;
+  /** The tenant of the key that created it; its jobs carry it too. */
+  tenant: string | null;
 }
 
 export interface UpsertSchedulerInput {
@@ -97,14 +112,7 @@ export class QueueService {
       name,
       paused,
       workers,
-      counts: {
-        waiting: counts.waiting ?? 0,
-        prioritized: counts.prioritized ?? 0,
-        delayed: counts.delayed ?? 0,
-        active: counts.active ?? 0,
-        completed: counts.completed ?? 0,
-        failed: counts.failed ?? 0,
-      },
+      counts: toJobCounts(counts),
       jobTypes: this.registry.ofQueue(name).map((def) => {
         let schema = this.schemas.get(def);
         if (schema === undefined) {
@@ -122,44 +130,50 @@ export class QueueService {
   }
 
   /** Pauses the queue: its jobs stay waiting; active ones run to the end. Throws NotFoundError. */
-  async pause(name: string, actor: string): Promise<QueueView> {
+  async pause(name: string, actor: Actor): Promise<QueueView> {
     await this.queueOrThrow(name).pause();
     await this.actions.record({ actor, action: "pauseQueue", queue: name });
     return (await this.get(name)) as QueueView;
   }
 
   /** Resumes a paused queue (a no-op on a running one). Throws NotFoundError. */
-  async resume(name: string, actor: string): Promise<QueueView> {
+  async resume(name: string, actor: Actor): Promise<QueueView> {
     await this.queueOrThrow(name).resume();
     await this.actions.record({ actor, action: "resumeQueue", queue: name });
     return (await this.get(name)) as QueueView;
   }
 
-  async schedulers(name: string): Promise<SchedulerView[]> {
+  /** The queue's schedulers; with `tenant`, only those that tenant created. */
+  async schedulers(name: string, tenant: string | null = null): Promise<SchedulerView[]> {
     const queue = this.queues.get(name);
     if (!queue) return [];
     const list = await queue.getJobSchedulers(0, 999, true);
-    return list.map((s) => ({
-      id: s.key,
-      queue: name,
-      name: s.name,
-      data: s.template?.data ?? {},
-      pattern: s.pattern ?? null,
-      everyMs: s.every ?? null,
-      tz: s.tz ?? null,
-      nextRunAt: s.next ? new Date(s.next) : null,
-    }));
+    const views = list.map((s) => {
+      const { data, meta } = splitData(s.template?.data ?? {});
+      return {
+        id: s.key,
+        queue: name,
+        name: s.name,
+        data,
+        pattern: s.pattern ?? null,
+        everyMs: s.every ?? null,
+        tz: s.tz ?? null,
+        nextRunAt: s.next ? new Date(s.next) : null,
+        tenant: meta.tenant ?? null,
+      };
+    });
+    return tenant === null ? views : views.filter((v) => v.tenant === tenant);
   }
 
-  async scheduler(name: string, id: string): Promise<SchedulerView | null> {
-    return (await this.schedulers(name)).find((s) => s.id === id) ?? null;
+  async scheduler(name: string, id: string, tenant: string | null = null): Promise<SchedulerView | null> {
+    return (await this.schedulers(name, tenant)).find((s) => s.id === id) ?? null;
   }
 
   /**
    * Creates or replaces a scheduler: a cron `pattern` (optionally in `tz`) or `everyMs`, exactly one.
    * The payload is validated against the job type like an enqueue. Throws ValidationError / NotFoundError.
    */
-  async upsertScheduler(input: UpsertSchedulerInput, actor: string): Promise<SchedulerView> {
+  async upsertScheduler(input: UpsertSchedulerInput, actor: Actor): Promise<SchedulerView> {
     const queue = this.queueOrThrow(input.queue);
     const def = this.registry.get(input.queue, input.name);
     if (!def) {
@@ -188,12 +202,22 @@ export class QueueService {
         issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
       }
     }
+    // A tenant's scheduler carries its tenant, and so do the jobs it enqueues. Its id may not be
+    // another tenant's (nothing else about that scheduler is told).
+    // A key bound to no tenant that replaces a tenant's scheduler keeps its tenant.
+    const bound = actorTenant(actor);
+    const existing = issues.length === 0 ? await this.scheduler(input.queue, input.id) : null;
+    if (bound !== null && existing && existing.tenant !== bound) {
+      issues.push({ path: ["id"], message: "is already used by another scheduler; choose another" });
+    }
     if (issues.length > 0) throw ValidationError.of(issues);
+    const tenant = bound ?? existing?.tenant ?? null;
 
     const repeat = hasPattern
       ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }
       : { every: input.everyMs as number };
-    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data: parsed.data });
+    const data = tenant === null ? parsed.data : { ...(parsed.data as object), [META_KEY]: { tenant } };
+    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data });
     const view = await this.scheduler(input.queue, input.id);
     if (!view) throw new Error(`scheduler ${input.id} vanished right after it was written`);
     await this.actions.record({
@@ -216,9 +240,9 @@ export class QueueService {
    * Removes a scheduler and the next job it had already put in the queue (a delayed job), so none
    * of its jobs starts after this returns. Throws NotFoundError for an unknown queue or scheduler.
    */
-  async removeScheduler(name: string, id: string, actor: string): Promise<SchedulerView> {
+  async removeScheduler(name: string, id: string, actor: Actor): Promise<SchedulerView> {
     const queue = this.queueOrThrow(name);
-    const view = await this.scheduler(name, id);
+    const view = await this.scheduler(name, id, actorTenant(actor));
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
     await queue.removeJobScheduler(id);
     // BullMQ removes the scheduler's next job while it is delayed; one already promoted to waiting
