@@ -3,11 +3,13 @@
 //   list
 //   revoke <id or name>
 // The secret of a new key is printed once; only its hash is stored. A revoked key stops working on
-// every API instance within 5 s (their key cache lasts 4 s).
+// every API instance at once (Redis pub/sub), within 5 s at worst (their key cache lasts 4 s).
 import { parseArgs } from "node:util";
 import { ApiKeyStore, type ApiKeyView } from "../src/access/api-key-store.ts";
+import { revocationChannel } from "../src/access/revocation-bus.ts";
 import { loadConfigOrExit } from "../src/config.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
+import { closeRedis, createRedis } from "../src/infra/redis.ts";
 import { NotFoundError, ValidationError } from "../src/jobs/errors.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 
@@ -71,7 +73,20 @@ try {
       console.error(USAGE);
       process.exitCode = 2;
     } else {
-      console.log(describe(await store.revoke(target)));
+      const key = await store.revoke(target);
+      console.log(describe(key));
+      // Tell the running API instances now (they would stop accepting it within 4 s anyway).
+      const redis = createRedis(config, "request");
+      redis.on("error", () => {});
+      try {
+        await redis.publish(revocationChannel(config.queuePrefix), key.id);
+      } catch (err) {
+        console.error(
+          `could not tell the API instances over Redis (${err instanceof Error ? err.message : String(err)}); they stop accepting the key within 4 s`,
+        );
+      } finally {
+        await closeRedis(redis);
+      }
     }
   }
 } catch (err) {

@@ -1,5 +1,6 @@
 import type { ApiKeyStore, ApiKeyView, CreateApiKeyInput } from "./api-key-store.ts";
 import type { Authenticator } from "./authenticator.ts";
+import type { LiveSessions } from "./live-sessions.ts";
 import type { Principal } from "./principal.ts";
 
 /** Tells every API instance that a key was revoked (Redis pub/sub); optional in process-local use. */
@@ -11,11 +12,14 @@ export interface RevocationBus {
 export class AccessService {
   readonly store: ApiKeyStore;
   readonly authenticator: Authenticator;
+  /** Open subscriptions by key, ended when their key is revoked. */
+  readonly sessions: LiveSessions;
   private readonly bus: RevocationBus | null;
 
-  constructor(store: ApiKeyStore, authenticator: Authenticator, bus: RevocationBus | null) {
+  constructor(store: ApiKeyStore, authenticator: Authenticator, sessions: LiveSessions, bus: RevocationBus | null) {
     this.store = store;
     this.authenticator = authenticator;
+    this.sessions = sessions;
     this.bus = bus;
   }
 
@@ -32,9 +36,15 @@ export class AccessService {
   /** Revokes a key here at once, and on every other instance through the bus (within KEY_CACHE_MS without it). */
   async revokeKey(id: string): Promise<ApiKeyView> {
     const key = await this.store.revoke(id);
-    this.authenticator.forget(key.id);
+    this.revoked(key.id);
     await this.bus?.publish(key.id);
     return key;
+  }
+
+  /** A key was revoked (here, or on another instance: the bus calls this): forget it, end its subscriptions. */
+  revoked(keyId: string): void {
+    this.authenticator.forget(keyId);
+    this.sessions.revoke(keyId);
   }
 
   mintJobToken(issuer: Principal, job: { queue: string; id: string; tenant: string | null }, ttlSeconds: number) {

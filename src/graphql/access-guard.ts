@@ -56,6 +56,10 @@ export function denial(principal: Principal, typeName: string, fieldName: string
   return null;
 }
 
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === "object" && value !== null && Symbol.asyncIterator in value;
+}
+
 function forbiddenGraphQLError(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: "FORBIDDEN" } });
 }
@@ -76,10 +80,12 @@ export function guardSchema(schema: GraphQLSchema): GraphQLSchema {
       if (root.name === "Subscription") {
         const subscribe = field.subscribe;
         if (!subscribe) continue;
-        field.subscribe = (source, args, ctx, info) => {
+        field.subscribe = async (source, args, ctx, info) => {
           const why = check(ctx);
           if (why) throw forbiddenGraphQLError(why);
-          return subscribe(source, args, ctx, info);
+          const events = await subscribe(source, args, ctx, info);
+          // Ends (and closes a WebSocket with 4403) when the key is revoked, on any instance.
+          return isAsyncIterable(events) ? ctx.access.sessions.track(ctx.principal, events, ctx.transport) : events;
         };
         continue;
       }

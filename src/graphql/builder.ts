@@ -1,6 +1,7 @@
 import SchemaBuilder from "@pothos/core";
 import ErrorsPlugin from "@pothos/plugin-errors";
 import type { AccessService } from "../access/access-service.ts";
+import type { Transport } from "../access/live-sessions.ts";
 import type { Principal } from "../access/principal.ts";
 import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
 import type { EventFeeds } from "../jobs/events/index.ts";
@@ -25,6 +26,8 @@ export interface Context {
   access: AccessService;
   /** A job's tenant, read once per instance and cached (filtering queueEvents for tenant-bound subscribers). */
   tenantOf: (queue: string, id: string) => Promise<string | null>;
+  /** The WebSocket connection the operation came on (to close it when its key is revoked); undefined over HTTP and SSE. */
+  transport?: Transport | undefined;
 }
 
 export const builder = new SchemaBuilder<{

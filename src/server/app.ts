@@ -4,6 +4,7 @@ import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
 import { createYoga, maskError, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Transport } from "../access/live-sessions.ts";
 import type { Principal } from "../access/principal.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -13,8 +14,8 @@ import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
-  /** Builds the per-request context (services and who is asking). */
-  context: (principal: Principal) => Context;
+  /** Builds the per-request context (services, who is asking, and the WebSocket it came on, if any). */
+  context: (principal: Principal, transport?: Transport) => Context;
   /** Resolves an `Authorization` value to a principal (sync or a promise); throws UNAUTHENTICATED. */
   authenticate: Authenticate;
   /** Resolves when Redis and PostgreSQL answer; rejects naming the one that failed. */
@@ -117,8 +118,10 @@ export function buildApp(deps: AppDeps): App {
       // HTTP and SSE carry the key in a header; graphql-ws in connection_init's payload.
       const fromSocket = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams?.authorization;
       const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
+      // websocket.ts passes its connection as `socket`: closed with 4403 if the key is revoked.
+      const transport = (initial as { socket?: Transport }).socket;
       const principal = deps.authenticate(authorization);
-      return principal instanceof Promise ? principal.then(deps.context) : deps.context(principal);
+      return principal instanceof Promise ? principal.then((p) => deps.context(p, transport)) : deps.context(principal, transport);
     },
     plugins: [
       healthPlugin(deps.ready, metrics, deps.metricsToken),

@@ -3,7 +3,10 @@ import { RedisPubSub } from "graphql-redis-subscriptions";
 import { AccessService } from "../access/access-service.ts";
 import { ApiKeyStore } from "../access/api-key-store.ts";
 import { Authenticator } from "../access/authenticator.ts";
+import type { Transport } from "../access/live-sessions.ts";
+import { LiveSessions } from "../access/live-sessions.ts";
 import type { Principal } from "../access/principal.ts";
+import { RedisRevocationBus } from "../access/revocation-bus.ts";
 import { TenantCache } from "../access/tenant-cache.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
@@ -24,7 +27,7 @@ export interface ApiRuntime {
   feeds: EventFeeds;
   /** The process's shared event-channel subscriptions (for tests). */
   channels: EventChannels;
-  context: (principal: Principal) => Context;
+  context: (principal: Principal, transport?: Transport) => Context;
   authenticate: Authenticate;
   /** API keys and job tokens. */
   access: AccessService;
@@ -98,7 +101,12 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     store: keyStore,
     log,
   });
-  const access = new AccessService(keyStore, authenticator, null);
+  // Revocations reach every instance at once over pub/sub (a connection of its own: RedisPubSub owns `subscriber`).
+  const revocations = createRedis(config, "subscriber");
+  revocations.on("error", (err) => log.debug("redis pub/sub connection error", { err: err.message }));
+  const bus = new RedisRevocationBus(publisher, revocations, config.queuePrefix);
+  const access = new AccessService(keyStore, authenticator, new LiveSessions(), bus);
+  await bus.start((keyId) => access.revoked(keyId), log);
   const tenants = new TenantCache(loadJob);
   const feeds = new EventFeeds({
     channels,
@@ -116,7 +124,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     feeds,
     channels,
     access,
-    context: (principal) => ({
+    context: (principal, transport) => ({
       jobs,
       control,
       queues: queueService,
@@ -127,6 +135,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       principal,
       access,
       tenantOf: tenants.tenantOf,
+      transport,
     }),
     authenticate: authenticator.authenticate,
     ready: async () => {
@@ -140,7 +149,13 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     close: async () => {
       await relay.stop();
       await queues.close();
-      await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber), closeRedis(queueConnection)]);
+      await Promise.all([
+        closeRedis(redis),
+        closeRedis(publisher),
+        closeRedis(subscriber),
+        closeRedis(queueConnection),
+        closeRedis(revocations),
+      ]);
       await db.$disconnect();
     },
   };
