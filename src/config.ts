@@ -100,6 +100,12 @@ const envSchema = z.object({
   WS_MAX_SUBSCRIPTIONS: positiveInt("WS_MAX_SUBSCRIPTIONS").default(100),
   WS_SLOW_CONSUMER_MS: positiveInt("WS_SLOW_CONSUMER_MS").default(10_000),
   ADMIN_API_KEY: z.string().min(16, "ADMIN_API_KEY must be at least 16 characters").optional(),
+  RATE_LIMIT_PER_MINUTE: z.coerce
+    .number({ error: "RATE_LIMIT_PER_MINUTE must be an integer >= 0" })
+    .int("RATE_LIMIT_PER_MINUTE must be an integer >= 0")
+    .min(0, "RATE_LIMIT_PER_MINUTE must be an integer >= 0")
+    .default(6_000)
+    .describe("requests per credential per minute, across all API instances (0: off); without a valid credential, per client address"),
   JOB_TOKEN_SECRET: z
     .string()
     .min(32, "JOB_TOKEN_SECRET must be at least 32 characters")
@@ -194,6 +200,8 @@ export interface Config {
   maxPayloadBytes: number;
   /** A key with every scope, accepted as `Authorization: Bearer <key>`; unset = auth open (not in production). */
   adminApiKey: string | undefined;
+  /** Requests per credential per minute, counted in Redis (0: no limit). */
+  rateLimitPerMinute: number;
   /** HMAC key of job tokens; unset outside production = a random one per process (tokens work on that instance only). */
   jobTokenSecret: string | undefined;
   /** Most inputs one enqueueJobs call takes. */
@@ -320,6 +328,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     wsSlowConsumerMs: e.WS_SLOW_CONSUMER_MS,
     adminApiKey: e.ADMIN_API_KEY,
     jobTokenSecret: e.JOB_TOKEN_SECRET,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,

@@ -120,7 +120,11 @@ export function buildApp(deps: AppDeps): App {
       const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
       // websocket.ts passes its connection as `socket`: closed with 4403 if the key is revoked.
       const transport = (initial as { socket?: Transport }).socket;
-      const principal = deps.authenticate(authorization);
+      // The client's address (rate limits without a valid credential): Node's request, or the WebSocket's.
+      const address =
+        (initial as { req?: { socket?: { remoteAddress?: string } } }).req?.socket?.remoteAddress ??
+        (initial as { remoteAddress?: string }).remoteAddress;
+      const principal = deps.authenticate(authorization, address);
       return principal instanceof Promise ? principal.then((p) => deps.context(p, transport)) : deps.context(principal, transport);
     },
     plugins: [

@@ -6,6 +6,7 @@ import { Authenticator } from "../access/authenticator.ts";
 import type { Transport } from "../access/live-sessions.ts";
 import { LiveSessions } from "../access/live-sessions.ts";
 import type { Principal } from "../access/principal.ts";
+import { addressBucket, bucketOf, RateLimiter } from "../access/rate-limiter.ts";
 import { RedisRevocationBus } from "../access/revocation-bus.ts";
 import { TenantCache } from "../access/tenant-cache.ts";
 import type { Config } from "../config.ts";
@@ -33,6 +34,26 @@ export interface ApiRuntime {
   access: AccessService;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   close(): Promise<void>;
+}
+
+/**
+ * `authenticate` with the rate limit: each call takes one request from the credential's budget, or,
+ * when the credential is refused, from the client address's (so guessing keys is limited too).
+ */
+function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authenticate {
+  if (!limiter) return authenticate;
+  return async (authorization, address) => {
+    let principal: Principal;
+    try {
+      principal = await authenticate(authorization, address);
+    } catch (err) {
+      await limiter.take(addressBucket(address));
+      throw err;
+    }
+    const credential = /^Bearer[ \t]+(\S+)/i.exec(authorization?.trim() ?? "")?.[1];
+    await limiter.take(bucketOf(principal, credential, address));
+    return principal;
+  };
 }
 
 async function check(name: string, probe: () => Promise<unknown>, checks: Record<string, string>): Promise<boolean> {
@@ -137,7 +158,10 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       tenantOf: tenants.tenantOf,
       transport,
     }),
-    authenticate: authenticator.authenticate,
+    authenticate: limited(
+      authenticator.authenticate,
+      config.rateLimitPerMinute > 0 ? new RateLimiter(redis, config.queuePrefix, config.rateLimitPerMinute, log) : null,
+    ),
     ready: async () => {
       const checks: Record<string, string> = {};
       const results = await Promise.all([

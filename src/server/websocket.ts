@@ -59,6 +59,8 @@ class Connection implements WsTransport {
   waitingSince = 0;
   /** A ping went out and no pong has come back yet. */
   awaitingPong = false;
+  /** The client's address (rate limits). */
+  remoteAddress: string | undefined = undefined;
 
   readonly socket: WebSocket;
   private readonly watch: Watch;
@@ -213,7 +215,10 @@ export function attachGraphqlWs(
     // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
     onConnect: async (ctx) => {
       try {
-        await authenticate(typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null);
+        await authenticate(
+          typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null,
+          ctx.extra.remoteAddress,
+        );
         return true;
       } catch {
         return false;
@@ -234,14 +239,24 @@ export function attachGraphqlWs(
       const { schema, execute, contextFactory, parse, validate } = yoga.getEnveloped({
         connectionParams: ctx.connectionParams,
         socket: ctx.extra.socket,
+        remoteAddress: ctx.extra.remoteAddress,
         params: payload,
       });
+      // The context authenticates each operation again: a revoked key or an exhausted rate limit is
+      // an error message for this operation (not a dropped connection).
+      let contextValue: unknown;
+      try {
+        contextValue = await contextFactory();
+      } catch (err) {
+        if (err instanceof GraphQLError) return [err];
+        throw err;
+      }
       const args = {
         schema,
         operationName: payload.operationName,
         document: parse(payload.query),
         variableValues: payload.variables,
-        contextValue: await contextFactory(),
+        contextValue,
         rootValue: { execute } satisfies Enveloped,
       };
       const errors = validate(args.schema, args.document);
@@ -275,8 +290,9 @@ export function attachGraphqlWs(
   }
 
   wss.on("error", (err) => log.error("WebSocket server error", { err }));
-  wss.on("connection", (socket) => {
+  wss.on("connection", (socket, request) => {
     const conn = watch.open(socket);
+    conn.remoteAddress = request.socket.remoteAddress;
     connections.set(socket, conn);
     socket.on("message", onSocketMessage);
     socket.on("pong", onSocketPong);
