@@ -6,6 +6,7 @@ import type { Principal } from "../access/principal.ts";
 import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
 import type { EventFeeds } from "../jobs/events/index.ts";
 import type { HistoryQueries, JobLoaders } from "../jobs/history/index.ts";
+import type { JobView } from "../jobs/job-view.ts";
 
 /** What every resolver gets: the domain services and who is asking. */
 export interface Context {
@@ -28,6 +29,8 @@ export interface Context {
   tenantOf: (queue: string, id: string) => Promise<string | null>;
   /** The WebSocket connection the operation came on (to close it when its key is revoked); undefined over HTTP and SSE. */
   transport?: Transport | undefined;
+  /** Counts enqueued jobs per key name (jobs_enqueued_total). */
+  countEnqueued: (jobs: readonly JobView[]) => void;
 }
 
 export const builder = new SchemaBuilder<{

@@ -25,6 +25,8 @@ export interface AppDeps {
   introspection: boolean;
   /** graphql-ws limits (keep-alive, init timeout, subscriptions per connection, slow consumers). */
   websocket: WebSocketLimits;
+  /** The registry `/metrics` serves (the runtime's own metrics in it); default: a new one. */
+  metrics?: Registry | undefined;
   /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
   metricsToken?: string | undefined;
 }
@@ -90,7 +92,7 @@ const MASKED_ERROR_MESSAGE = "Unexpected error.";
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
-  const metrics = new Registry();
+  const metrics = deps.metrics ?? new Registry();
   collectDefaultMetrics({ register: metrics });
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,

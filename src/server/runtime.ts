@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { RedisPubSub } from "graphql-redis-subscriptions";
+import { Counter, Registry } from "prom-client";
 import { AccessService } from "../access/access-service.ts";
 import { ApiKeyStore } from "../access/api-key-store.ts";
 import { Authenticator } from "../access/authenticator.ts";
@@ -32,6 +33,8 @@ export interface ApiRuntime {
   authenticate: Authenticate;
   /** API keys and job tokens. */
   access: AccessService;
+  /** The API's own metrics (served on /metrics with the process metrics). */
+  metrics: Registry;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   close(): Promise<void>;
 }
@@ -129,6 +132,13 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const access = new AccessService(keyStore, authenticator, new LiveSessions(), bus);
   await bus.start((keyId) => access.revoked(keyId), log);
   const tenants = new TenantCache(loadJob);
+  const metrics = new Registry();
+  const enqueued = new Counter({
+    name: "jobs_enqueued_total",
+    help: "Jobs enqueued through the API, by the enqueuing key's name (never its secret) and queue",
+    labelNames: ["key", "queue"],
+    registers: [metrics],
+  });
   const feeds = new EventFeeds({
     channels,
     stream,
@@ -145,6 +155,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     feeds,
     channels,
     access,
+    metrics,
     context: (principal, transport) => ({
       jobs,
       control,
@@ -157,6 +168,9 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       access,
       tenantOf: tenants.tenantOf,
       transport,
+      countEnqueued: (jobs) => {
+        for (const job of jobs) enqueued.inc({ key: principal.actor, queue: job.queue });
+      },
     }),
     authenticate: limited(
       authenticator.authenticate,

@@ -56,6 +56,7 @@ builder.mutationField("enqueueJob", (t) =>
         {},
         (j) => canSeeJob(ctx.principal, j),
       );
+      ctx.countEnqueued([job]);
       return { job };
     },
   }),
@@ -82,6 +83,7 @@ builder.mutationField("enqueueJobs", (t) =>
         {},
         (j) => canSeeJob(ctx.principal, j),
       );
+      ctx.countEnqueued(jobs);
       return { jobs };
     },
   }),
