@@ -211,16 +211,21 @@ export class JobControl {
     const live = await this.queueOrThrow(queueName).getJob(id);
     let original: JobView | null;
     let options: { attempts: number; backoff: EnqueueInput["backoff"]; priority: number };
+    // From Redis the payload is the real one (secret values included, so the replay works); from
+    // history, secret values are "[redacted]" (give them again in `data` / `dataPatch`).
+    let realData: unknown;
     if (live) {
       original = viewFromBull(live, "COMPLETED");
+      realData = splitData(live.data).data;
       options = { attempts: live.opts.attempts ?? 1, backoff: backoffInput(live.opts.backoff), priority: live.opts.priority ?? 0 };
     } else {
       original = await this.history.get(queueName, id);
+      realData = original?.data;
       const stored = original ? await this.history.options(queueName, id) : null;
       options = { attempts: stored?.attempts ?? 1, backoff: backoffInput(stored?.backoff), priority: stored?.priority ?? 0 };
     }
     if (!original) throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
-    const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(original.data, dataPatch) : original.data;
+    const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(realData, dataPatch) : realData;
     const replay = await this.jobs.enqueue(
       {
         queue: queueName,
@@ -237,7 +242,11 @@ export class JobControl {
       action: "replayJob",
       queue: queueName,
       jobId: id,
-      details: { replayJobId: replay.id, ...(data !== undefined ? { data } : {}), ...(dataPatch !== undefined ? { dataPatch } : {}) },
+      details: {
+        replayJobId: replay.id,
+        ...(data !== undefined ? { data: this.jobs.redacted(queueName, original.name, data) } : {}),
+        ...(dataPatch !== undefined ? { dataPatch: this.jobs.redacted(queueName, original.name, dataPatch) } : {}),
+      },
     });
     return replay;
   }

@@ -4,7 +4,7 @@ import type { Logger } from "../../infra/logger.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
-import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "../job-view.ts";
+import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, redact, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 
 /** BullMQ's priority range: 1 (highest) to 2^21. */
@@ -80,6 +80,11 @@ function issuesOf(error: z.ZodError, prefix: string[]): ValidationIssue[] {
   return error.issues.map((i) => ({ path: [...prefix, ...i.path.map(String)], message: i.message }));
 }
 
+/** A job's meta: the caller's, its tenant, its type's secret paths (so every view of it masks them). */
+function jobMeta(meta: JobMeta, tenant: string | null, secret: readonly string[]): JobMeta {
+  return { ...meta, ...(tenant ? { tenant } : {}), ...(secret.length > 0 ? { secret } : {}) };
+}
+
 /** The payload as stored in BullMQ: our extra fields under META_KEY, when there are any. */
 function withMeta(data: unknown, meta: JobMeta): unknown {
   return Object.keys(meta).length > 0 ? { ...(data as object), [META_KEY]: meta } : data;
@@ -105,7 +110,7 @@ export class JobService {
   }
 
   /** Validates one input; returns the BullMQ options or throws a ValidationError / NotFoundError. */
-  private validate(input: EnqueueInput): { data: unknown; opts: JobsOptions; tenant: string | null } {
+  private validate(input: EnqueueInput): { data: unknown; opts: JobsOptions; tenant: string | null; secret: readonly string[] } {
     const queue = this.queues.get(input.queue);
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
     const def = this.registry.get(input.queue, input.name);
@@ -132,6 +137,7 @@ export class JobService {
     return {
       data: parsed.data,
       tenant: o.tenant ?? null,
+      secret: def.secret,
       opts: {
         jobId: o.jobId ?? undefined,
         priority: o.priority ?? undefined,
@@ -144,7 +150,7 @@ export class JobService {
 
   /** Enqueues one job; with a `jobId` that is already known, returns that job unchanged. */
   async enqueue(input: EnqueueInput, meta: JobMeta = {}, visible: JobVisibility = () => true): Promise<JobView> {
-    const { data, opts, tenant } = this.validate(input);
+    const { data, opts, tenant, secret } = this.validate(input);
     if (opts.jobId) {
       const existing = await this.getJob(input.queue, opts.jobId);
       if (existing && !visible(existing)) throw jobIdTaken(["jobId"]);
@@ -152,7 +158,7 @@ export class JobService {
     }
     const queue = this.queues.get(input.queue);
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
-    const payload = withMeta(data, tenant ? { ...meta, tenant } : meta);
+    const payload = withMeta(data, jobMeta(meta, tenant, secret));
     const job = await queue.add(input.name, payload, opts);
     if (opts.jobId) {
       // A concurrent enqueue with the same id may have won: BullMQ then returns our local copy, not
@@ -178,7 +184,14 @@ export class JobService {
     if (inputs.length > this.options.maxBulkEnqueue) {
       throw ValidationError.at(["inputs"], `at most ${this.options.maxBulkEnqueue} inputs per call (got ${inputs.length})`);
     }
-    const validated: { index: number; input: EnqueueInput; data: unknown; opts: JobsOptions; tenant: string | null }[] = [];
+    const validated: {
+      index: number;
+      input: EnqueueInput;
+      data: unknown;
+      opts: JobsOptions;
+      tenant: string | null;
+      secret: readonly string[];
+    }[] = [];
     const issues: ValidationIssue[] = [];
     for (const [index, input] of inputs.entries()) {
       try {
@@ -216,7 +229,7 @@ export class JobService {
       const added = await queue.addBulk(
         indexes.map((i) => {
           const v = validated[i] as (typeof validated)[number];
-          const payload = withMeta(v.data, v.tenant ? { ...meta, tenant: v.tenant } : meta);
+          const payload = withMeta(v.data, jobMeta(meta, v.tenant, v.secret));
           return { name: v.input.name, data: payload, opts: v.opts };
         }),
       );
@@ -279,6 +292,11 @@ export class JobService {
 
   async replays(queue: string, id: string): Promise<JobView[]> {
     return this.history.replaysOf(queue, id);
+  }
+
+  /** `data` as anyone but the processor may see it: the job type's secret paths masked. */
+  redacted(queue: string, name: string, data: unknown): unknown {
+    return redact(data, this.registry.get(queue, name)?.secret);
   }
 
   hasQueue(queue: string): boolean {

@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
-import { META_KEY, splitData } from "../job-view.ts";
+import { META_KEY, redact, splitData } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type Actor, actorTenant, type OperatorActionLog } from "./operator-actions.ts";
 
@@ -154,7 +154,7 @@ export class QueueService {
         id: s.key,
         queue: name,
         name: s.name,
-        data,
+        data: redact(data, meta.secret),
         pattern: s.pattern ?? null,
         everyMs: s.every ?? null,
         tz: s.tz ?? null,
@@ -216,7 +216,9 @@ export class QueueService {
     const repeat = hasPattern
       ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }
       : { every: input.everyMs as number };
-    const data = tenant === null ? parsed.data : { ...(parsed.data as object), [META_KEY]: { tenant } };
+    // Its jobs carry the tenant and the type's secret paths like an enqueued job.
+    const meta = { ...(tenant !== null ? { tenant } : {}), ...(def.secret.length > 0 ? { secret: def.secret } : {}) };
+    const data = Object.keys(meta).length === 0 ? parsed.data : { ...(parsed.data as object), [META_KEY]: meta };
     await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data });
     const view = await this.scheduler(input.queue, input.id);
     if (!view) throw new Error(`scheduler ${input.id} vanished right after it was written`);
@@ -227,7 +229,7 @@ export class QueueService {
       details: {
         id: input.id,
         name: input.name,
-        data: parsed.data,
+        data: redact(parsed.data, def.secret),
         pattern: input.pattern ?? null,
         everyMs: input.everyMs ?? null,
         tz: input.tz ?? null,
