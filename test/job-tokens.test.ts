@@ -1,7 +1,9 @@
+import { print } from "graphql";
 import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { signJobToken } from "../src/access/job-token.ts";
+import { EnqueueJobWithTokenDocument, JobEventsDocument } from "../src/client/generated/graphql.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
@@ -200,6 +202,24 @@ describe("job tokens", () => {
         extensions: { code: "VALIDATION" },
       });
     }
+  });
+
+  it("the typed client's EnqueueJobWithToken and JobEvents: a backend enqueues, the browser watches with the token", async () => {
+    const { body } = await gql<{ enqueueJob: { job: { id: string }; jobToken: { token: string } } }>(
+      bearer(issuer.secret),
+      print(EnqueueJobWithTokenDocument),
+      { input: { queue: "demo", name: "sleep", data: { steps: 1, stepMs: 1 } }, ttlSeconds: 300 },
+    );
+    const answer = body.data?.enqueueJob;
+    const sub = await subscribeWs(
+      api.url,
+      print(JobEventsDocument),
+      { queue: "demo", id: answer?.job.id },
+      { authorization: `Bearer ${answer?.jobToken.token}` },
+    );
+    await sub.waitFor(1);
+    expect(sub.results[0]?.data).toMatchObject({ jobEvents: { type: "SNAPSHOT", job: { id: answer?.job.id, state: "WAITING" } } });
+    await sub.close();
   });
 
   it("createJobToken refuses a bad ttl and an unknown job", async () => {
