@@ -207,6 +207,40 @@ describe("API keys", () => {
   });
 });
 
+describe("ADMIN keys bound to a tenant or to queues", () => {
+  it("manage only keys within their own bounds, and never make one that reaches further", async () => {
+    const bound = await createKey({ name: "acme-admin", scopes: ["ADMIN"], tenant: "acme", queues: ["demo", "report"] });
+    const unbound = await createKey({ name: "global-reader", scopes: ["READ"] });
+    const asBound = bearer(bound.secret);
+    const made = await gql<Created>(asBound, CREATE, { input: { name: "acme-frontend", scopes: ["READ"] } });
+    expect(made.body.data?.createApiKey.apiKey).toMatchObject({ name: "acme-frontend", tenant: "acme", queues: ["demo", "report"] });
+    const otherTenant = await gql<{ createApiKey: unknown }>(asBound, CREATE, {
+      input: { name: "x1", scopes: ["READ"], tenant: "globex" },
+    });
+    expect(otherTenant.body.data?.createApiKey).toEqual({
+      __typename: "ForbiddenError",
+      code: "FORBIDDEN",
+      message: "tenant: a tenant-bound key creates keys of its own tenant only",
+    });
+    const widerQueues = await gql<{ createApiKey: { __typename: string } }>(asBound, CREATE, {
+      input: { name: "x2", scopes: ["READ"], queues: ["webhook"] },
+    });
+    expect(widerQueues.body.data?.createApiKey.__typename).toBe("ForbiddenError");
+    const listed = await gql<{ apiKeys: { name: string; tenant: string }[] }>(asBound, "{ apiKeys { name tenant } }");
+    const names = listed.body.data?.apiKeys.map((k) => k.name) ?? [];
+    expect(names).toEqual(expect.arrayContaining(["acme-admin", "acme-frontend"]));
+    expect(names).not.toContain("global-reader");
+    expect(listed.body.data?.apiKeys.every((k) => k.tenant === "acme")).toBe(true);
+    const REVOKE = `mutation ($id: ID!) { revokeApiKey(id: $id) { __typename ... on UserError { code message } } }`;
+    const theirs = await gql(asBound, REVOKE, { id: unbound.id });
+    const missing = "00000000-0000-0000-0000-000000000001";
+    expect(JSON.stringify(theirs.body).replace(unbound.id, "<id>")).toBe(
+      JSON.stringify((await gql(asBound, REVOKE, { id: missing })).body).replace(missing, "<id>"),
+    );
+    expect((await gql(bearer(unbound.secret), VIEWER)).status).toBe(200);
+  });
+});
+
 describe("npm run keys", () => {
   const run = (...args: string[]) =>
     promisify(execFile)(process.execPath, [path.join(root, "scripts/keys.ts"), ...args], {

@@ -61,7 +61,7 @@ builder.queryFields((t) => ({
   apiKeys: t.field({
     type: [ApiKeyRef],
     description: "ADMIN scope; newest first, revoked ones included; never returns secrets",
-    resolve: (_root, _args, ctx) => ctx.access.listKeys(),
+    resolve: async (_root, _args, ctx) => (await ctx.access.listKeys()).filter((k) => canManageKey(ctx.principal, k)),
   }),
 }));
 
@@ -94,6 +94,32 @@ const CreateJobTokenSuccess = builder
     }),
   });
 
+/**
+ * An ADMIN key bound to a tenant or limited to queues manages only keys within the same bounds: it
+ * sees and revokes keys of its tenant (and of its queues), and the keys it creates are bound alike,
+ * so it can never make a key that reaches further than itself.
+ */
+function canManageKey(p: Principal, key: ApiKeyView): boolean {
+  if (p.tenant !== null && key.tenant !== p.tenant) return false;
+  if (p.queues !== null && (key.queues === null || !key.queues.every((q) => p.queues?.includes(q)))) return false;
+  return true;
+}
+
+function withinOwnReach<T extends { tenant?: string | null; queues?: string[] | null }>(p: Principal, input: T): T {
+  if (p.tenant !== null) {
+    if (input.tenant != null && input.tenant !== p.tenant)
+      throw new ForbiddenError("tenant: a tenant-bound key creates keys of its own tenant only");
+    input = { ...input, tenant: p.tenant };
+  }
+  if (p.queues !== null) {
+    if (input.queues != null && !input.queues.every((q) => p.queues?.includes(q))) {
+      throw new ForbiddenError("queues: a queue-limited key creates keys limited to its own queues");
+    }
+    input = { ...input, queues: input.queues ?? [...p.queues] };
+  }
+  return input;
+}
+
 /** ttlSeconds: 1 to 86,400, else the ValidationError at `path`. */
 export function checkTtl(ttlSeconds: number | null | undefined, path: string[]): number {
   const ttl = ttlSeconds ?? 3600;
@@ -121,7 +147,7 @@ builder.mutationFields((t) => ({
     description: "ADMIN. The secret is in the answer once and never again.",
     args: { input: t.arg({ type: CreateApiKeyInput, required: true }) },
     errors: { types: [ValidationError, ForbiddenError], union: { name: "CreateApiKeyResult" } },
-    resolve: (_root, { input }, ctx) => ctx.access.createKey(input),
+    resolve: (_root, { input }, ctx) => ctx.access.createKey(withinOwnReach(ctx.principal, input)),
   }),
   revokeApiKey: t.field({
     type: RevokeApiKeySuccess,
@@ -132,6 +158,8 @@ builder.mutationFields((t) => ({
       const id = String(args.id);
       // By id only here (npm run keys takes names too); anything that is not a uuid names no key.
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new NotFoundError(`No API key "${id}"`);
+      const key = (await ctx.access.listKeys()).find((k) => k.id === id);
+      if (!key || !canManageKey(ctx.principal, key)) throw new NotFoundError(`No API key "${id}"`);
       return { apiKey: await ctx.access.revokeKey(id) };
     },
   }),
