@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 
 /** Every variable docker-compose.yml requires (`${NAME:?…}`); scripts/check-compose.ts keeps the two in step. */
-export const COMPOSE_SECRETS = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "WEBHOOK_SECRET"] as const;
+export const COMPOSE_SECRETS = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY", "WEBHOOK_SECRET", "JOB_TOKEN_SECRET"] as const;
 
 /** A random value that is safe inside a URL and long enough for every 16-character rule. */
 export function secretValue(): string {

@@ -161,6 +161,17 @@ export const envSchema = z.object({
     .min(16, "ADMIN_API_KEY must be at least 16 characters")
     .optional()
     .describe("a key (16+ characters) accepted as `Authorization: Bearer <key>`; acts as actor `admin`"),
+  RATE_LIMIT_PER_MINUTE: z.coerce
+    .number({ error: "RATE_LIMIT_PER_MINUTE must be an integer >= 0" })
+    .int("RATE_LIMIT_PER_MINUTE must be an integer >= 0")
+    .min(0, "RATE_LIMIT_PER_MINUTE must be an integer >= 0")
+    .default(6_000)
+    .describe("requests per credential per minute, across all API instances (0: off); without a valid credential, per client address"),
+  JOB_TOKEN_SECRET: z
+    .string()
+    .min(32, "JOB_TOKEN_SECRET must be at least 32 characters")
+    .optional()
+    .describe("HMAC-SHA256 key of job tokens; required in production (the same on every API instance)"),
   LOG_LEVEL: z
     .enum(["debug", "info", "warn", "error", "silent"], { error: "LOG_LEVEL must be debug, info, warn, error or silent" })
     .default("info")
@@ -372,6 +383,10 @@ export interface Config {
   maxPayloadBytes: number;
   /** A key with every scope, accepted as `Authorization: Bearer <key>`; unset = auth open (not in production). */
   adminApiKey: string | undefined;
+  /** Requests per credential per minute, counted in Redis (0: no limit). */
+  rateLimitPerMinute: number;
+  /** HMAC key of job tokens; unset outside production = a random one per process (tokens work on that instance only). */
+  jobTokenSecret: string | undefined;
   /** Most inputs one enqueueJobs call takes. */
   maxBulkEnqueue: number;
   /** Most jobs one retryFailedJobs call retries (its `limit` may not exceed it). */
@@ -523,6 +538,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     wsMaxSubscriptions: e.WS_MAX_SUBSCRIPTIONS,
     wsSlowConsumerMs: e.WS_SLOW_CONSUMER_MS,
     adminApiKey: e.ADMIN_API_KEY,
+    jobTokenSecret: e.JOB_TOKEN_SECRET,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,
@@ -587,9 +604,14 @@ export function loadDevConfig(env: Record<string, string | undefined> = process.
 
 /** The API's extra rule: in production it refuses to start with auth open. */
 export function apiConfigProblems(config: Config): string[] {
-  return config.nodeEnv === "production" && !config.adminApiKey
-    ? ["ADMIN_API_KEY: must be set when NODE_ENV=production (the API refuses to run with auth open)"]
-    : [];
+  const problems: string[] = [];
+  if (config.nodeEnv === "production" && !config.adminApiKey) {
+    problems.push("ADMIN_API_KEY: must be set when NODE_ENV=production (the API refuses to run with auth open)");
+  }
+  if (config.nodeEnv === "production" && !config.jobTokenSecret) {
+    problems.push("JOB_TOKEN_SECRET: must be set when NODE_ENV=production (32+ characters, the same on every API instance)");
+  }
+  return problems;
 }
 
 /** For the two composition roots: a bad environment prints one line per variable and exits 1. */

@@ -94,9 +94,10 @@ describe("ADMIN_API_KEY", () => {
   it("in production, the API refuses to start with auth open", async () => {
     const proc = await startProcess("src/server/main.ts", { NODE_ENV: "production", PORT: "0" }, null);
     expect(await proc.exited).toBe(1);
-    expect(proc.stderr().trim()).toBe(
+    expect(proc.stderr().trim().split("\n")).toEqual([
       "config error: ADMIN_API_KEY: must be set when NODE_ENV=production (the API refuses to run with auth open)",
-    );
+      "config error: JOB_TOKEN_SECRET: must be set when NODE_ENV=production (32+ characters, the same on every API instance)",
+    ]);
   });
 
   it("says loudly at start that auth is open when no key is set", async () => {

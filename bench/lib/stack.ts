@@ -51,6 +51,10 @@ export async function startStack(
   const env: Record<string, string> = {
     NODE_ENV: "production",
     ADMIN_API_KEY: base.apiKey,
+    JOB_TOKEN_SECRET: randomBytes(32).toString("base64url"),
+    // The bench's load comes from one credential: a budget it never reaches, so the limiter's cost
+    // (one script call per request) is measured but never its refusals.
+    RATE_LIMIT_PER_MINUTE: "1000000000",
     DEMO_QUEUE: "true",
     REDIS_URL: base.redisUrl,
     DATABASE_URL: databaseUrl,

@@ -1,8 +1,12 @@
 import SchemaBuilder from "@pothos/core";
 import ErrorsPlugin from "@pothos/plugin-errors";
+import type { AccessService } from "../access/access-service.ts";
+import type { Transport } from "../access/live-sessions.ts";
+import type { Principal } from "../access/principal.ts";
 import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
 import type { EventFeeds } from "../jobs/events/index.ts";
 import type { HistoryQueries, JobLoaders } from "../jobs/history/index.ts";
+import type { JobView } from "../jobs/job-view.ts";
 
 /** What every resolver gets: the domain services and who is asking. */
 export interface Context {
@@ -15,8 +19,18 @@ export interface Context {
   history: HistoryQueries;
   /** Batched job lookups, made fresh for each request. */
   loaders: JobLoaders;
-  /** The API key's name, or "anonymous" while auth is open. */
+  /** The API key's name, "admin" (ADMIN_API_KEY), "job-token", or "anonymous" while auth is open. */
   actor: string;
+  /** Who is asking: scopes, tenant, queues (src/access/principal.ts). */
+  principal: Principal;
+  /** API keys and job tokens. */
+  access: AccessService;
+  /** A job's tenant, read once per instance and cached (filtering queueEvents for tenant-bound subscribers). */
+  tenantOf: (queue: string, id: string) => Promise<string | null>;
+  /** The WebSocket connection the operation came on (to close it when its key is revoked); undefined over HTTP and SSE. */
+  transport?: Transport | undefined;
+  /** Counts enqueued jobs per key name (jobs_enqueued_total). */
+  countEnqueued: (jobs: readonly JobView[]) => void;
 }
 
 export const builder = new SchemaBuilder<{

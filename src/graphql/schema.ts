@@ -1,10 +1,12 @@
 import { lexicographicSortSchema } from "graphql";
+import { guardSchema } from "./access-guard.ts";
 import { builder } from "./builder.ts";
 import "./types/scalars.ts";
 import "./types/errors.ts";
 import "./types/job.ts";
 import "./types/job-scheduler.ts";
 import "./types/queue.ts";
+import "./types/access.ts";
 import "./mutations/enqueue.ts";
 import "./mutations/job-actions.ts";
 import "./mutations/queue-actions.ts";
@@ -12,5 +14,8 @@ import "./queries/jobs.ts";
 import "./queries/audit-trail.ts";
 import "./subscriptions/job-events.ts";
 
-/** The schema, built once per process from the files above (each registers its own fields). */
-export const schema = lexicographicSortSchema(builder.toSchema());
+/**
+ * The schema, built once per process from the files above (each registers its own fields), every
+ * root field behind its access check (access-guard.ts).
+ */
+export const schema = guardSchema(lexicographicSortSchema(builder.toSchema()));

@@ -25,6 +25,12 @@ export interface JobDefinition<Schema extends z.ZodType = z.ZodType> {
   description: string;
   schema: Schema;
   defaults: JobDefaults;
+  /**
+   * Payload paths that are secret (`"apiToken"`, `"headers.authorization"`; a path naming an object
+   * hides all of it). The processor gets the real values; every copy anyone can read (history,
+   * audit rows, operator actions, `Job.data`, events, schedulers) has "[redacted]" there.
+   */
+  secret: readonly string[];
 }
 
 export type JobData<D extends JobDefinition> = z.output<D["schema"]>;
@@ -35,6 +41,7 @@ export function defineJob<Schema extends z.ZodType>(def: {
   description: string;
   schema: Schema;
   defaults?: JobDefaults;
+  secret?: readonly string[];
 }): JobDefinition<Schema> {
-  return { ...def, defaults: def.defaults ?? {} };
+  return { ...def, defaults: def.defaults ?? {}, secret: def.secret ?? [] };
 }

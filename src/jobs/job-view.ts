@@ -61,6 +61,31 @@ export const ENQUEUE_OPTION_FIELDS = {
 export interface JobMeta {
   replayOf?: string;
   tenant?: string;
+  /** The job type's secret payload paths (JobDefinition.secret), masked in every view. */
+  secret?: readonly string[];
+}
+
+/** What a secret payload value reads as everywhere but in the processor. */
+export const REDACTED = "[redacted]";
+
+/**
+ * `data` with the value at each of `paths` (dot-separated object keys) replaced by REDACTED; the
+ * rest shared, not copied. Paths that lead nowhere are skipped.
+ */
+export function redact(data: unknown, paths: readonly string[] | undefined): unknown {
+  if (!paths || paths.length === 0) return data;
+  let out = data;
+  for (const path of paths) out = redactPath(out, path.split("."));
+  return out;
+}
+
+function redactPath(value: unknown, keys: string[]): unknown {
+  if (!value || typeof value !== "object" || Array.isArray(value)) return value;
+  const [key, ...rest] = keys as [string, ...string[]];
+  if (!Object.hasOwn(value, key)) return value;
+  const obj = value as Record<string, unknown>;
+  const next = rest.length === 0 ? (obj[key] === undefined || obj[key] === null ? obj[key] : REDACTED) : redactPath(obj[key], rest);
+  return next === obj[key] ? value : { ...obj, [key]: next };
 }
 export const META_KEY = "__meta";
 
@@ -106,7 +131,7 @@ export function viewFromBull(job: BullJob, state: JobState): JobView {
     id: String(job.id),
     queue: job.queueName,
     name: job.name,
-    data,
+    data: redact(data, meta.secret),
     state,
     progress: job.progress ?? null,
     attemptsMade: job.attemptsMade,

@@ -4,6 +4,7 @@ import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
+import type { Transport } from "../access/live-sessions.ts";
 import type { RequestLimits } from "../config.ts";
 import { MASKED_ERROR_MESSAGE, maskUnexpected } from "../graphql/as-graphql-error.ts";
 import type { Context } from "../graphql/builder.ts";
@@ -20,9 +21,9 @@ import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
-  /** Builds the per-request context (services and actor). */
-  context: (actor: Principal) => Context;
-  /** Resolves an `Authorization` value to an actor; throws UNAUTHENTICATED. Called once per request, before its body is read. */
+  /** Builds the per-request context (services, who is asking, and the WebSocket it came on, if any). */
+  context: (principal: Principal, transport?: Transport) => Context;
+  /** Resolves an `Authorization` value to a principal (sync or a promise); throws UNAUTHENTICATED. Called once per HTTP request, before its body is read, and once per WebSocket operation. */
   authenticate: Authenticate;
   /** Resolves when Redis and PostgreSQL answer; `checks` says "ok" or "failed" per dependency. */
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
@@ -31,6 +32,8 @@ export interface AppDeps {
   introspection: boolean;
   /** graphql-ws limits (keep-alive, init timeout, subscriptions per connection, slow consumers). */
   websocket: WebSocketLimits;
+  /** The registry `/metrics` serves (the runtime's own metrics in it); default: a new one. */
+  metrics?: Registry | undefined;
   /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
   metricsToken?: string | undefined;
   /** What one request may cost (MAX_* variables); defaults as in config.ts. */
@@ -121,7 +124,7 @@ function graphqlJsSubscriptions(): Plugin {
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
-  const metrics = new Registry();
+  const metrics = deps.metrics ?? new Registry();
   collectDefaultMetrics({ register: metrics });
   const limits = deps.limits ?? DEFAULT_LIMITS;
   const protect = deps.protections !== false;
@@ -154,11 +157,19 @@ export function buildApp(deps: AppDeps): App {
       error: (...a) => deps.log.error(String(a[0]), { args: a.slice(1) }),
     },
     context: async (initial) => {
-      // Authenticated once, before the body was read: the request guard (HTTP, SSE) or
-      // connection_init (graphql-ws, which passes it as `principal`).
-      const known = (initial as { principal?: Principal }).principal ?? (initial.request ? guard.principalOf(initial.request) : undefined);
+      // websocket.ts passes its connection as `socket`: closed with 4403 if the key is revoked.
+      const transport = (initial as { socket?: Transport }).socket;
+      // HTTP and SSE: authenticated once, before the body was read (the request guard).
+      const known = transport === undefined && initial.request ? guard.principalOf(initial.request) : undefined;
       if (known !== undefined) return deps.context(known);
-      return deps.context(await deps.authenticate(initial.request?.headers.get("authorization")));
+      // graphql-ws (and requests the guard did not see): every operation authenticates again, so a
+      // revoked key or a spent rate limit answers that operation.
+      const fromSocket = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams?.authorization;
+      const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
+      const address =
+        (initial as { req?: { socket?: { remoteAddress?: string } } }).req?.socket?.remoteAddress ??
+        (initial as { remoteAddress?: string }).remoteAddress;
+      return deps.context(await deps.authenticate(authorization, address), transport);
     },
     plugins: [
       healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),

@@ -1,23 +1,11 @@
-import { createHash, timingSafeEqual } from "node:crypto";
-import { GraphQLError } from "graphql";
-
-const digest = (s: string) => createHash("sha256").update(s).digest();
-
-/** Who a request acts as: "admin" for the admin key, "anonymous" while auth is open. */
-export type Authenticate = (authorization: string | null | undefined) => string;
+import type { Principal } from "../access/principal.ts";
 
 /**
- * Checks `Authorization: Bearer <key>` (HTTP) or the `authorization` field of `connection_init`
- * (WebSocket). A missing and a wrong key get the same answer: UNAUTHENTICATED, HTTP 401.
+ * Resolves an `Authorization` value (HTTP and SSE header, or the `authorization` field of a
+ * WebSocket's connection_init) to who is asking; throws (or rejects with) a GraphQLError with
+ * extensions.code UNAUTHENTICATED (HTTP 401) for a missing or wrong credential alike. Synchronous
+ * when everything it needs is cached (src/access/authenticator.ts) and rate limits are off; with them
+ * on it also takes one request from the credential's budget (or, without a valid one, the client
+ * `address`'s), rejecting with RATE_LIMITED (HTTP 429).
  */
-export function createAuthenticator(adminApiKey: string | undefined): Authenticate {
-  if (!adminApiKey) return () => "anonymous";
-  const expected = digest(adminApiKey);
-  return (authorization) => {
-    const match = /^Bearer (.+)$/i.exec(authorization?.trim() ?? "");
-    if (match?.[1] && timingSafeEqual(digest(match[1]), expected)) return "admin";
-    throw new GraphQLError("Missing or invalid API key: send Authorization: Bearer <key>", {
-      extensions: { code: "UNAUTHENTICATED", http: { status: 401, headers: { "www-authenticate": "Bearer" } } },
-    });
-  };
-}
+export type Authenticate = (authorization: string | null | undefined, address?: string) => Principal | Promise<Principal>;

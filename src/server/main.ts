@@ -15,11 +15,6 @@ for (const line of apiConfigProblems(config)) {
   process.exitCode = 1;
 }
 if (process.exitCode === 1) process.exit(1);
-if (!config.adminApiKey) {
-  process.stderr.write(
-    "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set, so anyone who can reach this port can enqueue,\n  cancel and read every job. Set ADMIN_API_KEY before exposing it.\n\n",
-  );
-}
 
 try {
   const { created, applied } = await prepareDatabase(config);
@@ -31,6 +26,11 @@ try {
 }
 
 const runtime = await createApiRuntime(config, log);
+if (await runtime.access.authenticator.isOpen().catch(() => true)) {
+  process.stderr.write(
+    "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set and no API key exists, so anyone who can reach this port\n  can enqueue, cancel and read every job. Set ADMIN_API_KEY or create a key (npm run keys -- create) before\n  exposing it; requests without a key are refused from the moment a key exists.\n\n",
+  );
+}
 const app = buildApp({
   schema,
   context: runtime.context,
@@ -43,6 +43,7 @@ const app = buildApp({
   metricsToken: config.metricsToken,
   limits: config.limits,
   corsOrigins: config.corsOrigins,
+  metrics: runtime.metrics,
 });
 const url = await app.start(config.port, config.host).catch((err: unknown) => {
   const line = listenErrorLine(err, config.port, "PORT");

@@ -58,7 +58,7 @@ export function requestGuardPlugin(options: { authenticate: Authenticate; graphq
 } {
   const principals = new WeakMap<Request, Principal>();
   const plugin: Plugin = {
-    async onRequest({ request, url, endResponse }) {
+    async onRequest({ request, url, endResponse, serverContext }) {
       if (url.pathname !== options.graphqlEndpoint) return;
       if (request.method === "POST") {
         const type = (request.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
@@ -82,7 +82,9 @@ export function requestGuardPlugin(options: { authenticate: Authenticate; graphq
         return; // Yoga answers 405.
       }
       try {
-        principals.set(request, await options.authenticate(request.headers.get("authorization")));
+        // The client's address: rate limits for requests without a valid credential are per address.
+        const address = (serverContext as { req?: { socket?: { remoteAddress?: string } } } | undefined)?.req?.socket?.remoteAddress;
+        principals.set(request, await options.authenticate(request.headers.get("authorization"), address));
       } catch (err) {
         if (!(err instanceof GraphQLError)) throw err;
         const http = (err.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };

@@ -1,4 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { RedisPubSub } from "graphql-redis-subscriptions";
+import { Counter, Registry } from "prom-client";
+import { AccessService } from "../access/access-service.ts";
+import { ApiKeyStore } from "../access/api-key-store.ts";
+import { Authenticator } from "../access/authenticator.ts";
+import type { Transport } from "../access/live-sessions.ts";
+import { LiveSessions } from "../access/live-sessions.ts";
+import type { Principal } from "../access/principal.ts";
+import { addressBucket, bucketOf, RateLimiter } from "../access/rate-limiter.ts";
+import { RedisRevocationBus } from "../access/revocation-bus.ts";
+import { TenantCache } from "../access/tenant-cache.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -9,7 +20,7 @@ import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
 import { HistoryQuarantine, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
-import { type Authenticate, createAuthenticator } from "./auth.ts";
+import type { Authenticate } from "./auth.ts";
 
 export interface ApiRuntime {
   registry: JobRegistry;
@@ -18,10 +29,34 @@ export interface ApiRuntime {
   feeds: EventFeeds;
   /** The process's shared event-channel subscriptions (for tests). */
   channels: EventChannels;
-  context: (actor: string) => Context;
+  context: (principal: Principal, transport?: Transport) => Context;
   authenticate: Authenticate;
+  /** API keys and job tokens. */
+  access: AccessService;
+  /** The API's own metrics (served on /metrics with the process metrics). */
+  metrics: Registry;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   close(): Promise<void>;
+}
+
+/**
+ * `authenticate` with the rate limit: each call takes one request from the credential's budget, or,
+ * when the credential is refused, from the client address's (so guessing keys is limited too).
+ */
+function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authenticate {
+  if (!limiter) return authenticate;
+  return async (authorization, address) => {
+    let principal: Principal;
+    try {
+      principal = await authenticate(authorization, address);
+    } catch (err) {
+      await limiter.take(addressBucket(address));
+      throw err;
+    }
+    const credential = /^Bearer[ \t]+(\S+)/i.exec(authorization?.trim() ?? "")?.[1];
+    await limiter.take(bucketOf(principal, credential, address));
+    return principal;
+  };
 }
 
 async function check(name: string, probe: () => Promise<unknown>, checks: Record<string, string>): Promise<boolean> {
@@ -89,6 +124,30 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   });
   await relay.start(registry.queues());
   const liveJob = (queue: string, id: string) => jobs.getLive(queue, id);
+  const keyStore = new ApiKeyStore(db, (queue) => registry.hasQueue(queue));
+  if (!config.jobTokenSecret && config.nodeEnv !== "test")
+    log.warn("JOB_TOKEN_SECRET is not set: job tokens are signed with a random key and work on this instance only");
+  const authenticator = new Authenticator({
+    adminApiKey: config.adminApiKey,
+    jobTokenSecret: config.jobTokenSecret ?? randomBytes(32).toString("base64url"),
+    production: config.nodeEnv === "production",
+    store: keyStore,
+    log,
+  });
+  // Revocations reach every instance at once over pub/sub (a connection of its own: RedisPubSub owns `subscriber`).
+  const revocations = createRedis(config, "subscriber");
+  revocations.on("error", (err) => log.debug("redis pub/sub connection error", { err: err.message }));
+  const bus = new RedisRevocationBus(publisher, revocations, config.queuePrefix);
+  const access = new AccessService(keyStore, authenticator, new LiveSessions(), bus);
+  await bus.start((keyId) => access.revoked(keyId), log);
+  const tenants = new TenantCache(loadJob);
+  const metrics = new Registry();
+  const enqueued = new Counter({
+    name: "jobs_enqueued_total",
+    help: "Jobs enqueued through the API, by the enqueuing key's name (never its secret) and queue",
+    labelNames: ["key", "queue"],
+    registers: [metrics],
+  });
   const feeds = new EventFeeds({
     channels,
     stream,
@@ -104,16 +163,28 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     queueService,
     feeds,
     channels,
-    context: (actor) => ({
+    access,
+    metrics,
+    context: (principal, transport) => ({
       jobs,
       control,
       queues: queueService,
       feeds,
       history: historyQueries,
       loaders: lazyJobLoaders(liveJob, historyQueries),
-      actor,
+      actor: principal.actor,
+      principal,
+      access,
+      tenantOf: tenants.tenantOf,
+      transport,
+      countEnqueued: (jobs) => {
+        for (const job of jobs) enqueued.inc({ key: principal.actor, queue: job.queue });
+      },
     }),
-    authenticate: createAuthenticator(config.adminApiKey),
+    authenticate: limited(
+      authenticator.authenticate,
+      config.rateLimitPerMinute > 0 ? new RateLimiter(redis, config.queuePrefix, config.rateLimitPerMinute, log) : null,
+    ),
     ready: async () => {
       const checks: Record<string, string> = {};
       const results = await Promise.all([
@@ -125,7 +196,13 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     close: async () => {
       await relay.stop();
       await queues.close();
-      await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber), closeRedis(queueConnection)]);
+      await Promise.all([
+        closeRedis(redis),
+        closeRedis(publisher),
+        closeRedis(subscriber),
+        closeRedis(queueConnection),
+        closeRedis(revocations),
+      ]);
       await db.$disconnect();
     },
   };

@@ -84,6 +84,8 @@ class Connection implements WsTransport {
   operations = 0;
   /** Releases this connection's places in the connection limits. */
   release: (() => void) | null = null;
+  /** The client's address (rate limits). */
+  remoteAddress: string | undefined = undefined;
 
   readonly socket: WebSocket;
   private readonly watch: Watch;
@@ -247,7 +249,7 @@ export function attachGraphqlWs(
       const authorization = typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null;
       let principal: Principal;
       try {
-        principal = await authenticate(authorization);
+        principal = await authenticate(authorization, ctx.extra.remoteAddress);
       } catch {
         return false;
       }
@@ -282,14 +284,24 @@ export function attachGraphqlWs(
         principal: ctx.extra.principal,
         connectionParams: ctx.connectionParams,
         socket: ctx.extra.socket,
+        remoteAddress: ctx.extra.remoteAddress,
         params: payload,
       });
+      // The context authenticates each operation again: a revoked key or an exhausted rate limit is
+      // an error message for this operation (not a dropped connection).
+      let contextValue: unknown;
+      try {
+        contextValue = await contextFactory();
+      } catch (err) {
+        if (err instanceof GraphQLError) return [err];
+        throw err;
+      }
       const args = {
         schema,
         operationName: payload.operationName,
         document: parse(payload.query),
         variableValues: payload.variables,
-        contextValue: await contextFactory(),
+        contextValue,
         rootValue: { execute } satisfies Enveloped,
       };
       const errors = validate(args.schema, args.document);
@@ -359,6 +371,7 @@ export function attachGraphqlWs(
     }
     const conn = watch.open(socket);
     conn.release = address;
+    conn.remoteAddress = req.socket.remoteAddress;
     connections.set(socket, conn);
     socket.on("message", onSocketMessage);
     socket.on("pong", onSocketPong);

@@ -30,6 +30,7 @@ export async function startTestApi(env: Record<string, string>): Promise<TestApi
     metricsToken: config.metricsToken,
     limits: config.limits,
     corsOrigins: config.corsOrigins,
+    metrics: runtime.metrics,
   });
   const url = await app.start(0);
   return {

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { UnrecoverableError } from "bullmq";
 import { REPORT_FILE_NAME, reportCsv } from "../../src/jobs/definitions/report-csv.ts";
-import type { JobState } from "../../src/jobs/job-view.ts";
+import { type JobState, splitData } from "../../src/jobs/job-view.ts";
 import { defineProcessor } from "../processor.ts";
 
 /** Columns of a report, in order (names as in job_history). */
@@ -46,7 +46,9 @@ export function reportPath(dir: string, fileName: string): string {
   return file;
 }
 
-export default defineProcessor(reportCsv, async (filter, { config, db, progress, signal }) => {
+export default defineProcessor(reportCsv, async (filter, { config, db, progress, signal, job }) => {
+  // A tenant's report holds that tenant's jobs only (the job carries the tenant of the key that enqueued it).
+  const tenant = splitData(job.data).meta.tenant;
   const file = reportPath(config.reportDir, filter.fileName);
   await fs.promises.mkdir(path.dirname(file), { recursive: true });
   // Written beside the target and renamed at the end: a reader never sees half a report, and a
@@ -57,6 +59,7 @@ export default defineProcessor(reportCsv, async (filter, { config, db, progress,
     if (!out.write(line)) await once(out, "drain");
   };
   const where = {
+    ...(tenant ? { tenant } : {}),
     ...(filter.queue ? { queue: filter.queue } : {}),
     ...(filter.states ? { state: { in: filter.states as JobState[] } } : {}),
     ...(filter.createdFrom || filter.createdTo

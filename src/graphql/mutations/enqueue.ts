@@ -1,6 +1,9 @@
+import { canSeeJob } from "../../access/principal.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import type { JobView } from "../../jobs/job-view.ts";
 import { builder } from "../builder.ts";
+import { enqueueFor } from "../tenancy.ts";
+import { JobTokenRef, jobTokenFor } from "../types/access.ts";
 import { JobRef } from "../types/job.ts";
 
 const BackoffType = builder.enumType("BackoffType", { values: ["FIXED", "EXPONENTIAL"] as const });
@@ -22,11 +25,24 @@ export const EnqueueJobInput = builder.inputType("EnqueueJobInput", {
     attempts: t.int(),
     backoff: t.field({ type: BackoffInput }),
     jobId: t.id({ description: "Idempotency key: a second enqueue with the same jobId returns the existing job" }),
+    tenant: t.string({
+      description:
+        "Only keys not bound to a tenant may set it; a tenant-bound key's own tenant is always used (naming another is a ForbiddenError)",
+    }),
   }),
 });
 
 const EnqueueJobSuccess = builder.objectRef<{ job: JobView }>("EnqueueJobSuccess").implement({
-  fields: (t) => ({ job: t.field({ type: JobRef, resolve: (r) => r.job }) }),
+  fields: (t) => ({
+    job: t.field({ type: JobRef, resolve: (r) => r.job }),
+    jobToken: t.field({
+      type: JobTokenRef,
+      nullable: true,
+      description: "A browser token for this one job, minted only when selected; null when the caller lacks READ. ttlSeconds: 1 to 86400.",
+      args: { ttlSeconds: t.arg.int({ defaultValue: 3600 }) },
+      resolve: (r, args, ctx) => jobTokenFor(ctx, r.job, args.ttlSeconds),
+    }),
+  }),
 });
 
 builder.mutationField("enqueueJob", (t) =>
@@ -35,7 +51,12 @@ builder.mutationField("enqueueJob", (t) =>
     args: { input: t.arg({ type: EnqueueJobInput, required: true }) },
     errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobResult" } },
     resolve: async (_root, { input }, ctx) => {
-      const job = await ctx.jobs.enqueue({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) });
+      const job = await ctx.jobs.enqueue(
+        enqueueFor(ctx.principal, { ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }),
+        {},
+        (j) => canSeeJob(ctx.principal, j),
+      );
+      ctx.countEnqueued([job]);
       return { job };
     },
   }),
@@ -54,8 +75,15 @@ builder.mutationField("enqueueJobs", (t) =>
     errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobsResult" } },
     resolve: async (_root, { inputs }, ctx) => {
       const jobs = await ctx.jobs.enqueueMany(
-        inputs.map((input) => ({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) })),
+        inputs.map((input, i) =>
+          enqueueFor(ctx.principal, { ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }, [
+            `inputs[${i}]`,
+          ]),
+        ),
+        {},
+        (j) => canSeeJob(ctx.principal, j),
       );
+      ctx.countEnqueued(jobs);
       return { jobs };
     },
   }),

@@ -1,6 +1,7 @@
 import type { QueueView, SchedulerView } from "../../jobs/control/index.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import { builder } from "../builder.ts";
+import { actingAs, assertQueueVisible } from "../tenancy.ts";
 import { JobSchedulerRef } from "../types/job-scheduler.ts";
 import { QueueRef } from "../types/queue.ts";
 
@@ -42,13 +43,19 @@ builder.mutationFields((t) => ({
     errors: queueErrors,
     description: "Jobs of a paused queue stay WAITING; nothing starts until it is resumed. Active jobs run to the end.",
     args: { name: t.arg.string({ required: true }) },
-    resolve: async (_root, args, ctx) => ({ queue: await ctx.queues.pause(args.name, ctx.actor) }),
+    resolve: async (_root, args, ctx) => {
+      assertQueueVisible(ctx.principal, args.name);
+      return { queue: await ctx.queues.pause(args.name, actingAs(ctx.principal)) };
+    },
   }),
   resumeQueue: t.field({
     type: QueueActionSuccess,
     errors: queueErrors,
     args: { name: t.arg.string({ required: true }) },
-    resolve: async (_root, args, ctx) => ({ queue: await ctx.queues.resume(args.name, ctx.actor) }),
+    resolve: async (_root, args, ctx) => {
+      assertQueueVisible(ctx.principal, args.name);
+      return { queue: await ctx.queues.resume(args.name, actingAs(ctx.principal)) };
+    },
   }),
   upsertJobScheduler: t.field({
     type: JobSchedulerSuccess,
@@ -56,15 +63,19 @@ builder.mutationFields((t) => ({
     description:
       "Creates or replaces a scheduler that enqueues `name` with `data` on a cron `pattern` (optionally in `tz`) or every `everyMs`.",
     args: { input: t.arg({ type: UpsertJobSchedulerInput, required: true }) },
-    resolve: async (_root, { input }, ctx) => ({
-      scheduler: await ctx.queues.upsertScheduler({ ...input, id: String(input.id), data: input.data }, ctx.actor),
-    }),
+    resolve: async (_root, { input }, ctx) => {
+      assertQueueVisible(ctx.principal, input.queue);
+      return { scheduler: await ctx.queues.upsertScheduler({ ...input, id: String(input.id), data: input.data }, actingAs(ctx.principal)) };
+    },
   }),
   removeJobScheduler: t.field({
     type: JobSchedulerSuccess,
     errors: schedulerErrors,
     description: "No job of that scheduler starts after the call returns, including the next one already waiting as a delayed job.",
     args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, ctx) => ({ scheduler: await ctx.queues.removeScheduler(args.queue, String(args.id), ctx.actor) }),
+    resolve: async (_root, args, ctx) => {
+      assertQueueVisible(ctx.principal, args.queue);
+      return { scheduler: await ctx.queues.removeScheduler(args.queue, String(args.id), actingAs(ctx.principal)) };
+    },
   }),
 }));

@@ -1,5 +1,6 @@
 import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
+import { accessFilter } from "../tenancy.ts";
 import { connectionOf } from "../types/connection.ts";
 import { FailedJobAuditRef } from "../types/failed-job-audit.ts";
 import { OperatorActionRef } from "../types/operator-action.ts";
@@ -20,7 +21,11 @@ builder.queryFields((t) => ({
     resolve: (_root, args, ctx) =>
       withGraphQLErrors(() =>
         ctx.history.listFailedJobAudits(
-          { queue: args.queue, jobId: args.jobId === null || args.jobId === undefined ? args.jobId : String(args.jobId) },
+          {
+            queue: args.queue,
+            jobId: args.jobId === null || args.jobId === undefined ? args.jobId : String(args.jobId),
+            ...accessFilter(ctx.principal),
+          },
           { first: args.first, after: args.after },
         ),
       ),
@@ -34,6 +39,8 @@ builder.queryFields((t) => ({
       after: t.arg.string(),
     },
     resolve: (_root, args, ctx) =>
-      withGraphQLErrors(() => ctx.history.listOperatorActions({ queue: args.queue }, { first: args.first, after: args.after })),
+      withGraphQLErrors(() =>
+        ctx.history.listOperatorActions({ queue: args.queue, ...accessFilter(ctx.principal) }, { first: args.first, after: args.after }),
+      ),
   }),
 }));

@@ -1,5 +1,6 @@
 import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
+import { accessFilter } from "../tenancy.ts";
 import { connectionOf } from "../types/connection.ts";
 import { JobStateEnum } from "../types/errors.ts";
 import { JobRef } from "../types/job.ts";
@@ -37,7 +38,12 @@ builder.queryField("jobs", (t) =>
     },
     resolve: (_root, args, ctx) =>
       withGraphQLErrors(async () => {
-        const page = await ctx.history.listJobs(args.filter, { first: args.first, after: args.after });
+        // A tenant-bound key sees its tenant alone: naming another tenant finds what a tenant with no
+        // jobs would (nothing); a queue-limited key, its queues alone.
+        const access = accessFilter(ctx.principal);
+        const filter = { ...args.filter, ...access };
+        if (access.tenant && args.filter?.tenant && args.filter.tenant !== access.tenant) filter.queues = [];
+        const page = await ctx.history.listJobs(filter, { first: args.first, after: args.after });
         const fresh = await ctx.loaders.refresh(page.edges.map((e) => e.node));
         return { ...page, edges: page.edges.map((e, i) => ({ cursor: e.cursor, node: fresh[i] ?? e.node })) };
       }),

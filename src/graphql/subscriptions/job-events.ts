@@ -1,6 +1,7 @@
 import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events/index.ts";
 import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
+import { assertJobVisible, assertQueueVisible, onlyTenant } from "../tenancy.ts";
 import { JobRef } from "../types/job.ts";
 
 const JobEventType = builder.enumType("JobEventType", { values: JOB_EVENT_TYPES });
@@ -28,7 +29,11 @@ builder.subscriptionField("jobEvents", (t) =>
     description:
       "Without `since`: a SNAPSHOT of the job first, then its live events. With `since`: every event of the job after that id, then live ones. Completes after the terminal event.",
     args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }), since: t.arg.string() },
-    subscribe: (_root, args, ctx) => withGraphQLErrors(() => ctx.feeds.job(args.queue, String(args.id), args.since)),
+    subscribe: (_root, args, ctx) =>
+      withGraphQLErrors(async () => {
+        await assertJobVisible(ctx.principal, ctx.jobs, args.queue, String(args.id));
+        return ctx.feeds.job(args.queue, String(args.id), args.since);
+      }),
     resolve: (event) => event,
   }),
 );
@@ -42,7 +47,13 @@ builder.subscriptionField("queueEvents", (t) =>
       since: t.arg.string(),
       types: t.arg({ type: [JobEventType] }),
     },
-    subscribe: (_root, args, ctx) => withGraphQLErrors(() => ctx.feeds.queue(args.queue, args.since, args.types)),
+    subscribe: (_root, args, ctx) =>
+      withGraphQLErrors(async () => {
+        assertQueueVisible(ctx.principal, args.queue);
+        const events = await ctx.feeds.queue(args.queue, args.since, args.types);
+        // Filtered per subscriber at the fan-out: one Redis subscription per queue, whatever the tenants.
+        return ctx.principal.tenant === null ? events : onlyTenant(events, ctx.principal.tenant, ctx.tenantOf);
+      }),
     resolve: (event) => event,
   }),
 );

@@ -11,5 +11,6 @@ export const JobSchedulerRef = builder.objectRef<SchedulerView>("JobScheduler").
     everyMs: t.exposeInt("everyMs", { nullable: true }),
     tz: t.exposeString("tz", { nullable: true }),
     nextRunAt: t.expose("nextRunAt", { type: "DateTime", nullable: true }),
+    tenant: t.exposeString("tenant", { nullable: true, description: "The tenant of the key that created it; its jobs carry it too" }),
   }),
 });

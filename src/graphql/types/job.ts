@@ -1,5 +1,7 @@
+import { canSeeJob } from "../../access/principal.ts";
 import type { JobView } from "../../jobs/job-view.ts";
 import { builder } from "../builder.ts";
+import { visibleJob } from "../tenancy.ts";
 import { JobStateEnum } from "./errors.ts";
 
 export const JobRef = builder.objectRef<JobView>("Job");
@@ -32,12 +34,14 @@ JobRef.implement({
       type: JobRef,
       nullable: true,
       description: "The job this one replays",
-      resolve: (j, _args, ctx) => (j.replayOfId ? ctx.loaders.job.load({ queue: j.queue, id: j.replayOfId }) : null),
+      resolve: async (j, _args, ctx) =>
+        j.replayOfId ? visibleJob(ctx.principal, await ctx.loaders.job.load({ queue: j.queue, id: j.replayOfId })) : null,
     }),
     replays: t.field({
       type: [JobRef],
       description: "Jobs that replay this one",
-      resolve: (j, _args, ctx) => ctx.loaders.replays.load({ queue: j.queue, id: j.id }),
+      resolve: async (j, _args, ctx) =>
+        (await ctx.loaders.replays.load({ queue: j.queue, id: j.id })).filter((r) => canSeeJob(ctx.principal, r)),
     }),
     tenant: t.exposeString("tenant", { nullable: true, description: "The tenant of the API key that enqueued it, if any" }),
   }),
@@ -49,6 +53,7 @@ builder.queryField("job", (t) =>
     nullable: true,
     description: "Live state from Redis, else history; null when unknown",
     args: { queue: t.arg.string({ required: true }), id: t.arg.id({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.loaders.job.load({ queue: args.queue, id: String(args.id) }),
+    // Another tenant's job, or another job than a job token's, answers null like a job that does not exist.
+    resolve: async (_root, args, ctx) => visibleJob(ctx.principal, await ctx.loaders.job.load({ queue: args.queue, id: String(args.id) })),
   }),
 );

@@ -1,6 +1,16 @@
 // Public face of src/jobs/control. What operators and clients do to jobs and queues: enqueue, cancel, retry, replay, schedulers, the operator audit.
 // Code outside src/jobs imports this file only (npm run lint checks it).
 export { JobControl, type JobControlOptions } from "./job-control.ts";
-export { type EnqueueInput, JobService, type JobServiceOptions, MAX_PRIORITY } from "./job-service.ts";
-export { type OperatorActionInput, OperatorActionLog } from "./operator-actions.ts";
-export { type JobCounts, QueueService, type QueueView, type SchedulerView, type UpsertSchedulerInput } from "./queue-service.ts";
+export { type EnqueueInput, JobService, type JobServiceOptions, type JobVisibility, MAX_PRIORITY } from "./job-service.ts";
+export { type Actor, actorName, actorTenant, type OperatorActionInput, OperatorActionLog } from "./operator-actions.ts";
+export {
+  DEFAULT_SCHEDULER_LIMITS,
+  type JobCounts,
+  MAX_SCHEDULER_PAGE,
+  QueueService,
+  type QueueView,
+  type SchedulerLimits,
+  type SchedulerView,
+  toJobCounts,
+  type UpsertSchedulerInput,
+} from "./queue-service.ts";

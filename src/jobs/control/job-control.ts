@@ -6,10 +6,10 @@ import { appendCancelledEvent } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
-import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
+import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, splitData, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
 import type { EnqueueInput, JobService } from "./job-service.ts";
 import { applyMergePatch } from "./merge-patch.ts";
-import type { OperatorActionLog } from "./operator-actions.ts";
+import { type Actor, actorName, type OperatorActionLog } from "./operator-actions.ts";
 
 export interface JobControlOptions {
   /** How long cancelJob waits for an active job to end before answering with its state then. */
@@ -83,10 +83,10 @@ export class JobControl {
    * CANCELLED. An active job's worker (any process) is told to abort it; the answer comes once the
    * job has ended, or after `cancelWaitMs` with its state then (the subscription sees the end).
    */
-  async cancel(queueName: string, id: string, reason: string | null | undefined, actor: string): Promise<JobView> {
+  async cancel(queueName: string, id: string, reason: string | null | undefined, actor: Actor): Promise<JobView> {
     const why = reasonSchema.safeParse(reason ?? "");
     if (!why.success) throw ValidationError.at(["reason"], why.error.issues[0]?.message ?? "invalid");
-    const text = why.data.trim() || `cancelled by ${actor}`;
+    const text = why.data.trim() || `cancelled by ${actorName(actor)}`;
     const found = await this.liveJob(queueName, id);
     if (!found.job) {
       if (found.known) throw new InvalidStateError(`Job "${id}" is already ${found.known.state}`, found.known.state);
@@ -133,7 +133,7 @@ export class JobControl {
   }
 
   /** A FAILED or CANCELLED job still held by the queue goes back to WAITING with a fresh set of attempts. */
-  async retry(queueName: string, id: string, actor: string): Promise<JobView> {
+  async retry(queueName: string, id: string, actor: Actor): Promise<JobView> {
     const found = await this.liveJob(queueName, id);
     if (!found.job) {
       if (found.known) {
@@ -161,8 +161,11 @@ export class JobControl {
     return view;
   }
 
-  /** Every FAILED job of the queue (cancelled ones excluded), at most `limit`, goes back to WAITING. */
-  async retryFailed(queueName: string, limit: number, actor: string): Promise<number> {
+  /**
+   * Every FAILED job of the queue (cancelled ones excluded), at most `limit`, goes back to WAITING.
+   * With `tenant`, only that tenant's failed jobs.
+   */
+  async retryFailed(queueName: string, limit: number, actor: Actor, tenant: string | null = null): Promise<number> {
     const queue = this.queueOrThrow(queueName);
     if (!Number.isInteger(limit) || limit < 1 || limit > this.options.maxBulkRetry) {
       throw ValidationError.at(["limit"], `must be an integer from 1 to ${this.options.maxBulkRetry}`);
@@ -172,7 +175,8 @@ export class JobControl {
       const page = (await queue.getFailed(start, start + 499)) as Job[];
       const cancelled = await this.queues.whichCancelled(page);
       for (const [i, job] of page.entries()) {
-        if (picked.length < limit && !cancelled[i]) picked.push(job);
+        if (picked.length >= limit || cancelled[i]) continue;
+        if (tenant === null || splitData(job.data).meta.tenant === tenant) picked.push(job);
       }
       if (page.length < 500) break;
     }
@@ -190,7 +194,7 @@ export class JobControl {
    * id), read from Redis or, once the original has left it, from history. `data` replaces the
    * payload; `dataPatch` is an RFC 7386 merge patch over it; the result is validated again.
    */
-  async replay(queueName: string, id: string, data: unknown, dataPatch: unknown, actor: string): Promise<JobView> {
+  async replay(queueName: string, id: string, data: unknown, dataPatch: unknown, actor: Actor): Promise<JobView> {
     this.queueOrThrow(queueName);
     if (data !== undefined && dataPatch !== undefined) {
       throw ValidationError.at(["dataPatch"], "give either data or dataPatch, not both");
@@ -198,16 +202,21 @@ export class JobControl {
     const live = await this.queueOrThrow(queueName).getJob(id);
     let original: JobView | null;
     let options: { attempts: number; backoff: EnqueueInput["backoff"]; priority: number };
+    // From Redis the payload is the real one (secret values included, so the replay works); from
+    // history, secret values are "[redacted]" (give them again in `data` / `dataPatch`).
+    let realData: unknown;
     if (live) {
       original = viewFromBull(live, "COMPLETED");
+      realData = splitData(live.data).data;
       options = { attempts: live.opts.attempts ?? 1, backoff: backoffInput(live.opts.backoff), priority: live.opts.priority ?? 0 };
     } else {
       original = await this.history.get(queueName, id);
+      realData = original?.data;
       const stored = original ? await this.history.options(queueName, id) : null;
       options = { attempts: stored?.attempts ?? 1, backoff: backoffInput(stored?.backoff), priority: stored?.priority ?? 0 };
     }
     if (!original) throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
-    const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(original.data, dataPatch) : original.data;
+    const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(realData, dataPatch) : realData;
     const replay = await this.jobs.enqueue(
       {
         queue: queueName,
@@ -224,7 +233,11 @@ export class JobControl {
       action: "replayJob",
       queue: queueName,
       jobId: id,
-      details: { replayJobId: replay.id, ...(data !== undefined ? { data } : {}), ...(dataPatch !== undefined ? { dataPatch } : {}) },
+      details: {
+        replayJobId: replay.id,
+        ...(data !== undefined ? { data: this.jobs.redacted(queueName, original.name, data) } : {}),
+        ...(dataPatch !== undefined ? { dataPatch: this.jobs.redacted(queueName, original.name, dataPatch) } : {}),
+      },
     });
     return replay;
   }

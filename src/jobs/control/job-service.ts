@@ -5,7 +5,7 @@ import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
 import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
-import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "../job-view.ts";
+import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, redact, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 
 /** BullMQ's priority range: 1 (highest) to 2^21. */
@@ -22,7 +22,14 @@ export interface EnqueueInput {
   backoff?: { type: "FIXED" | "EXPONENTIAL"; delayMs: number } | null;
   /** Idempotency key: while a job with this id is known, enqueueing it again returns that job. */
   jobId?: string | null;
+  /** The tenant the job belongs to (the access layer decides who may set it). */
+  tenant?: string | null;
 }
+
+/** Whether the caller may see a job: an idempotent enqueue never hands back a job it may not see. */
+export type JobVisibility = (job: JobView) => boolean;
+
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9_.@:-]*$/;
 
 export interface JobServiceOptions {
   /** Largest accepted payload, in bytes of its JSON. */
@@ -59,10 +66,31 @@ const optionsSchema = z.object({
     .refine((v) => !v.includes(":"), "must not contain ':'")
     .refine((v) => !/^\d+$/.test(v), "must not be a plain integer (BullMQ reserves those for its own ids)")
     .nullish(),
+  tenant: z
+    .string()
+    .min(1, "must not be empty (omit it for no tenant)")
+    .max(200, "must be at most 200 characters")
+    .regex(TENANT, "may contain letters, digits and _ . @ : - (starting with a letter or digit)")
+    .nullish(),
 });
+
+/** The answer for a jobId held by a job the caller may not see: the id is taken, nothing about the job is told. */
+function jobIdTaken(path: string[]): ValidationError {
+  return ValidationError.at(path, "is already used by another job; choose another");
+}
 
 function issuesOf(error: z.ZodError, prefix: string[]): ValidationIssue[] {
   return error.issues.map((i) => ({ path: [...prefix, ...i.path.map(String)], message: i.message }));
+}
+
+/** A job's meta: the caller's, its tenant, its type's secret paths (so every view of it masks them). */
+function jobMeta(meta: JobMeta, tenant: string | null, secret: readonly string[]): JobMeta {
+  return { ...meta, ...(tenant ? { tenant } : {}), ...(secret.length > 0 ? { secret } : {}) };
+}
+
+/** The payload as stored in BullMQ: our extra fields under META_KEY, when there are any. */
+function withMeta(data: unknown, meta: JobMeta): unknown {
+  return Object.keys(meta).length > 0 ? { ...(data as object), [META_KEY]: meta } : data;
 }
 
 /**
@@ -85,7 +113,7 @@ export class JobService {
   }
 
   /** Validates one input; returns the BullMQ options or throws a ValidationError / NotFoundError. */
-  private validate(input: EnqueueInput): { data: unknown; opts: JobsOptions } {
+  private validate(input: EnqueueInput): { data: unknown; opts: JobsOptions; tenant: string | null; secret: readonly string[] } {
     const queue = this.queues.get(input.queue);
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
     const def = this.registry.get(input.queue, input.name);
@@ -117,6 +145,8 @@ export class JobService {
     const backoff = o.backoff ?? def.defaults.backoff;
     return {
       data: parsed.data,
+      tenant: o.tenant ?? null,
+      secret: def.secret,
       opts: {
         jobId: o.jobId ?? undefined,
         priority: o.priority ?? undefined,
@@ -128,15 +158,16 @@ export class JobService {
   }
 
   /** Enqueues one job; with a `jobId` that is already known, returns that job unchanged. */
-  async enqueue(input: EnqueueInput, meta: JobMeta = {}): Promise<JobView> {
-    const { data, opts } = this.validate(input);
+  async enqueue(input: EnqueueInput, meta: JobMeta = {}, visible: JobVisibility = () => true): Promise<JobView> {
+    const { data, opts, tenant, secret } = this.validate(input);
     if (opts.jobId) {
       const existing = await this.getJob(input.queue, opts.jobId);
+      if (existing && !visible(existing)) throw jobIdTaken(["jobId"]);
       if (existing) return existing;
     }
     const queue = this.queues.get(input.queue);
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
-    const payload = Object.keys(meta).length > 0 ? { ...(data as object), [META_KEY]: meta } : data;
+    const payload = withMeta(data, jobMeta(meta, tenant, secret));
     const job = await queue.add(input.name, payload, opts);
     if (opts.jobId) {
       // A concurrent enqueue with the same id may have won: BullMQ then returns our local copy, not
@@ -158,11 +189,18 @@ export class JobService {
    * with the input's index) and nothing is enqueued if any is invalid; then one `addBulk` per queue.
    * Inputs whose `jobId` is already known return that job, as `enqueue` does.
    */
-  async enqueueMany(inputs: EnqueueInput[], meta: JobMeta = {}): Promise<JobView[]> {
+  async enqueueMany(inputs: EnqueueInput[], meta: JobMeta = {}, visible: JobVisibility = () => true): Promise<JobView[]> {
     if (inputs.length > this.options.maxBulkEnqueue) {
       throw ValidationError.at(["inputs"], `at most ${this.options.maxBulkEnqueue} inputs per call (got ${inputs.length})`);
     }
-    const validated: { index: number; input: EnqueueInput; data: unknown; opts: JobsOptions }[] = [];
+    const validated: {
+      index: number;
+      input: EnqueueInput;
+      data: unknown;
+      opts: JobsOptions;
+      tenant: string | null;
+      secret: readonly string[];
+    }[] = [];
     const issues: ValidationIssue[] = [];
     for (const [index, input] of inputs.entries()) {
       try {
@@ -186,6 +224,8 @@ export class JobService {
     const results: (JobView | null)[] = await Promise.all(
       validated.map((v) => (v.opts.jobId ? this.getJob(v.input.queue, v.opts.jobId) : Promise.resolve(null))),
     );
+    const hidden = results.flatMap((job, i) => (job && !visible(job) ? [String(validated[i]?.index)] : []));
+    if (hidden.length > 0) throw ValidationError.of(hidden.map((index) => jobIdTaken([index, "jobId"]).issues[0] as ValidationIssue));
     const byQueue = new Map<string, number[]>();
     for (const [i, v] of validated.entries()) {
       if (results[i]) continue;
@@ -198,7 +238,7 @@ export class JobService {
       const added = await queue.addBulk(
         indexes.map((i) => {
           const v = validated[i] as (typeof validated)[number];
-          const payload = Object.keys(meta).length > 0 ? { ...(v.data as object), [META_KEY]: meta } : v.data;
+          const payload = withMeta(v.data, jobMeta(meta, v.tenant, v.secret));
           return { name: v.input.name, data: payload, opts: v.opts };
         }),
       );
@@ -257,5 +297,10 @@ export class JobService {
     if (!queue) return [];
     const { logs } = await queue.getJobLogs(id, 0, limit - 1, true);
     return logs;
+  }
+
+  /** `data` as anyone but the processor may see it: the job type's secret paths masked. */
+  redacted(queue: string, name: string, data: unknown): unknown {
+    return redact(data, this.registry.get(queue, name)?.secret);
   }
 }

@@ -1,9 +1,20 @@
 import type { Logger } from "../../infra/logger.ts";
 import type { Db } from "../../infra/prisma.ts";
 
+/** Who acts: the API key's name ("anonymous" while auth is open), with the tenant the key is bound to, if any. */
+export type Actor = string | { name: string; tenant: string | null };
+
+export function actorName(actor: Actor): string {
+  return typeof actor === "string" ? actor : actor.name;
+}
+
+export function actorTenant(actor: Actor): string | null {
+  return typeof actor === "string" ? null : actor.tenant;
+}
+
 export interface OperatorActionInput {
-  /** The API key's name, or "anonymous" while auth is open. */
-  actor: string;
+  /** Recorded as `actor` (the name) and `tenant` (a tenant-bound key sees only its tenant's actions). */
+  actor: Actor;
   /** The mutation's name: "cancelJob", "retryJob", "pauseQueue" ... */
   action: string;
   queue: string;
@@ -32,7 +43,8 @@ export class OperatorActionLog {
     try {
       await this.db.operatorAction.create({
         data: {
-          actor: input.actor,
+          actor: actorName(input.actor),
+          tenant: actorTenant(input.actor),
           action: input.action,
           queue: input.queue,
           jobId: input.jobId ?? null,

@@ -5,8 +5,9 @@ import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
+import { META_KEY, redact, splitData } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
-import type { OperatorActionLog } from "./operator-actions.ts";
+import { type Actor, actorTenant, type OperatorActionLog } from "./operator-actions.ts";
 
 export interface JobCounts {
   waiting: number;
@@ -26,6 +27,18 @@ export interface QueueView {
   jobTypes: { name: string; payloadSchema: unknown }[];
 }
 
+/** JobCounts from counts by lower-case state name (BullMQ's, or history's); a state left out is 0. */
+export function toJobCounts(counts: Partial<Record<string, number>>): JobCounts {
+  return {
+    waiting: counts.waiting ?? 0,
+    prioritized: counts.prioritized ?? 0,
+    delayed: counts.delayed ?? 0,
+    active: counts.active ?? 0,
+    completed: counts.completed ?? 0,
+    failed: counts.failed ?? 0,
+  };
+}
+
 export interface SchedulerView {
   id: string;
   queue: string;
@@ -35,6 +48,8 @@ export interface SchedulerView {
   everyMs: number | null;
   tz: string | null;
   nextRunAt: Date | null;
+  /** The tenant of the key that created it; its jobs carry it too. */
+  tenant: string | null;
 }
 
 export interface UpsertSchedulerInput {
@@ -136,14 +151,7 @@ export class QueueService {
       name,
       paused,
       workers,
-      counts: {
-        waiting: counts.waiting ?? 0,
-        prioritized: counts.prioritized ?? 0,
-        delayed: counts.delayed ?? 0,
-        active: counts.active ?? 0,
-        completed: counts.completed ?? 0,
-        failed: counts.failed ?? 0,
-      },
+      counts: toJobCounts(counts),
       jobTypes: this.registry.ofQueue(name).map((def) => {
         let schema = this.schemas.get(def);
         if (schema === undefined) {
@@ -161,14 +169,14 @@ export class QueueService {
   }
 
   /** Pauses the queue: its jobs stay waiting; active ones run to the end. Throws NotFoundError. */
-  async pause(name: string, actor: string): Promise<QueueView> {
+  async pause(name: string, actor: Actor): Promise<QueueView> {
     await this.queueOrThrow(name).pause();
     await this.actions.record({ actor, action: "pauseQueue", queue: name });
     return (await this.get(name)) as QueueView;
   }
 
   /** Resumes a paused queue (a no-op on a running one). Throws NotFoundError. */
-  async resume(name: string, actor: string): Promise<QueueView> {
+  async resume(name: string, actor: Actor): Promise<QueueView> {
     await this.queueOrThrow(name).resume();
     await this.actions.record({ actor, action: "resumeQueue", queue: name });
     return (await this.get(name)) as QueueView;
@@ -176,23 +184,35 @@ export class QueueService {
 
   /**
    * One page of the queue's schedulers, ordered by next run (BullMQ's order): `offset` from the
-   * start, at most `limit` (1 to 1,000). Throws ValidationError for a page out of range.
+   * start, at most `limit` (1 to 1,000). With `tenant`, only the schedulers that tenant created (the
+   * page is taken from the whole list, which MAX_SCHEDULERS_PER_QUEUE bounds). Throws
+   * ValidationError for a page out of range.
    */
-  async schedulers(name: string, offset = 0, limit = MAX_SCHEDULER_PAGE): Promise<SchedulerView[]> {
+  async schedulers(name: string, offset = 0, limit = MAX_SCHEDULER_PAGE, tenant: string | null = null): Promise<SchedulerView[]> {
     if (!Number.isInteger(offset) || offset < 0) throw ValidationError.at(["offset"], "must be an integer >= 0");
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_SCHEDULER_PAGE) {
       throw ValidationError.at(["limit"], `must be an integer from 1 to ${MAX_SCHEDULER_PAGE}`);
     }
     const queue = this.queues.get(name);
     if (!queue) return [];
-    const list = await queue.getJobSchedulers(offset, offset + limit - 1, true);
-    return list.map((s) => this.view(name, s));
+    if (tenant === null) {
+      const list = await queue.getJobSchedulers(offset, offset + limit - 1, true);
+      return list.map((s) => this.view(name, s));
+    }
+    const all = await queue.getJobSchedulers(0, -1, true);
+    return all
+      .map((s) => this.view(name, s))
+      .filter((v) => v.tenant === tenant)
+      .slice(offset, offset + limit);
   }
 
-  /** How many schedulers the queue holds (0 for an unknown queue). */
-  async schedulerCount(name: string): Promise<number> {
+  /** How many schedulers the queue holds (0 for an unknown queue); with `tenant`, that tenant's. */
+  async schedulerCount(name: string, tenant: string | null = null): Promise<number> {
     const queue = this.queues.get(name);
-    return queue ? queue.getJobSchedulersCount() : 0;
+    if (!queue) return 0;
+    if (tenant === null) return queue.getJobSchedulersCount();
+    const all = await queue.getJobSchedulers(0, -1, true);
+    return all.filter((s) => this.view(name, s).tenant === tenant).length;
   }
 
   private view(
@@ -207,31 +227,34 @@ export class QueueService {
       next?: number | null;
     },
   ): SchedulerView {
+    const { data, meta } = splitData(s.template?.data ?? {});
     return {
       id: s.key,
       queue: name,
       name: s.name,
-      data: s.template?.data ?? {},
+      data: redact(data, meta.secret),
       pattern: s.pattern ?? null,
       everyMs: s.every ?? null,
       tz: s.tz ?? null,
       nextRunAt: s.next ? new Date(s.next) : null,
+      tenant: meta.tenant ?? null,
     };
   }
 
-  /** One scheduler by id, wherever it sits in the list (not only among the first page). */
-  async scheduler(name: string, id: string): Promise<SchedulerView | null> {
+  /** One scheduler by id, wherever it sits in the list; with `tenant`, null unless that tenant's. */
+  async scheduler(name: string, id: string, tenant: string | null = null): Promise<SchedulerView | null> {
     const queue = this.queues.get(name);
     if (!queue) return null;
     const found = await queue.getJobScheduler(id);
-    return found ? this.view(name, { ...found, key: found.key ?? id }) : null;
+    const view = found ? this.view(name, { ...found, key: found.key ?? id }) : null;
+    return view && (tenant === null || view.tenant === tenant) ? view : null;
   }
 
   /**
    * Creates or replaces a scheduler: a cron `pattern` (optionally in `tz`) or `everyMs`, exactly one.
    * The payload is validated against the job type like an enqueue. Throws ValidationError / NotFoundError.
    */
-  async upsertScheduler(input: UpsertSchedulerInput, actor: string): Promise<SchedulerView> {
+  async upsertScheduler(input: UpsertSchedulerInput, actor: Actor): Promise<SchedulerView> {
     const queue = this.queueOrThrow(input.queue);
     const def = this.registry.get(input.queue, input.name);
     if (!def) {
@@ -273,6 +296,14 @@ export class QueueService {
         issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
       }
     }
+    // A tenant's scheduler carries its tenant, and so do the jobs it enqueues. Its id may not be
+    // another tenant's (nothing else about that scheduler is told).
+    // A key bound to no tenant that replaces a tenant's scheduler keeps its tenant.
+    const bound = actorTenant(actor);
+    const existing = issues.length === 0 ? await this.scheduler(input.queue, input.id) : null;
+    if (bound !== null && existing && existing.tenant !== bound) {
+      issues.push({ path: ["id"], message: "is already used by another scheduler; choose another" });
+    }
     if (issues.length > 0) throw ValidationError.of(issues);
     // A new scheduler must fit under the cap (replacing one always may). Concurrent upserts of new
     // ids can pass this check together and overshoot by as many.
@@ -282,11 +313,15 @@ export class QueueService {
         `queue "${input.queue}" already has ${this.limits.maxPerQueue} schedulers (MAX_SCHEDULERS_PER_QUEUE); remove one first`,
       );
     }
+    const tenant = bound ?? existing?.tenant ?? null;
 
     const repeat = hasPattern
       ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }
       : { every: input.everyMs as number };
-    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data: parsed.data });
+    // Its jobs carry the tenant and the type's secret paths like an enqueued job.
+    const meta = { ...(tenant !== null ? { tenant } : {}), ...(def.secret.length > 0 ? { secret: def.secret } : {}) };
+    const data = Object.keys(meta).length === 0 ? parsed.data : { ...(parsed.data as object), [META_KEY]: meta };
+    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data });
     const view = await this.scheduler(input.queue, input.id);
     if (!view) throw new Error(`scheduler ${input.id} vanished right after it was written`);
     await this.actions.record({
@@ -296,7 +331,7 @@ export class QueueService {
       details: {
         id: input.id,
         name: input.name,
-        data: parsed.data,
+        data: redact(parsed.data, def.secret),
         pattern: input.pattern ?? null,
         everyMs: input.everyMs ?? null,
         tz: input.tz ?? null,
@@ -309,9 +344,9 @@ export class QueueService {
    * Removes a scheduler and the next job it had already put in the queue (a delayed job), so none
    * of its jobs starts after this returns. Throws NotFoundError for an unknown queue or scheduler.
    */
-  async removeScheduler(name: string, id: string, actor: string): Promise<SchedulerView> {
+  async removeScheduler(name: string, id: string, actor: Actor): Promise<SchedulerView> {
     const queue = this.queueOrThrow(name);
-    const view = await this.scheduler(name, id);
+    const view = await this.scheduler(name, id, actorTenant(actor));
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
     await queue.removeJobScheduler(id);
     // BullMQ removes the scheduler's next job while it is delayed; one already promoted to waiting

@@ -44,4 +44,6 @@ export const webhookDeliver = defineJob({
     })
     .strict(),
   defaults: { attempts: 5, backoff: { type: "exponential", delayMs: 1_000 }, concurrency: 20 },
+  // Headers carry credentials (Authorization, API keys): sent as given, shown nowhere.
+  secret: ["headers"],
 });

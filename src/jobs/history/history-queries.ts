@@ -18,6 +18,14 @@ export interface JobListFilter {
   /** A JSON object the payload must contain (jsonb `@>`). */
   dataContains?: unknown;
   tenant?: string | null;
+  /** Only these queues (a queue-limited key); set by the access layer, not by clients. */
+  queues?: readonly string[] | null;
+}
+
+/** Who may see audit rows and operator actions: a tenant's own, of some queues only. Set by the access layer. */
+export interface AccessFilter {
+  tenant?: string | null;
+  queues?: readonly string[] | null;
 }
 
 /** Relay forward pagination: at most `first` rows after the row the `after` cursor names. */
@@ -190,6 +198,7 @@ export class HistoryQueries {
     else if (states) rest.push(Prisma.sql`state = ANY(${states}::"JobState"[])`);
     if (f.tenant) (range.length === 0 ? range : rest).push(Prisma.sql`tenant = ${f.tenant}`);
     if (f.name) rest.push(Prisma.sql`name = ${f.name}`);
+    if (f.queues) rest.push(Prisma.sql`queue = ANY(${[...f.queues]}::text[])`);
     if (f.createdAfter) range.push(Prisma.sql`created_at > ${f.createdAfter}::timestamptz`);
     if (f.createdBefore) range.push(Prisma.sql`created_at < ${f.createdBefore}::timestamptz`);
     if (dataContains) rest.push(Prisma.sql`data @> ${dataContains}::jsonb`);
@@ -244,7 +253,10 @@ export class HistoryQueries {
   }
 
   /** Final failures, newest first (failedAt desc, id desc); optionally of one queue and/or one job. */
-  async listFailedJobAudits(filter: { queue?: string | null; jobId?: string | null }, page: PageArgs): Promise<Page<FailedJobAuditView>> {
+  async listFailedJobAudits(
+    filter: { queue?: string | null; jobId?: string | null } & AccessFilter,
+    page: PageArgs,
+  ): Promise<Page<FailedJobAuditView>> {
     const issues: ValidationIssue[] = [];
     const first = this.pageSize(page.first, issues);
     checkText(issues, ["queue"], filter.queue);
@@ -255,6 +267,13 @@ export class HistoryQueries {
     const where: Prisma.Sql[] = [];
     if (filter.queue) where.push(Prisma.sql`queue = ${filter.queue}`);
     if (filter.jobId) where.push(Prisma.sql`job_id = ${filter.jobId}`);
+    if (filter.queues) where.push(Prisma.sql`queue = ANY(${[...filter.queues]}::text[])`);
+    // Audit rows have no tenant of their own: the job's history row has it (its primary key).
+    if (filter.tenant) {
+      where.push(
+        Prisma.sql`EXISTS (SELECT 1 FROM job_history h WHERE h.queue = failed_job_audit.queue AND h.id = failed_job_audit.job_id AND h.tenant = ${filter.tenant})`,
+      );
+    }
     if (after) where.push(Prisma.sql`(failed_at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
     const rows = await this.db.$queryRaw<FailedJobAuditView[]>(Prisma.sql`
       SELECT id::text AS id, queue, job_id AS "jobId", job_name AS "jobName", data, failed_reason AS "failedReason",
@@ -267,7 +286,7 @@ export class HistoryQueries {
   }
 
   /** Operator actions, newest first (at desc, id desc); optionally of one queue. */
-  async listOperatorActions(filter: { queue?: string | null }, page: PageArgs): Promise<Page<OperatorActionView>> {
+  async listOperatorActions(filter: { queue?: string | null } & AccessFilter, page: PageArgs): Promise<Page<OperatorActionView>> {
     const issues: ValidationIssue[] = [];
     const first = this.pageSize(page.first, issues);
     checkText(issues, ["queue"], filter.queue);
@@ -276,6 +295,8 @@ export class HistoryQueries {
 
     const where: Prisma.Sql[] = [];
     if (filter.queue) where.push(Prisma.sql`queue = ${filter.queue}`);
+    if (filter.queues) where.push(Prisma.sql`queue = ANY(${[...filter.queues]}::text[])`);
+    if (filter.tenant) where.push(Prisma.sql`tenant = ${filter.tenant}`);
     if (after) where.push(Prisma.sql`(at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
     const rows = await this.db.$queryRaw<OperatorActionView[]>(Prisma.sql`
       SELECT id::text AS id, actor, action, queue, job_id AS "jobId", at, details
@@ -284,6 +305,17 @@ export class HistoryQueries {
       ORDER BY at DESC, id DESC
       LIMIT ${first + 1}`);
     return toPage(rows, first, (a) => encodeTimeIdCursor("operatorAction", { at: a.at, id: a.id }));
+  }
+
+  /**
+   * How many of a tenant's jobs of `queue` are in each state, from history (the partial
+   * (tenant, queue, state) index: an index-only count). History follows Redis closely, not exactly:
+   * a job's ACTIVE row is written once it has run 200 ms. Keyed by lower-case state name.
+   */
+  async tenantCounts(queue: string, tenant: string): Promise<Record<string, number>> {
+    const rows = await this.db.$queryRaw<{ state: string; n: number }[]>(Prisma.sql`
+      SELECT lower(state::text) AS state, count(*)::int AS n FROM job_history WHERE tenant = ${tenant} AND queue = ${queue} GROUP BY state`);
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
   }
 
   private timeIdAfter(kind: "failedJobAudit" | "operatorAction", after: string | null | undefined, issues: ValidationIssue[]) {
