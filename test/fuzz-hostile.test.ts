@@ -26,6 +26,7 @@ beforeAll(async () => {
   api = await startApi({
     NODE_ENV: "production",
     ADMIN_API_KEY: KEY,
+    JOB_TOKEN_SECRET: "a-job-token-secret-of-32-characters-at-least",
     DATABASE_URL: db.url,
     REDIS_URL: testRedisUrl,
     QUEUE_PREFIX: prefix,
