@@ -37,7 +37,6 @@ const health = await startHealthServer(
   return process.exit(1);
 });
 log.info("worker health endpoints listening", { port: health.port });
-process.stdout.write(`Worker ${workerId} serving queues: ${runtime.queues.join(", ") || "(none)"}; health on port ${health.port}\n`);
 
 let stopping = false;
 async function shutdown(signal: string) {
@@ -60,3 +59,5 @@ async function shutdown(signal: string) {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+// Printed only now, with the signal handlers in place: whoever waits for this line may signal at once.
+process.stdout.write(`Worker ${workerId} serving queues: ${runtime.queues.join(", ") || "(none)"}; health on port ${health.port}\n`);

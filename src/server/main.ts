@@ -52,7 +52,6 @@ const url = await app.start(config.port, config.host).catch((err: unknown) => {
   return process.exit(1);
 });
 log.info("API listening", { url, queues: runtime.registry.queues() });
-process.stdout.write(`GraphQL API ready at ${url}${config.nodeEnv !== "production" ? " (open it in a browser for GraphiQL)" : ""}\n`);
 
 let stopping = false;
 async function shutdown(signal: string) {
@@ -74,3 +73,5 @@ async function shutdown(signal: string) {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+// Printed only now, with the signal handlers in place: whoever waits for this line may signal at once.
+process.stdout.write(`GraphQL API ready at ${url}${config.nodeEnv !== "production" ? " (open it in a browser for GraphiQL)" : ""}\n`);
