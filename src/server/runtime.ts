@@ -1,6 +1,7 @@
 import { RedisPubSub } from "graphql-redis-subscriptions";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
+import { runReadyChecks } from "../infra/health-server.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
@@ -22,17 +23,6 @@ export interface ApiRuntime {
   authenticate: Authenticate;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   close(): Promise<void>;
-}
-
-async function check(name: string, probe: () => Promise<unknown>, checks: Record<string, string>): Promise<boolean> {
-  try {
-    await Promise.race([probe(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out after 1s")), 1_000))]);
-    checks[name] = "ok";
-    return true;
-  } catch (err) {
-    checks[name] = `failed: ${err instanceof Error ? err.message : String(err)}`;
-    return false;
-  }
 }
 
 /**
@@ -105,14 +95,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       actor,
     }),
     authenticate: createAuthenticator(config.adminApiKey),
-    ready: async () => {
-      const checks: Record<string, string> = {};
-      const results = await Promise.all([
-        check("redis", () => redis.ping(), checks),
-        check("postgres", () => db.$queryRaw`SELECT 1`, checks),
-      ]);
-      return { ok: results.every(Boolean), checks };
-    },
+    ready: () => runReadyChecks({ redis: () => redis.ping(), postgres: () => db.$queryRaw`SELECT 1` }),
     close: async () => {
       await relay.stop();
       await queues.close();
