@@ -1,14 +1,13 @@
-import { Queue } from "bullmq";
+import type { Queue } from "bullmq";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { demoSleep } from "../src/jobs/definitions/demo-sleep.ts";
-import { startTestApi, type TestApi } from "../src/testing/api.ts";
-import { createTestDatabase } from "../src/testing/database.ts";
+import type { TestApi } from "../src/testing/api.ts";
 import { enqueueDemo, gql, subscribeWs } from "../src/testing/graphql.ts";
-import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { startWorker } from "../src/testing/processes.ts";
+import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/until.ts";
 import { defineProcessor, type Processor } from "../workers/processor.ts";
 import { processors } from "../workers/processors/index.ts";
@@ -21,20 +20,21 @@ const CANCEL = `mutation ($id: ID!) { cancelJob(queue: "demo", id: $id, reason: 
   __typename ... on JobActionSuccess { job { id state failedReason } } ... on InvalidStateError { state } ... on UserError { message } } }`;
 const EVENTS = `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { id type failedReason job { state } } }`;
 
-let db: Awaited<ReturnType<typeof createTestDatabase>>;
+/** The stack of the describe block running now (each has its own database and prefix), and a client on its database. */
+let stack: TestStack;
 let sql: pg.Client;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  sql = new pg.Client({ connectionString: db.url });
+async function startStack(options: Parameters<typeof startTestStack>[0]): Promise<TestStack> {
+  stack = await startTestStack(options);
+  sql = new pg.Client({ connectionString: stack.databaseUrl });
   await sql.connect();
-});
+  return stack;
+}
 
-afterAll(async () => {
+async function stopStack(): Promise<void> {
   await sql?.end();
-  expect(await killAll()).toEqual([]);
-  await db?.drop();
-});
+  await stack?.stop();
+}
 
 const enqueue = (api: TestApi, data: unknown, extra: Record<string, unknown> = {}) => enqueueDemo(api.url, "sleep", data, extra);
 
@@ -55,23 +55,14 @@ async function historyState(id: string, settled: (s: string | undefined) => bool
 }
 
 describe("cancelling an active job in a worker process whose processor honours the signal", () => {
-  const prefix = uniquePrefix();
   let api: TestApi;
-  let worker: RunningProcess;
   let queue: Queue;
 
   beforeAll(async () => {
-    const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix };
-    [api, worker] = await Promise.all([startTestApi(env), startWorker(env)]);
-    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    ({ api, queue } = await startStack({}));
   });
 
-  afterAll(async () => {
-    await queue?.close();
-    await worker?.stop();
-    await api?.stop();
-    await deletePrefix(prefix);
-  });
+  afterAll(stopStack);
 
   it("aborts it at once: CANCELLED with no further attempts, the subscription ends with CANCELLED, no audit row", async () => {
     const id = await enqueue(api, { steps: 200, stepMs: 100 }, { attempts: 3 });
@@ -122,7 +113,6 @@ describe("cancelling an active job in a worker process whose processor honours t
 });
 
 describe("cancelling an active job whose processor ignores the signal", () => {
-  const prefix = uniquePrefix();
   let api: TestApi;
   let runtime: WorkerRuntime;
   let queue: Queue;
@@ -136,26 +126,16 @@ describe("cancelling an active job whose processor ignores the signal", () => {
   });
 
   beforeAll(async () => {
-    const env = {
-      DATABASE_URL: db.url,
-      REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: prefix,
-      CANCEL_GRACE_MS: "600",
-      CANCEL_WAIT_MS: "3000",
-      LOG_LEVEL: "warn",
-    };
-    api = await startTestApi(env);
-    const config = loadConfig(env);
+    // The worker runs in this process, with a processor of the test's own.
+    const { env } = await startStack({ worker: false, env: { CANCEL_GRACE_MS: "600", CANCEL_WAIT_MS: "3000", LOG_LEVEL: "warn" } });
+    ({ api, queue } = stack);
     const own = processors.filter((p) => p.definition !== demoSleep);
-    runtime = await createWorkerRuntime(config, createLogger("warn"), [stubborn as Processor, ...own]);
-    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    runtime = await createWorkerRuntime(loadConfig(env), createLogger("warn"), [stubborn as Processor, ...own]);
   });
 
   afterAll(async () => {
-    await queue?.close();
     await runtime?.stop();
-    await api?.stop();
-    await deletePrefix(prefix);
+    await stopStack();
   });
 
   it("still ends CANCELLED once the grace period is over, although the processor keeps going", async () => {
@@ -181,25 +161,18 @@ describe("cancelling an active job whose processor ignores the signal", () => {
 });
 
 describe("cancelling a job while no worker holds it (its worker died)", () => {
-  const prefix = uniquePrefix();
   let api: TestApi;
   let queue: Queue;
   const fast = { WORKER_LOCK_DURATION_MS: "1000", WORKER_STALLED_INTERVAL_MS: "500" };
 
   beforeAll(async () => {
-    const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix };
-    api = await startTestApi({ ...env, CANCEL_WAIT_MS: "300" });
-    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    ({ api, queue } = await startStack({ worker: false, env: { CANCEL_WAIT_MS: "300" } }));
   });
 
-  afterAll(async () => {
-    await queue?.close();
-    await api?.stop();
-    await deletePrefix(prefix);
-  });
+  afterAll(stopStack);
 
   it("the worker that takes it after the stall fails it CANCELLED without running it; retryJob then runs it", async () => {
-    const env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, ...fast };
+    const env = { ...stack.env, ...fast };
     const first = await startWorker(env);
     const id = await enqueue(api, { steps: 10, stepMs: 100 });
     await waitForState(queue, id, "active");

@@ -79,7 +79,13 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   stack = await startTestStack({
-    env: { ADMIN_API_KEY: ADMIN, WEBHOOK_SECRET: "webhook-secret-0123456789", WEBHOOK_ALLOW_PRIVATE: "true", REPORT_DIR: reportDir, LOG_LEVEL: "debug" },
+    env: {
+      ADMIN_API_KEY: ADMIN,
+      WEBHOOK_SECRET: "webhook-secret-0123456789",
+      WEBHOOK_ALLOW_PRIVATE: "true",
+      REPORT_DIR: reportDir,
+      LOG_LEVEL: "debug",
+    },
   });
 }, 60_000);
 

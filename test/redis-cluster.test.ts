@@ -148,8 +148,12 @@ describe("on a Redis Cluster", () => {
   }
 
   it("is ready, with Redis answering through the cluster, whose nodes refuse clients without the password", async () => {
-    const res = await fetch(api.url.replace("/graphql", "/readyz"));
-    expect(res.status).toBe(200);
+    // Ready once its probes answer in time (each gets 1 s; a loaded machine may need a second try).
+    await until(
+      "/readyz says ready",
+      async () => (await fetch(api.url.replace("/graphql", "/readyz"))).status,
+      (s) => s === 200,
+    );
     const port = String(cluster.ports[0]);
     expect(await redisCli(["-p", port, "ping"])).toMatch(/NOAUTH/);
     expect(await redisCli(["-p", port, "-a", PASSWORD, "--no-auth-warning", "ping"])).toBe("PONG");

@@ -58,7 +58,14 @@ describe("a DATABASE_URL whose database does not exist", () => {
     const db = missingDatabase();
     const api = await startProcess(
       "src/server/main.ts",
-      { NODE_ENV: "production", ADMIN_API_KEY: "a-long-enough-admin-key", JOB_TOKEN_SECRET: "a-job-token-secret-of-32-characters-at-least", DATABASE_URL: db.url, REDIS_URL: testRedisUrl, PORT: "0" },
+      {
+        NODE_ENV: "production",
+        ADMIN_API_KEY: "a-long-enough-admin-key",
+        JOB_TOKEN_SECRET: "a-job-token-secret-of-32-characters-at-least",
+        DATABASE_URL: db.url,
+        REDIS_URL: testRedisUrl,
+        PORT: "0",
+      },
       null,
     );
     expect(await api.exited).toBe(1);

@@ -1,5 +1,6 @@
 import { type Queue, Worker } from "bullmq";
 import type { Config } from "../src/config.ts";
+import { runReadyChecks } from "../src/infra/health-server.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
@@ -130,26 +131,10 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     metrics,
     ledger,
     ready: async () => {
-      const checks: Record<string, string> = {};
-      let ok = true;
-      try {
-        await db.$queryRaw`SELECT 1`;
-        checks.postgres = "ok";
-      } catch (err) {
-        ok = false;
-        checks.postgres = `failed: ${describe(err)}`;
-      }
-      try {
-        await probe.ping();
-        checks.redis = "ok";
-      } catch (err) {
-        ok = false;
-        checks.redis = `failed: ${describe(err)}`;
-      }
+      const { ok, checks } = await runReadyChecks({ postgres: () => db.$queryRaw`SELECT 1`, redis: () => probe.ping() });
       const running = workers.every((w) => w.isRunning());
       checks.worker = running ? "ok" : "not running";
-      ok &&= running;
-      return { ok, checks };
+      return { ok: ok && running, checks };
     },
     stop: async () => {
       await Promise.all(workers.map((w) => w.close()));

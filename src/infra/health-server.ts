@@ -4,6 +4,35 @@ import { bearerMatches, publicChecks } from "./probe-answers.ts";
 
 export type ReadyCheck = () => Promise<{ ok: boolean; checks: Record<string, string> }>;
 
+/**
+ * The readiness checks of the API and the worker: runs every probe at once, each given 1 s; ok when
+ * all answered. `checks` says, per probe, "ok" or why it failed.
+ */
+export async function runReadyChecks(
+  probes: Record<string, () => Promise<unknown>>,
+): Promise<{ ok: boolean; checks: Record<string, string> }> {
+  const checks: Record<string, string> = {};
+  const results = await Promise.all(
+    Object.entries(probes).map(async ([name, probe]) => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          probe(),
+          new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timed out after 1s")), 1_000))),
+        ]);
+        checks[name] = "ok";
+        return true;
+      } catch (err) {
+        checks[name] = `failed: ${err instanceof Error ? err.message : String(err)}`;
+        return false;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return { ok: results.every(Boolean), checks };
+}
+
 /** `/metrics`: renders the Prometheus text; `token`, when set, must come as `Authorization: Bearer <token>`. */
 export interface MetricsEndpoint {
   render(): Promise<{ contentType: string; body: string }>;

@@ -12,6 +12,7 @@ import { RedisRevocationBus } from "../access/revocation-bus.ts";
 import { TenantCache } from "../access/tenant-cache.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
+import { runReadyChecks } from "../infra/health-server.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
@@ -57,17 +58,6 @@ function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authe
     await limiter.take(bucketOf(principal, credential, address));
     return principal;
   };
-}
-
-async function check(name: string, probe: () => Promise<unknown>, checks: Record<string, string>): Promise<boolean> {
-  try {
-    await Promise.race([probe(), new Promise((_, reject) => setTimeout(() => reject(new Error("timed out after 1s")), 1_000))]);
-    checks[name] = "ok";
-    return true;
-  } catch (err) {
-    checks[name] = `failed: ${err instanceof Error ? err.message : String(err)}`;
-    return false;
-  }
 }
 
 /**
@@ -185,14 +175,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       authenticator.authenticate,
       config.rateLimitPerMinute > 0 ? new RateLimiter(redis, config.queuePrefix, config.rateLimitPerMinute, log) : null,
     ),
-    ready: async () => {
-      const checks: Record<string, string> = {};
-      const results = await Promise.all([
-        check("redis", () => redis.ping(), checks),
-        check("postgres", () => db.$queryRaw`SELECT 1`, checks),
-      ]);
-      return { ok: results.every(Boolean), checks };
-    },
+    ready: () => runReadyChecks({ redis: () => redis.ping(), postgres: () => db.$queryRaw`SELECT 1` }),
     close: async () => {
       await relay.stop();
       await queues.close();
