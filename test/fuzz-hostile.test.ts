@@ -295,8 +295,14 @@ describe("fuzz: 1,200 generated hostile requests over HTTP, SSE and WebSocket", 
     expect(answers.filter((a) => a.what.includes("unauthenticated")).length).toBe(600);
     expect(api.proc.exitCode).toBeNull();
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
-    const ready = await fetch(`${base}/readyz`);
-    expect(ready.status).toBe(200);
+    // Readiness probes Redis and PostgreSQL with a 1 s timeout each: on a loaded machine one probe
+    // may miss it, so wait for the answer rather than take the first.
+    let ready = 0;
+    for (let i = 0; i < 100 && ready !== 200; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 200));
+      ready = (await fetch(`${base}/readyz`)).status;
+    }
+    expect(ready).toBe(200);
     expect(await heapUsed()).toBeLessThan(before + HEAP_MARGIN_BYTES);
   });
 });
