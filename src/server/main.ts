@@ -1,11 +1,9 @@
 // Composition root of the API process: config -> infra -> services -> HTTP; shutdown on signals.
 import { apiConfigProblems, loadConfigOrExit } from "../config.ts";
-import { schema } from "../graphql/schema.ts";
 import { createLogger } from "../infra/logger.ts";
 import { applyMigrations } from "../infra/migrate.ts";
-import { buildApp } from "./app.ts";
+import { buildAppFrom } from "./compose.ts";
 import { createApiRuntime } from "./runtime.ts";
-import { websocketLimits } from "./websocket.ts";
 
 const config = loadConfigOrExit();
 const log = createLogger(config.logLevel, { process: "api" });
@@ -31,19 +29,7 @@ if (config.migrateOnStart) {
 }
 
 const runtime = await createApiRuntime(config, log);
-const app = buildApp({
-  schema,
-  context: runtime.context,
-  authenticate: runtime.authenticate,
-  websocket: websocketLimits(config),
-  ready: runtime.ready,
-  log,
-  graphiql: config.nodeEnv !== "production",
-  introspection: config.introspection,
-  metricsToken: config.metricsToken,
-  limits: config.limits,
-  corsOrigins: config.corsOrigins,
-});
+const app = buildAppFrom(config, runtime, log);
 const url = await app.start(config.port, config.host);
 log.info("API listening", { url, queues: runtime.registry.queues() });
 process.stdout.write(`GraphQL API ready at ${url}${config.nodeEnv !== "production" ? " (open it in a browser for GraphiQL)" : ""}\n`);
