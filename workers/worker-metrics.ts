@@ -59,32 +59,28 @@ export class WorkerMetrics {
   ) {
     collectDefaultMetrics({ register: this.registry });
     for (const queue of queues) this.active.set({ queue }, 0);
+    this.perQueueGauge(queues, "ledger_backlog", "Finished jobs whose history / audit rows wait in Redis for PostgreSQL", backlog);
+    this.perQueueGauge(
+      queues,
+      "history_quarantined",
+      "History, audit and ledger rows PostgreSQL refused for their data, kept in the quarantine (alert: HistoryRowsQuarantined)",
+      quarantined,
+    );
+  }
+
+  /** A gauge per queue read at each scrape; a Redis error leaves the queue out of that scrape. */
+  private perQueueGauge(queues: string[], name: string, help: string, read: (queue: string) => Promise<number>): void {
     new Gauge({
-      name: "ledger_backlog",
-      help: "Finished jobs whose history / audit rows wait in Redis for PostgreSQL",
+      name,
+      help,
       labelNames: ["queue"],
       registers: [this.registry],
       async collect() {
         for (const queue of queues) {
           try {
-            this.set({ queue }, await backlog(queue));
+            this.set({ queue }, await read(queue));
           } catch {
             // Redis is down: no value beats a stale one.
-          }
-        }
-      },
-    });
-    new Gauge({
-      name: "history_quarantined",
-      help: "History, audit and ledger rows PostgreSQL refused for their data, kept in the quarantine (alert: HistoryRowsQuarantined)",
-      labelNames: ["queue"],
-      registers: [this.registry],
-      async collect() {
-        for (const queue of queues) {
-          try {
-            this.set({ queue }, await quarantined(queue));
-          } catch {
-            // As above.
           }
         }
       },

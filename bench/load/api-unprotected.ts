@@ -2,29 +2,14 @@
 // with the request protections of issue 14 off (AppDeps.protections = false). Never for use outside
 // the bench: no configuration of the real entry point turns them off.
 import { loadConfigOrExit } from "../../src/config.ts";
-import { schema } from "../../src/graphql/schema.ts";
 import { createLogger } from "../../src/infra/logger.ts";
-import { buildApp } from "../../src/server/app.ts";
+import { buildAppFrom } from "../../src/server/compose.ts";
 import { createApiRuntime } from "../../src/server/runtime.ts";
-import { websocketLimits } from "../../src/server/websocket.ts";
 
 const config = loadConfigOrExit();
 const log = createLogger(config.logLevel, { process: "api-unprotected" });
 const runtime = await createApiRuntime(config, log);
-const app = buildApp({
-  schema,
-  context: runtime.context,
-  authenticate: runtime.authenticate,
-  websocket: websocketLimits(config),
-  ready: runtime.ready,
-  log,
-  graphiql: false,
-  introspection: config.introspection,
-  metricsToken: config.metricsToken,
-  limits: config.limits,
-  corsOrigins: config.corsOrigins,
-  protections: false,
-});
+const app = buildAppFrom(config, runtime, log, { graphiql: false, protections: false });
 const url = await app.start(config.port, config.host);
 process.stdout.write(`GraphQL API ready at ${url}\n`);
 const stop = async () => {

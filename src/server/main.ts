@@ -1,12 +1,10 @@
 // Composition root of the API process: config -> infra -> services -> HTTP; shutdown on signals.
 import { apiConfigProblems, loadConfigOrExit } from "../config.ts";
-import { schema } from "../graphql/schema.ts";
 import { listenErrorLine } from "../infra/listen-error.ts";
 import { createLogger } from "../infra/logger.ts";
 import { prepareDatabase } from "../infra/prepare-database.ts";
-import { buildApp } from "./app.ts";
+import { buildAppFrom } from "./compose.ts";
 import { createApiRuntime } from "./runtime.ts";
-import { websocketLimits } from "./websocket.ts";
 
 const config = loadConfigOrExit();
 const log = createLogger(config.logLevel, { process: "api" }, { format: config.logFormat });
@@ -31,20 +29,7 @@ if (await runtime.access.authenticator.isOpen().catch(() => true)) {
     "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set and no API key exists, so anyone who can reach this port\n  can enqueue, cancel and read every job. Set ADMIN_API_KEY or create a key (npm run keys -- create) before\n  exposing it; requests without a key are refused from the moment a key exists.\n\n",
   );
 }
-const app = buildApp({
-  schema,
-  context: runtime.context,
-  authenticate: runtime.authenticate,
-  websocket: websocketLimits(config),
-  ready: runtime.ready,
-  log,
-  graphiql: config.nodeEnv !== "production",
-  introspection: config.introspection,
-  metricsToken: config.metricsToken,
-  limits: config.limits,
-  corsOrigins: config.corsOrigins,
-  metrics: runtime.metrics,
-});
+const app = buildAppFrom(config, runtime, log);
 const url = await app.start(config.port, config.host).catch((err: unknown) => {
   const line = listenErrorLine(err, config.port, "PORT");
   if (!line) throw err;

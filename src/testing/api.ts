@@ -1,9 +1,8 @@
 import { type Config, loadConfig } from "../config.ts";
-import { schema } from "../graphql/schema.ts";
 import { createLogger } from "../infra/logger.ts";
-import { type App, buildApp } from "../server/app.ts";
+import type { App } from "../server/app.ts";
+import { buildAppFrom } from "../server/compose.ts";
 import { type ApiRuntime, createApiRuntime } from "../server/runtime.ts";
-import { websocketLimits } from "../server/websocket.ts";
 
 export interface TestApi {
   url: string;
@@ -18,20 +17,7 @@ export async function startTestApi(env: Record<string, string>): Promise<TestApi
   const config = loadConfig({ NODE_ENV: "test", LOG_LEVEL: "warn", ...env });
   const log = createLogger(config.logLevel, { process: "test-api" });
   const runtime = await createApiRuntime(config, log);
-  const app = buildApp({
-    schema,
-    context: runtime.context,
-    authenticate: runtime.authenticate,
-    websocket: websocketLimits(config),
-    ready: runtime.ready,
-    log,
-    graphiql: true,
-    introspection: config.introspection,
-    metricsToken: config.metricsToken,
-    limits: config.limits,
-    corsOrigins: config.corsOrigins,
-    metrics: runtime.metrics,
-  });
+  const app = buildAppFrom(config, runtime, log, { graphiql: true });
   const url = await app.start(0);
   return {
     url,
