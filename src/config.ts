@@ -79,6 +79,9 @@ const envSchema = z.object({
   REDIS_CLUSTER_PASSWORD: z.string().min(1, "REDIS_CLUSTER_PASSWORD must not be empty").optional(),
   DATABASE_URL: url("DATABASE_URL", ["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/jobs"),
   DEMO_QUEUE: bool("DEMO_QUEUE").optional(),
+  DEMO_PAGE: bool("DEMO_PAGE")
+    .optional()
+    .describe("serves the demo page at /demo (enqueue demo.sleep jobs, live progress bars, failures with Replay)"),
   MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true),
   INTROSPECTION: bool("INTROSPECTION").optional(),
   QUEUE_PREFIX: z
@@ -178,6 +181,8 @@ export interface Config {
   databaseUrl: string;
   /** Whether the `demo` queue is registered (runtime contract: on outside production). */
   demoQueue: boolean;
+  /** Whether the API serves the demo page at `/demo` (DEMO_PAGE; on outside production). */
+  demoPage: boolean;
   migrateOnStart: boolean;
   introspection: boolean;
   /** BullMQ key prefix. The hash tag keeps every queue's keys in one Redis Cluster slot. */
@@ -293,6 +298,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisClusterAuth: { username: e.REDIS_CLUSTER_USERNAME, password: e.REDIS_CLUSTER_PASSWORD },
     databaseUrl: e.DATABASE_URL,
     demoQueue: e.DEMO_QUEUE ?? !production,
+    demoPage: e.DEMO_PAGE ?? !production,
     migrateOnStart: e.MIGRATE_ON_START,
     introspection: e.INTROSPECTION ?? !production,
     queuePrefix: e.QUEUE_PREFIX,

@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
+import { demoPagePlugin } from "./demo-page.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
@@ -25,6 +26,8 @@ export interface AppDeps {
   websocket: WebSocketLimits;
   /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
   metricsToken?: string | undefined;
+  /** Serves the demo page at `/demo` (DEMO_PAGE); `"rebuild"` bundles it again on each page load (development). */
+  demoPage?: boolean | "rebuild";
 }
 
 export interface App {
@@ -120,6 +123,7 @@ export function buildApp(deps: AppDeps): App {
     },
     plugins: [
       healthPlugin(deps.ready, metrics, deps.metricsToken),
+      ...(deps.demoPage ? [demoPagePlugin({ log: deps.log, rebuildOnLoad: deps.demoPage === "rebuild" })] : []),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
       requestBodyLimitPlugin(),
       graphqlJsSubscriptions(),

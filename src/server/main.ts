@@ -41,10 +41,12 @@ const app = buildApp({
   graphiql: config.nodeEnv !== "production",
   introspection: config.introspection,
   metricsToken: config.metricsToken,
+  demoPage: config.demoPage && (config.nodeEnv === "development" ? "rebuild" : true),
 });
 const url = await app.start(config.port, config.host);
 log.info("API listening", { url, queues: runtime.registry.queues() });
 process.stdout.write(`GraphQL API ready at ${url}${config.nodeEnv !== "production" ? " (open it in a browser for GraphiQL)" : ""}\n`);
+if (config.demoPage) process.stdout.write(`Demo page at ${new URL("/demo", url).href}\n`);
 
 let stopping = false;
 async function shutdown(signal: string) {
