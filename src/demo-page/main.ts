@@ -5,14 +5,13 @@ import { type Client, createClient } from "graphql-ws/client";
 import {
   EnqueueJobDocument,
   JobEventsDocument,
-  type JobEventsSubscription,
-  type JobState,
   type JobSummaryFragment,
   RecentFailuresDocument,
   type RecentFailuresQuery,
   RecentJobsDocument,
   ReplayJobDocument,
 } from "../client/generated/graphql.ts";
+import { applyJobEvent, type JobEvent, type JobStatus, progressPercent, TERMINAL_STATES, UNKNOWN_JOB } from "../client/job-status.ts";
 import { GraphQLRequestError, request, watch } from "../client/request.ts";
 import "./style.css";
 
@@ -25,27 +24,11 @@ const wsEndpoint = endpoint.replace(/^http/, "ws");
 /** What a row needs of a job: the enqueue answer, a history row and a replay all have it. */
 type JobLike = Pick<JobSummaryFragment, "id" | "queue" | "name" | "state"> &
   Partial<Pick<JobSummaryFragment, "progress" | "failedReason" | "replayOf">>;
-type JobEvent = JobEventsSubscription["jobEvents"];
 type Failure = Pick<
   RecentFailuresQuery["failedJobAudits"]["edges"][number]["node"],
   "jobId" | "queue" | "jobName" | "failedReason" | "failedAt"
 > & {
   attemptsMade?: number;
-};
-
-const TERMINAL: ReadonlySet<JobState> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
-/** The state an event moves a job to, for events that carry no job (the terminal ones do). */
-const STATE_AFTER: Partial<Record<JobEvent["type"], JobState>> = {
-  ACTIVE: "ACTIVE",
-  WAITING: "WAITING",
-  ADDED: "WAITING",
-  DELAYED: "DELAYED",
-  RETRYING: "WAITING",
-  STALLED: "WAITING",
-  PROGRESS: "ACTIVE",
-  COMPLETED: "COMPLETED",
-  FAILED: "FAILED",
-  CANCELLED: "CANCELLED",
 };
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -156,6 +139,7 @@ function clientFor(credential: string | undefined): Client {
 // --- Job rows ------------------------------------------------------------------------------------------
 
 interface Row {
+  status: JobStatus;
   li: HTMLLIElement;
   progress: HTMLProgressElement;
   percent: HTMLElement;
@@ -166,17 +150,19 @@ interface Row {
 const rows = new Map<string, Row>();
 const jobList = byId<HTMLUListElement>("jobs");
 
-function setState(row: Row, state: JobState) {
-  row.li.dataset.state = state;
-  row.state.textContent = state;
-}
-
-function setProgress(row: Row, progress: unknown) {
-  if (typeof progress !== "number" || !Number.isFinite(progress)) return;
-  const value = Math.max(0, Math.min(100, Math.round(progress)));
-  row.progress.value = value;
-  row.progress.setAttribute("value", String(value));
-  row.percent.textContent = `${value} %`;
+/** Shows the row's status: `data-state`, the bar's `value`, the reason of a failure as a tooltip. */
+function render(row: Row) {
+  const { state, percent, failedReason } = row.status;
+  if (state) {
+    row.li.dataset.state = state;
+    row.state.textContent = state;
+  }
+  if (percent !== undefined) {
+    row.progress.value = percent;
+    row.progress.setAttribute("value", String(percent));
+    row.percent.textContent = `${percent} %`;
+  }
+  if (failedReason) row.li.title = failedReason;
 }
 
 function updateCounts() {
@@ -197,6 +183,7 @@ function showJob(job: JobLike, position: "top" | "bottom" = "top"): Row {
     li.dataset.testid = "job-row";
     li.dataset.jobId = job.id;
     row = {
+      status: UNKNOWN_JOB,
       li,
       progress,
       percent: element("span", { className: "percent" }, "–"),
@@ -214,25 +201,27 @@ function showJob(job: JobLike, position: "top" | "bottom" = "top"): Row {
       rows.delete(id);
     }
   }
-  setState(row, job.state);
-  setProgress(row, job.progress);
-  if (job.failedReason) row.li.title = job.failedReason;
+  row.status = {
+    ...row.status,
+    state: job.state,
+    progress: job.progress ?? row.status.progress,
+    percent: progressPercent(job.progress) ?? row.status.percent,
+    failedReason: job.failedReason ?? row.status.failedReason,
+  };
+  render(row);
   updateCounts();
   return row;
 }
 
 function applyEvent(row: Row, event: JobEvent) {
-  const state = event.job?.state ?? STATE_AFTER[event.type];
-  if (state) setState(row, state);
-  setProgress(row, event.job?.progress ?? event.progress);
-  const reason = event.failedReason ?? event.job?.failedReason;
-  if (reason) row.li.title = reason;
+  row.status = applyJobEvent(row.status, event);
+  render(row);
 }
 
 /** Follows the job's events until its terminal one; a failure refreshes the failures list. */
 async function watchJob(job: JobLike) {
   const row = showJob(job);
-  if (row.watching || TERMINAL.has(job.state)) return;
+  if (row.watching || TERMINAL_STATES.has(job.state)) return;
   row.watching = true;
   try {
     for (;;) {
@@ -251,13 +240,13 @@ async function watchJob(job: JobLike) {
   } finally {
     row.watching = false;
   }
-  if (row.li.dataset.state === "FAILED") {
+  if (row.status.state === "FAILED") {
     // Shown at once from the job's own events; the worker writes the audit row a moment later.
     failedHere.set(job.id, {
       jobId: job.id,
       queue: job.queue,
       jobName: job.name,
-      failedReason: row.li.title,
+      failedReason: row.status.failedReason ?? "",
       failedAt: new Date().toISOString(),
     });
     void loadFailures();
@@ -364,7 +353,7 @@ async function start() {
   const { jobs } = await call(RecentJobsDocument, { filter: { queue: QUEUE }, first: 10 });
   for (const { node } of jobs.edges) {
     showJob(node, "bottom");
-    if (!TERMINAL.has(node.state)) void watchJob(node);
+    if (!TERMINAL_STATES.has(node.state)) void watchJob(node);
   }
   await loadFailures();
   document.body.dataset.ready = "true";
