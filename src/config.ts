@@ -79,6 +79,13 @@ const envSchema = z.object({
   REDIS_CLUSTER_PASSWORD: z.string().min(1, "REDIS_CLUSTER_PASSWORD must not be empty").optional(),
   DATABASE_URL: url("DATABASE_URL", ["postgresql:", "postgres:"]).default("postgresql://postgres@127.0.0.1:5432/jobs"),
   DEMO_QUEUE: bool("DEMO_QUEUE").optional(),
+  JOBS_MODULE: z
+    .string()
+    .max(1000, "JOBS_MODULE must be a path or package name of at most 1000 characters")
+    .optional()
+    .describe(
+      "your own job types: a module exporting `definitions` (and `processors` for the worker); default ./jobs/index.ts when it exists",
+    ),
   DEMO_PAGE: bool("DEMO_PAGE")
     .optional()
     .describe("serves the demo page at /demo (enqueue demo.sleep jobs, live progress bars, failures with Replay)"),
@@ -181,6 +188,8 @@ export interface Config {
   databaseUrl: string;
   /** Whether the `demo` queue is registered (runtime contract: on outside production). */
   demoQueue: boolean;
+  /** Module of the team's own job types (JOBS_MODULE); undefined = `jobs/index.ts` in the working directory, if any. */
+  jobsModule: string | undefined;
   /** Whether the API serves the demo page at `/demo` (DEMO_PAGE; on outside production). */
   demoPage: boolean;
   migrateOnStart: boolean;
@@ -299,6 +308,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: e.DATABASE_URL,
     demoQueue: e.DEMO_QUEUE ?? !production,
     demoPage: e.DEMO_PAGE ?? !production,
+    jobsModule: e.JOBS_MODULE,
     migrateOnStart: e.MIGRATE_ON_START,
     introspection: e.INTROSPECTION ?? !production,
     queuePrefix: e.QUEUE_PREFIX,
