@@ -14,7 +14,10 @@ afterAll(() => stack?.stop());
 
 describe("examples/client/follow-job.ts", () => {
   it("enqueues a job and prints its progress up to 100 % and its result", async () => {
-    const run = await startProcess("examples/client/follow-job.ts", { API_URL: stack.api.url }, null, 30_000, ["4", "50"]);
+    // Paused until the example has subscribed, so that it sees every step rather than a finished job.
+    await stack.queue.pause();
+    const run = await startProcess("examples/client/follow-job.ts", { API_URL: stack.api.url }, /^SNAPSHOT /m, 60_000, ["4", "50"]);
+    await stack.queue.resume();
     expect(await run.exited).toBe(0);
     const lines = run.stdout().trim().split("\n");
     expect(lines[0]).toMatch(/^enqueued demo job \S+$/);

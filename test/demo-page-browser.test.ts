@@ -123,7 +123,11 @@ describe("the demo page in chromium", () => {
 
     await page.fill('[data-testid="enqueue-steps"]', "8");
     await page.fill('[data-testid="enqueue-step-ms"]', "250");
+    // The queue waits until the page's subscription is live, so the bar has every step to show.
+    await stack.queue.pause();
     const jobId = await clickForNewRow(page, '[data-testid="enqueue-submit"]');
+    await page.waitForSelector(`${rowSelector(jobId)}[data-live="true"]`, { timeout: 0 });
+    await stack.queue.resume();
     await page.waitForSelector(`${rowSelector(jobId)}[data-state="COMPLETED"]`, { timeout: 0 });
     expect(await page.$eval(`${rowSelector(jobId)} [data-testid="job-progress"]`, (bar) => (bar as HTMLProgressElement).value)).toBe(100);
     // Live, not only the final state: the bar went through the steps in order.

@@ -215,6 +215,8 @@ function showJob(job: JobLike, position: "top" | "bottom" = "top"): Row {
 
 function applyEvent(row: Row, event: JobEvent) {
   row.status = applyJobEvent(row.status, event);
+  // The subscription is live from its first event (the SNAPSHOT) until it completes.
+  row.li.dataset.live = "true";
   render(row);
 }
 
@@ -239,6 +241,7 @@ async function watchJob(job: JobLike) {
     row.li.title = err instanceof Error ? err.message : String(err);
   } finally {
     row.watching = false;
+    delete row.li.dataset.live;
   }
   if (row.status.state === "FAILED") {
     // Shown at once from the job's own events; the worker writes the audit row a moment later.
