@@ -302,7 +302,15 @@ function failureRow(failure: Failure): HTMLLIElement {
 /** Failures of jobs this page watched whose audit row the API did not list yet. */
 const failedHere = new Map<string, Failure>();
 
-async function loadFailures() {
+let failuresLoaded: Promise<void> = Promise.resolve();
+
+/** Refreshes the failures list; one refresh at a time, so two never build rows for the same job. */
+function loadFailures(): Promise<void> {
+  failuresLoaded = failuresLoaded.then(refreshFailures, refreshFailures);
+  return failuresLoaded;
+}
+
+async function refreshFailures() {
   const { failedJobAudits } = await call(RecentFailuresDocument, { queue: QUEUE, first: 8 });
   const listed = failedJobAudits.edges.map(({ node }) => node);
   for (const failure of listed) failedHere.delete(failure.jobId);
