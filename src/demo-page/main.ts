@@ -23,7 +23,10 @@ const wsEndpoint = endpoint.replace(/^http/, "ws");
 
 /** What a row needs of a job: the enqueue answer, a history row and a replay all have it. */
 type JobLike = Pick<JobSummaryFragment, "id" | "queue" | "name" | "state"> &
-  Partial<Pick<JobSummaryFragment, "progress" | "failedReason" | "replayOf">>;
+  Partial<Pick<JobSummaryFragment, "progress" | "failedReason" | "replayOf">> & {
+    /** The job's own token, when the enqueue answer carried one (`EnqueueJobSuccess.jobToken`). */
+    jobToken?: string;
+  };
 type Failure = Pick<
   RecentFailuresQuery["failedJobAudits"]["edges"][number]["node"],
   "jobId" | "queue" | "jobName" | "failedReason" | "failedAt"
@@ -55,12 +58,14 @@ let keyPrompt: Promise<void> | undefined;
 const authorization = () => (apiKey ? `Bearer ${apiKey}` : undefined);
 
 /**
- * The credential a job's subscription connects with. With auth on this is meant to be the job's own
- * token (`EnqueueJobSuccess.jobToken`, good for that one job only), so that the page never sends the
- * key over a socket; until the API issues job tokens it is the key. The one place to switch.
+ * The credential a job's subscription connects with: the job's own token when it has one (good for
+ * that one job only, so the key never travels over a socket), else the key. The enqueue answer
+ * carries the token once the EnqueueJob operation (src/client/operations.graphql) requests
+ * `EnqueueJobSuccess.jobToken` and the client is regenerated; until then, and for jobs the page did
+ * not enqueue (history, replays), this is the key. The one place that decides.
  */
-function subscriptionCredential(_job: JobLike): string | undefined {
-  return authorization();
+function subscriptionCredential(job: JobLike): string | undefined {
+  return job.jobToken ? `Bearer ${job.jobToken}` : authorization();
 }
 
 function showAuth() {
@@ -328,9 +333,12 @@ async function enqueue(name: "sleep" | "fail", data: Record<string, unknown>, at
   error.hidden = true;
   const { enqueueJob } = await call(EnqueueJobDocument, { input: { queue: QUEUE, name, data, attempts } });
   switch (enqueueJob.__typename) {
-    case "EnqueueJobSuccess":
-      void watchJob(enqueueJob.job);
+    case "EnqueueJobSuccess": {
+      // Picked up as soon as the operation asks for it (see subscriptionCredential).
+      const token = "jobToken" in enqueueJob && typeof enqueueJob.jobToken === "string" ? enqueueJob.jobToken : undefined;
+      void watchJob({ ...enqueueJob.job, jobToken: token });
       return;
+    }
     case "ValidationError":
       error.textContent = enqueueJob.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
       break;
