@@ -184,6 +184,21 @@ describe("a jobs module that is wrong", () => {
     }
   });
 
+  it("is never asked for its processors by the API; a worker that gets an error from them stops", async () => {
+    const api = await startApi({ ...stack.env, JOBS_MODULE: fixture("processors-throw.ts") });
+    try {
+      const origin = /GraphQL API ready at (\S+)/.exec(api.stdout())?.[1] ?? "";
+      const { body } = await gql<{ queue: { jobTypes: { name: string }[] } }>(origin, `{ queue(name: "billing") { jobTypes { name } } }`);
+      expect(body.data?.queue.jobTypes).toEqual([{ name: "total" }]);
+    } finally {
+      await api.stop();
+    }
+    const worker = await startWorker({ ...stack.env, JOBS_MODULE: fixture("processors-throw.ts") }).catch((err: Error) => err);
+    expect((worker as Error).message).toMatch(
+      /config error: JOBS_MODULE: .*processors-throw\.ts: processors\(\) failed: processors\(\) was called/,
+    );
+  });
+
   it("refuses a JOBS_MODULE longer than 1000 characters before loading anything", async () => {
     const { loadConfig } = await import("../src/config.ts");
     expect(() => loadConfig({ JOBS_MODULE: `./${"a".repeat(1001)}` })).toThrow(/^JOBS_MODULE: JOBS_MODULE must be a path or package name/);
