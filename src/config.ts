@@ -103,6 +103,16 @@ export const envSchema = z.object({
     .default("postgresql://postgres@127.0.0.1:5432/jobs")
     .describe("history and audit rows"),
   DEMO_QUEUE: bool("DEMO_QUEUE").optional().describe("registers the `demo` queue; unset: on outside production"),
+  JOBS_MODULE: z
+    .string()
+    .max(1000, "JOBS_MODULE must be a path or package name of at most 1000 characters")
+    .optional()
+    .describe(
+      "your own job types: a module exporting `definitions` (and `processors` for the worker); default ./jobs/index.ts when it exists",
+    ),
+  DEMO_PAGE: bool("DEMO_PAGE")
+    .optional()
+    .describe("serves the demo page at /demo (enqueue demo.sleep jobs, live progress bars, failures with Replay)"),
   MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true).describe("`npm start` / `npm run worker` apply pending migrations first"),
   INTROSPECTION: bool("INTROSPECTION").optional().describe("GraphQL introspection; unset: on outside production"),
   QUEUE_PREFIX: z
@@ -372,6 +382,10 @@ export interface Config {
   databaseUrl: string;
   /** Whether the `demo` queue is registered (runtime contract: on outside production). */
   demoQueue: boolean;
+  /** Module of the team's own job types (JOBS_MODULE); undefined = `jobs/index.ts` in the working directory, if any. */
+  jobsModule: string | undefined;
+  /** Whether the API serves the demo page at `/demo` (DEMO_PAGE; on outside production). */
+  demoPage: boolean;
   migrateOnStart: boolean;
   introspection: boolean;
   /** BullMQ key prefix. The hash tag keeps every queue's keys in one Redis Cluster slot. */
@@ -519,6 +533,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisClusterAuth: { username: e.REDIS_CLUSTER_USERNAME, password: e.REDIS_CLUSTER_PASSWORD },
     databaseUrl: e.DATABASE_URL,
     demoQueue: e.DEMO_QUEUE ?? !production,
+    demoPage: e.DEMO_PAGE ?? !production,
+    jobsModule: e.JOBS_MODULE,
     migrateOnStart: e.MIGRATE_ON_START,
     introspection: e.INTROSPECTION ?? !production,
     queuePrefix: e.QUEUE_PREFIX,

@@ -1,7 +1,8 @@
 import type { Job } from "bullmq";
-import type { Config } from "../src/config.ts";
+import { type Config, ConfigError } from "../src/config.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { JobData, JobDefinition } from "../src/jobs/define-job.ts";
+import type { JobRegistry } from "../src/jobs/registry.ts";
 
 /** What a processor gets besides its parsed payload. */
 export interface ProcessorContext {
@@ -30,6 +31,27 @@ export interface Processor<D extends JobDefinition = JobDefinition> {
 
 export function defineProcessor<D extends JobDefinition>(definition: D, run: Processor<D>["run"]): Processor<D> {
   return { definition, run };
+}
+
+/**
+ * The jobs module's processors (JOBS_MODULE), checked: each is a `defineProcessor` value whose
+ * definition is registered. Throws a ConfigError naming the first that is not.
+ */
+export function checkProcessors(list: unknown[], registry: JobRegistry, source: string): Processor[] {
+  const seen = new Set<string>();
+  return list.map((value, i) => {
+    const p = value as Partial<Processor> | null;
+    if (typeof p !== "object" || p === null || typeof p.run !== "function" || typeof p.definition?.queue !== "string") {
+      throw new ConfigError([`JOBS_MODULE: ${source}: processors[${i}] is not a defineProcessor(...) value`]);
+    }
+    const { queue, name } = p.definition;
+    if (registry.get(queue, name) === undefined) {
+      throw new ConfigError([`JOBS_MODULE: ${source}: processors[${i}] runs ${queue}.${name}, which \`definitions\` does not export`]);
+    }
+    if (seen.has(`${queue}.${name}`)) throw new ConfigError([`JOBS_MODULE: ${source}: two processors run ${queue}.${name}`]);
+    seen.add(`${queue}.${name}`);
+    return p as Processor;
+  });
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason as soon as it fires. */

@@ -6,12 +6,12 @@ import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
 import { QueueSet } from "../src/jobs/bullmq/index.ts";
 import { HistoryQuarantine, HistoryRetention, HistoryStore, retentionLockKey } from "../src/jobs/history/index.ts";
-import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
+import { loadJobTypes } from "../src/jobs/jobs-module.ts";
 import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
 import { Ledger } from "./ledger.ts";
 import { LedgerReconciler } from "./ledger-reconciler.ts";
 import { Lifecycle, workerId } from "./lifecycle.ts";
-import type { Processor } from "./processor.ts";
+import { checkProcessors, type Processor } from "./processor.ts";
 import { processors as allProcessors } from "./processors/index.ts";
 import { type QueueSettings, resolveQueueSettings } from "./queue-settings.ts";
 import { type RunJobOptions, runJob } from "./run-job.ts";
@@ -37,10 +37,12 @@ function describe(err: unknown): string {
  * One BullMQ Worker per served queue (WORKER_QUEUES, default all registered). Each job's payload is
  * parsed again with its definition's schema before the processor runs; a payload that does not match
  * fails at once, without retries. Throws a ConfigError (before connecting anything) when
- * WORKER_QUEUES or a per-queue variable names an unknown queue.
+ * WORKER_QUEUES or a per-queue variable names an unknown queue, or JOBS_MODULE is wrong.
  */
-export async function createWorkerRuntime(config: Config, log: Logger, processors: Processor[] = allProcessors): Promise<WorkerRuntime> {
-  const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
+export async function createWorkerRuntime(config: Config, log: Logger, builtIn: Processor[] = allProcessors): Promise<WorkerRuntime> {
+  // The jobs module (JOBS_MODULE): its definitions join the registry, its processors these.
+  const { registry, module: jobsModule } = await loadJobTypes({ demoQueue: config.demoQueue, jobsModule: config.jobsModule });
+  const processors = [...builtIn, ...checkProcessors(await jobsModule.processors(), registry, jobsModule.source ?? "")];
   const settings = resolveQueueSettings(config, registry);
   const queueNames = settings.map((s) => s.queue);
   const db = createPrisma(config.databaseUrl, { max: 5 });

@@ -12,6 +12,7 @@ import type { Logger } from "../infra/logger.ts";
 import { bearerMatches, publicChecks } from "../infra/probe-answers.ts";
 import type { Authenticate } from "./auth.ts";
 import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
+import { demoPagePlugin } from "./demo-page.ts";
 import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
 import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
@@ -46,6 +47,8 @@ export interface AppDeps {
    * Only for the bench's baseline (bench/load/api-unprotected.ts): no configuration turns it off.
    */
   protections?: boolean | undefined;
+  /** Serves the demo page at `/demo` (DEMO_PAGE); `"rebuild"` bundles it again on each page load (development). */
+  demoPage?: boolean | "rebuild";
 }
 
 /** The defaults of config.ts, for callers that build an app without a Config. */
@@ -173,6 +176,7 @@ export function buildApp(deps: AppDeps): App {
     },
     plugins: [
       healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),
+      ...(deps.demoPage ? [demoPagePlugin({ log: deps.log, rebuildOnLoad: deps.demoPage === "rebuild" })] : []),
       ...(protect ? [guard.plugin] : []),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
       protect ? requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes) : requestBodyLimitPlugin(25_000_000, 25_000_000),

@@ -1,5 +1,5 @@
 // Composition root of the API process: config -> infra -> services -> HTTP; shutdown on signals.
-import { apiConfigProblems, loadConfigOrExit } from "../config.ts";
+import { apiConfigProblems, ConfigError, loadConfigOrExit } from "../config.ts";
 import { listenErrorLine } from "../infra/listen-error.ts";
 import { createLogger } from "../infra/logger.ts";
 import { prepareDatabase } from "../infra/prepare-database.ts";
@@ -23,13 +23,18 @@ try {
   process.exit(1);
 }
 
-const runtime = await createApiRuntime(config, log);
+const runtime = await createApiRuntime(config, log).catch((err: unknown) => {
+  // JOBS_MODULE can only be checked by loading it.
+  if (!(err instanceof ConfigError)) throw err;
+  for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
+  process.exit(1);
+});
 if (await runtime.access.authenticator.isOpen().catch(() => true)) {
   process.stderr.write(
     "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set and no API key exists, so anyone who can reach this port\n  can enqueue, cancel and read every job. Set ADMIN_API_KEY or create a key (npm run keys -- create) before\n  exposing it; requests without a key are refused from the moment a key exists.\n\n",
   );
 }
-const app = buildAppFrom(config, runtime, log);
+const app = buildAppFrom(config, runtime, log, { demoPage: config.demoPage && (config.nodeEnv === "development" ? "rebuild" : true) });
 const url = await app.start(config.port, config.host).catch((err: unknown) => {
   const line = listenErrorLine(err, config.port, "PORT");
   if (!line) throw err;
@@ -60,3 +65,4 @@ process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 // Printed only now, with the signal handlers in place: whoever waits for this line may signal at once.
 process.stdout.write(`GraphQL API ready at ${url}${config.nodeEnv !== "production" ? " (open it in a browser for GraphiQL)" : ""}\n`);
+if (config.demoPage) process.stdout.write(`Demo page at ${new URL("/demo", url).href}\n`);

@@ -20,7 +20,8 @@ import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
 import { HistoryQuarantine, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
-import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
+import { loadJobTypes } from "../jobs/jobs-module.ts";
+import type { JobRegistry } from "../jobs/registry.ts";
 import type { Authenticate } from "./auth.ts";
 
 export interface ApiRuntime {
@@ -65,7 +66,8 @@ function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authe
  * turns BullMQ events into subscription events. `close` releases all of it.
  */
 export async function createApiRuntime(config: Config, log: Logger): Promise<ApiRuntime> {
-  const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
+  // Throws a ConfigError (before connecting anything) when JOBS_MODULE cannot be loaded.
+  const { registry } = await loadJobTypes({ demoQueue: config.demoQueue, jobsModule: config.jobsModule });
   const redis = createRedis(config, "request");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
   const publisher = createRedis(config, "subscriber");

@@ -23,15 +23,16 @@ const NODE_FLAGS: Record<string, string[]> = { "workers/main.ts": ["--max-semi-s
 
 /**
  * Starts `entry` (a .ts file under the repo) with Node (its own TypeScript type stripping), as `npm start` / `npm run worker` would, and
- * resolves once its stdout contains `readyLine`.
+ * resolves once its stdout contains `readyLine` (at once when null). `args` follow the entry on the command line.
  */
 export async function startProcess(
   entry: string,
   env: Record<string, string>,
   readyLine: RegExp | null,
   timeoutMs = 30_000,
+  args: string[] = [],
 ): Promise<RunningProcess> {
-  const proc = spawn(process.execPath, [...(NODE_FLAGS[entry] ?? []), path.join(root, entry)], {
+  const proc = spawn(process.execPath, [...(NODE_FLAGS[entry] ?? []), path.join(root, entry), ...args], {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
