@@ -10,6 +10,7 @@ import { createTestDatabase } from "../src/testing/database.ts";
 import { type PrivatePostgres, queryRows, startPrivatePostgres } from "../src/testing/private-postgres.ts";
 import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
 import { Ledger, recordOf } from "../workers/ledger.ts";
 
 // The failure ledger: exactly one audit row per final failure, nothing lost while PostgreSQL is down
@@ -30,17 +31,6 @@ function newPrefix(): string {
   const p = uniquePrefix();
   prefixes.push(p);
   return p;
-}
-
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 45_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await read();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-    last = await read();
-  }
-  return last;
 }
 
 function openQueue(prefix: string): Queue {

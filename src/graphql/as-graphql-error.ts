@@ -1,5 +1,5 @@
 import { GraphQLError } from "graphql";
-import { NotFoundError, ValidationError } from "../jobs/errors.ts";
+import { NotFoundError, UnavailableError, ValidationError } from "../jobs/errors.ts";
 
 /**
  * For fields whose type has no error union (connections, subscriptions): runs `read` and turns the
@@ -12,6 +12,21 @@ export async function withGraphQLErrors<T>(read: () => Promise<T>): Promise<T> {
   } catch (err) {
     if (err instanceof ValidationError) throw new GraphQLError(err.message, { extensions: { code: "VALIDATION", issues: err.issues } });
     if (err instanceof NotFoundError) throw new GraphQLError(err.message, { extensions: { code: "NOT_FOUND" } });
+    if (err instanceof UnavailableError) throw new GraphQLError(err.message, { extensions: { code: "UNAVAILABLE" } });
+    throw err;
+  }
+}
+
+/**
+ * For mutations whose union lists their expected errors: only an UnavailableError (a store did not
+ * answer, nothing was done) becomes a GraphQL error with `extensions.code = "UNAVAILABLE"` and its
+ * message; the union's own errors pass through to the errors plugin.
+ */
+export async function withUnavailable<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof UnavailableError) throw new GraphQLError(err.message, { extensions: { code: "UNAVAILABLE" } });
     throw err;
   }
 }

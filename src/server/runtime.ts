@@ -7,7 +7,7 @@ import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
+import { DurableRecords, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
 
@@ -56,10 +56,15 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
   const actions = new OperatorActionLog(db, log);
   const queueService = new QueueService(registry, queues, actions);
-  const jobs = new JobService(registry, queues, history, log, {
-    maxPayloadBytes: config.maxPayloadBytes,
-    maxBulkEnqueue: config.maxBulkEnqueue,
-  });
+  const records = new DurableRecords(db);
+  const jobs = new JobService(
+    registry,
+    queues,
+    history,
+    log,
+    { maxPayloadBytes: config.maxPayloadBytes, maxBulkEnqueue: config.maxBulkEnqueue },
+    records,
+  );
   const control = new JobControl(jobs, queues, history, actions, redis, {
     cancelWaitMs: config.cancelWaitMs,
     maxBulkRetry: config.maxBulkRetry,

@@ -1,5 +1,6 @@
 import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import type { JobView } from "../../jobs/job-view.ts";
+import { withUnavailable } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
 import { JobRef } from "../types/job.ts";
 
@@ -35,7 +36,11 @@ builder.mutationField("enqueueJob", (t) =>
     args: { input: t.arg({ type: EnqueueJobInput, required: true }) },
     errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobResult" } },
     resolve: async (_root, { input }, ctx) => {
-      const job = await ctx.jobs.enqueue({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) });
+      // An UnavailableError (the history row could not be committed; nothing enqueued) is a GraphQL
+      // error with extensions.code UNAVAILABLE and its message, not a masked one.
+      const job = await withUnavailable(() =>
+        ctx.jobs.enqueue({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }),
+      );
       return { job };
     },
   }),
@@ -53,8 +58,10 @@ builder.mutationField("enqueueJobs", (t) =>
     args: { inputs: t.arg({ type: [EnqueueJobInput], required: true }) },
     errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobsResult" } },
     resolve: async (_root, { inputs }, ctx) => {
-      const jobs = await ctx.jobs.enqueueMany(
-        inputs.map((input) => ({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) })),
+      const jobs = await withUnavailable(() =>
+        ctx.jobs.enqueueMany(
+          inputs.map((input) => ({ ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) })),
+        ),
       );
       return { jobs };
     },

@@ -1,6 +1,7 @@
-import { Queue } from "bullmq";
+import type { Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
+import { JobIds, ReservedIdQueue } from "./job-ids.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -14,6 +15,8 @@ export class QueueSet {
   private readonly connection: RedisClient;
   readonly prefix: string;
   readonly eventsMaxLen;
+  /** Job ids reserved before the add (durable enqueue: the history row is committed first). */
+  readonly ids: JobIds;
 
   constructor(
     registry: JobRegistry,
@@ -26,6 +29,7 @@ export class QueueSet {
     this.connection = connection;
     this.prefix = prefix;
     this.eventsMaxLen = eventsMaxLen;
+    this.ids = new JobIds(connection, prefix);
   }
 
   /** The queue, or undefined when no job type is registered on it. */
@@ -33,7 +37,7 @@ export class QueueSet {
     if (!this.registry.hasQueue(name)) return undefined;
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, {
+      queue = new ReservedIdQueue(name, {
         connection: this.connection,
         prefix: this.prefix,
         skipWaitingForReady: true,
