@@ -127,6 +127,25 @@ const envSchema = z.object({
     .default(100),
   HISTORY_RETENTION_DAYS: positiveInt("HISTORY_RETENTION_DAYS").optional(),
   HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS").default(3_600_000),
+  RECOVERY_INTERVAL_MS: z.coerce
+    .number({ error: "RECOVERY_INTERVAL_MS must be an integer >= 0" })
+    .int("RECOVERY_INTERVAL_MS must be an integer >= 0")
+    .min(0, "RECOVERY_INTERVAL_MS must be an integer >= 0")
+    .default(300_000)
+    .describe(
+      "(API) time between periodic recovery passes, which re-add jobs Redis lost from their history rows (0: only at start and after Redis lost data)",
+    ),
+  RECOVERY_WATCH_MS: positiveInt("RECOVERY_WATCH_MS")
+    .default(1_000)
+    .describe("(API) how often each API instance checks whether Redis lost its data (then a recovery pass runs at once)"),
+  RECOVERY_GRACE_MS: positiveInt("RECOVERY_GRACE_MS")
+    .default(10_000)
+    .describe("(API) history rows younger than this are not recovered (their enqueue may still be adding the job)"),
+  RECOVERY_LEASE_MS: positiveInt("RECOVERY_LEASE_MS")
+    .default(30_000)
+    .describe(
+      "(API) the recovery pass' lease across API instances, renewed while it runs; another instance can run one this long after a holder died",
+    ),
 });
 
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
@@ -233,6 +252,8 @@ export interface Config {
   reportDir: string;
   /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
   metricsToken: string | undefined;
+  /** Durable enqueue's recovery reconciler (API): periodic interval (0 off), watch, grace and lease. */
+  recovery: { intervalMs: number; watchMs: number; graceMs: number; leaseMs: number };
   /** Largest `first` the paginated queries (`jobs`, `failedJobAudits`, `operatorActions`) accept. */
   maxPageSize: number;
   /** Finished jobs' history rows older than this many days are deleted by the workers; undefined = kept for good. */
@@ -326,6 +347,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxPageSize: e.MAX_PAGE_SIZE,
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
+    recovery: {
+      intervalMs: e.RECOVERY_INTERVAL_MS,
+      watchMs: e.RECOVERY_WATCH_MS,
+      graceMs: e.RECOVERY_GRACE_MS,
+      leaseMs: e.RECOVERY_LEASE_MS,
+    },
   };
 }
 

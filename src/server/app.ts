@@ -25,6 +25,8 @@ export interface AppDeps {
   websocket: WebSocketLimits;
   /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
   metricsToken?: string | undefined;
+  /** A registry holding the runtime's own metrics; `/metrics` adds the process' default ones to it. */
+  metrics?: Registry | undefined;
 }
 
 export interface App {
@@ -88,7 +90,7 @@ const MASKED_ERROR_MESSAGE = "Unexpected error.";
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
-  const metrics = new Registry();
+  const metrics = deps.metrics ?? new Registry();
   collectDefaultMetrics({ register: metrics });
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,

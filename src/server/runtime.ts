@@ -1,11 +1,12 @@
 import { RedisPubSub } from "graphql-redis-subscriptions";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
-import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
+import { JobControl, JobService, OperatorActionLog, QueueService, RecoveryReconciler } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
 import { DurableRecords, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
@@ -21,7 +22,38 @@ export interface ApiRuntime {
   context: (actor: string) => Context;
   authenticate: Authenticate;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+  /** The API's Prometheus registry (`/metrics`), holding the recovery reconciler's metrics. */
+  metrics: Registry;
+  /** Durable enqueue's recovery reconciler (running; tests call `runOnce`). */
+  recovery: RecoveryReconciler;
   close(): Promise<void>;
+}
+
+/** The recovery reconciler's metrics on the API's registry. */
+function recoveryMetrics(metrics: Registry) {
+  const recovered = new Counter({
+    name: "jobs_recovered_total",
+    help: "Jobs the recovery reconciler re-added to Redis from their history rows after Redis lost them",
+    labelNames: ["queue"],
+    registers: [metrics],
+  });
+  const passes = new Counter({ name: "recovery_passes_total", help: "Recovery passes this instance ran", registers: [metrics] });
+  const last = new Gauge({
+    name: "recovery_last_pass_recovered",
+    help: "Jobs re-added by this instance's last recovery pass",
+    registers: [metrics],
+  });
+  const seconds = new Gauge({
+    name: "recovery_last_pass_seconds",
+    help: "Duration of this instance's last recovery pass",
+    registers: [metrics],
+  });
+  return (pass: { recovered: number; ms: number }, perQueue: Map<string, number>) => {
+    passes.inc();
+    for (const [queue, n] of perQueue) recovered.inc({ queue }, n);
+    last.set(pass.recovered);
+    seconds.set(pass.ms / 1000);
+  };
 }
 
 async function check(name: string, probe: () => Promise<unknown>, checks: Record<string, string>): Promise<boolean> {
@@ -84,6 +116,18 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     local: channels,
   });
   await relay.start(registry.queues());
+  const metrics = new Registry();
+  const recovery = new RecoveryReconciler({
+    redis: queueConnection,
+    queues,
+    queueNames: registry.queues(),
+    records,
+    history,
+    log,
+    options: config.recovery,
+    onPass: recoveryMetrics(metrics),
+  });
+  recovery.start();
   const liveJob = (queue: string, id: string) => jobs.getLive(queue, id);
   const feeds = new EventFeeds({
     channels,
@@ -110,6 +154,8 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       actor,
     }),
     authenticate: createAuthenticator(config.adminApiKey),
+    metrics,
+    recovery,
     ready: async () => {
       const checks: Record<string, string> = {};
       const results = await Promise.all([
@@ -119,6 +165,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       return { ok: results.every(Boolean), checks };
     },
     close: async () => {
+      await recovery.stop();
       await relay.stop();
       await queues.close();
       await Promise.all([closeRedis(redis), closeRedis(publisher), closeRedis(subscriber), closeRedis(queueConnection)]);

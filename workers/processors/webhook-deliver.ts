@@ -18,7 +18,7 @@ const RESERVED_HEADERS = new Set(["content-type", "user-agent", SIGNATURE_HEADER
 /** 4xx answers worth asking again: the receiver timed out or asked us to slow down. */
 const RETRYABLE_4XX = new Set([408, 429]);
 
-export default defineProcessor(webhookDeliver, async ({ url, payload, headers, timeoutMs }, { job, signal, config }) => {
+export default defineProcessor(webhookDeliver, async ({ url, payload, headers, timeoutMs }, { signal, config, idempotencyKey }) => {
   if (!config.webhookSecret) throw new UnrecoverableError("WEBHOOK_SECRET is not set on this worker: webhooks are never sent unsigned");
   const body = JSON.stringify(payload);
   const timeout = AbortSignal.timeout(timeoutMs);
@@ -35,7 +35,7 @@ export default defineProcessor(webhookDeliver, async ({ url, payload, headers, t
         "content-type": "application/json",
         "user-agent": "job-control-api-webhook/1",
         [SIGNATURE_HEADER]: signBody(config.webhookSecret, body),
-        [DELIVERY_ID_HEADER]: `${job.queueName}:${job.id}`,
+        [DELIVERY_ID_HEADER]: idempotencyKey,
       },
     });
     // Read the body within the same timeout so a receiver that stalls mid-answer cannot hold the job.

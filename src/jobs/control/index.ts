@@ -5,3 +5,4 @@ export * from "./job-service.ts";
 export * from "./merge-patch.ts";
 export * from "./operator-actions.ts";
 export * from "./queue-service.ts";
+export * from "./recovery.ts";
