@@ -60,6 +60,9 @@ const positiveInt = (name: string) =>
     .int(`${name} must be a positive integer`)
     .min(1, `${name} must be a positive integer`);
 
+/** The longest delay a Node timer takes (2^31 - 1 ms); a longer one fires after 1 ms instead. */
+const TIMER_MAX_MS = 2_147_483_647;
+
 const envSchema = z.object({
   NODE_ENV: z
     .enum(["development", "production", "test"], { error: "NODE_ENV must be development, production or test" })
@@ -127,21 +130,31 @@ const envSchema = z.object({
     .default(100),
   HISTORY_RETENTION_DAYS: positiveInt("HISTORY_RETENTION_DAYS").optional(),
   HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS").default(3_600_000),
+  ENQUEUE_ACK: z
+    .enum(["record", "redis"], { error: "ENQUEUE_ACK must be record or redis" })
+    .default("record")
+    .describe(
+      "(API) record: enqueueJob(s) answer once the job's history row is committed (row first, then the job: durable); redis: once the job is in Redis, the row written after without waiting",
+    ),
   RECOVERY_INTERVAL_MS: z.coerce
     .number({ error: "RECOVERY_INTERVAL_MS must be an integer >= 0" })
     .int("RECOVERY_INTERVAL_MS must be an integer >= 0")
     .min(0, "RECOVERY_INTERVAL_MS must be an integer >= 0")
+    .max(TIMER_MAX_MS, `RECOVERY_INTERVAL_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
     .default(300_000)
     .describe(
       "(API) time between periodic recovery passes, which re-add jobs Redis lost from their history rows (0: only at start and after Redis lost data)",
     ),
   RECOVERY_WATCH_MS: positiveInt("RECOVERY_WATCH_MS")
+    .max(TIMER_MAX_MS, `RECOVERY_WATCH_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
     .default(1_000)
     .describe("(API) how often each API instance checks whether Redis lost its data (then a recovery pass runs at once)"),
   RECOVERY_GRACE_MS: positiveInt("RECOVERY_GRACE_MS")
+    .max(TIMER_MAX_MS, `RECOVERY_GRACE_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
     .default(10_000)
     .describe("(API) history rows younger than this are not recovered (their enqueue may still be adding the job)"),
   RECOVERY_LEASE_MS: positiveInt("RECOVERY_LEASE_MS")
+    .max(TIMER_MAX_MS, `RECOVERY_LEASE_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
     .default(30_000)
     .describe(
       "(API) the recovery pass' lease across API instances, renewed while it runs; another instance can run one this long after a holder died",
@@ -252,6 +265,8 @@ export interface Config {
   reportDir: string;
   /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
   metricsToken: string | undefined;
+  /** When enqueues answer: after the history row's commit (`record`) or after the add to Redis (`redis`). */
+  enqueueAck: "record" | "redis";
   /** Durable enqueue's recovery reconciler (API): periodic interval (0 off), watch, grace and lease. */
   recovery: { intervalMs: number; watchMs: number; graceMs: number; leaseMs: number };
   /** Largest `first` the paginated queries (`jobs`, `failedJobAudits`, `operatorActions`) accept. */
@@ -347,6 +362,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxPageSize: e.MAX_PAGE_SIZE,
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
+    enqueueAck: e.ENQUEUE_ACK,
     recovery: {
       intervalMs: e.RECOVERY_INTERVAL_MS,
       watchMs: e.RECOVERY_WATCH_MS,

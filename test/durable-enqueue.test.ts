@@ -29,7 +29,7 @@ beforeAll(async () => {
   pgp = await startPrivatePostgres();
   const env = { DATABASE_URL: pgp.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, MIGRATE_ON_START: "false" };
   api = await startTestApi({ ...env, LOG_LEVEL: "silent" });
-  worker = await startWorker({ ...env, WORKER_QUEUES: "demo" });
+  worker = await startWorker({ ...env, WORKER_QUEUES: "demo", LEDGER_RECONCILE_MS: "500" });
   queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
 });
 
@@ -161,5 +161,33 @@ describe("durable enqueue", () => {
     }
     const res = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
     expect(res.body.data?.enqueueJob).toMatchObject({ __typename: "EnqueueJobSuccess" });
+  });
+
+  it("ENQUEUE_ACK=redis answers once the job is in Redis: with PostgreSQL stopped the enqueue still succeeds (and the row comes later)", async () => {
+    const fast = await startTestApi({
+      DATABASE_URL: pgp.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: prefix,
+      MIGRATE_ON_START: "false",
+      ENQUEUE_ACK: "redis",
+      LOG_LEVEL: "silent",
+    });
+    try {
+      // The counter exists (the tests above seeded it): no history read is needed for an id.
+      await pgp.stop();
+      let id = "";
+      try {
+        const res = await gql(fast.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+        id = (res.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+        expect(id).not.toBe("");
+        expect(await queue.getJob(id)).toBeDefined();
+      } finally {
+        await pgp.start();
+      }
+      // The worker (its ledger keeps the final row until PostgreSQL is back) writes the row.
+      await until("row written", async () => (await rowIds()).includes(id), Boolean);
+    } finally {
+      await fast.stop();
+    }
   });
 });

@@ -94,7 +94,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     queues,
     history,
     log,
-    { maxPayloadBytes: config.maxPayloadBytes, maxBulkEnqueue: config.maxBulkEnqueue },
+    { maxPayloadBytes: config.maxPayloadBytes, maxBulkEnqueue: config.maxBulkEnqueue, enqueueAck: config.enqueueAck },
     records,
   );
   const control = new JobControl(jobs, queues, history, actions, redis, {

@@ -79,6 +79,17 @@ export class DurableEnqueue {
     }
   }
 
+  /** ENQUEUE_ACK=redis: the rows of jobs already added and acknowledged, written without waiting; a failure is logged. */
+  recordLater(writes: { view: JobView; delayMs: number; backoff: unknown }[]): void {
+    if (writes.length === 0) return;
+    this.history.recordEnqueued(writes).catch((err) => {
+      this.log.warn("history write after enqueue failed (ENQUEUE_ACK=redis); the worker will create the rows", {
+        count: writes.length,
+        err: reason(err),
+      });
+    });
+  }
+
   /**
    * The add to Redis failed after the rows were committed: takes the rows back, so history does not
    * hold jobs the client was told were not enqueued (the recovery reconciler would otherwise re-add

@@ -30,6 +30,12 @@ export interface JobServiceOptions {
   maxPayloadBytes: number;
   /** Most inputs one `enqueueMany` call takes. */
   maxBulkEnqueue: number;
+  /**
+   * `record` (default): answer once the history row is committed, row before job (durable enqueue).
+   * `redis`: add the job and answer, writing the row after without waiting (faster; a job Redis
+   * loses before its row commits cannot be recovered, and a failed row write is only logged).
+   */
+  enqueueAck?: "record" | "redis";
 }
 
 const optionsSchema = z.object({
@@ -170,15 +176,18 @@ export class JobService {
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
     const id = opts.jobId ?? ((await this.durable.reserve(input.queue, 1))[0] as string);
     const pending = pendingView(input.queue, id, input.name, data, meta, opts, new Date());
-    await this.durable.record([{ view: pending, delayMs: opts.delay ?? 0, backoff: backoffOf(opts) }]);
+    const writes = [{ view: pending, delayMs: opts.delay ?? 0, backoff: backoffOf(opts) }];
+    const afterRecord = this.options.enqueueAck !== "redis";
+    if (afterRecord) await this.durable.record(writes);
     const payload = Object.keys(meta).length > 0 ? { ...(data as object), [META_KEY]: meta } : data;
     let job: Awaited<ReturnType<typeof queue.add>>;
     try {
       job = await queue.add(input.name, payload, { ...opts, jobId: id, timestamp: pending.createdAt.getTime() });
     } catch (err) {
-      await this.durable.forget([pending]);
+      if (afterRecord) await this.durable.forget([pending]);
       throw err;
     }
+    if (!afterRecord) this.durable.recordLater(writes);
     if (opts.jobId) {
       // A concurrent enqueue with the same id may have won: BullMQ then returns our local copy, not
       // the stored job, so read back what Redis holds.
@@ -242,7 +251,8 @@ export class JobService {
         writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts) });
       }
     }
-    await this.durable.record(writes);
+    const afterRecord = this.options.enqueueAck !== "redis";
+    if (afterRecord) await this.durable.record(writes);
     const notAdded = new Set(writes.map((w) => w.view));
     try {
       for (const [queueName, indexes] of byQueue) {
@@ -266,9 +276,11 @@ export class JobService {
         }
       }
     } catch (err) {
-      await this.durable.forget([...notAdded]);
+      if (afterRecord) await this.durable.forget([...notAdded]);
+      else this.durable.recordLater(writes.filter((w) => !notAdded.has(w.view)));
       throw err;
     }
+    if (!afterRecord) this.durable.recordLater(writes);
     return results as JobView[];
   }
 

@@ -168,7 +168,7 @@ export class RecoveryReconciler {
   private triggerWithFollowUp(why: string): void {
     this.trigger(why);
     // Jobs enqueued within the grace period before the loss are only old enough a little later.
-    this.later(this.options.graceMs + 100, () => this.trigger(`${why}, follow-up`));
+    this.later(Math.min(this.options.graceMs + 100, 2_147_483_647), () => this.trigger(`${why}, follow-up`));
   }
 
   private async currentRunId(): Promise<string> {
