@@ -29,7 +29,11 @@ export interface RecoveryPass {
   /** Missing jobs left alone because a worker's ledger holds their final record. */
   inLedger: number;
   ms: number;
+  /** Where the pass' time went, in ms: paging history, asking Redis, reading rows, rows back to pending, re-adding, recording. */
+  phases: { page: number; redis: number; rows: number; rowsBack: number; readd: number; record: number };
 }
+
+const RETRY_AFTER_FAILURE_MS = 5_000;
 
 /** Renews the lease only while it is still ours. */
 const RENEW = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
@@ -64,6 +68,8 @@ export class RecoveryReconciler {
   private again: string | null = null;
   private runId: string | null = null;
   private stopped = false;
+  /** After a failed pass (PostgreSQL or Redis down), the watcher waits until then before it tries again. */
+  private retryAt = 0;
   private readonly onReady = () => void this.checkRunId();
 
   constructor(deps: {
@@ -134,7 +140,11 @@ export class RecoveryReconciler {
     }
     this.running = this.runOnce(why)
       .catch((err) => {
-        this.log.warn("recovery pass failed; retrying at the next trigger", { why, err: err instanceof Error ? err.message : String(err) });
+        this.retryAt = Date.now() + RETRY_AFTER_FAILURE_MS;
+        this.log.warn("recovery pass failed; retrying in 5 s or at the next trigger", {
+          why,
+          err: err instanceof Error ? err.message : String(err),
+        });
         return null;
       })
       .finally(() => {
@@ -147,7 +157,7 @@ export class RecoveryReconciler {
 
   /** The epoch key is gone: Redis lost its data since the last pass. */
   private async watch(): Promise<void> {
-    if (this.running) return;
+    if (this.running || Date.now() < this.retryAt) return;
     try {
       if ((await this.redis.exists(this.epochKey)) === 0) this.triggerWithFollowUp("redis has no recovery epoch (data lost)");
     } catch {
@@ -189,7 +199,15 @@ export class RecoveryReconciler {
       this.options.leaseMs / 3,
     );
     const started = Date.now();
-    const pass: RecoveryPass = { passId: randomUUID(), why, checked: 0, recovered: 0, inLedger: 0, ms: 0 };
+    const pass: RecoveryPass = {
+      passId: randomUUID(),
+      why,
+      checked: 0,
+      recovered: 0,
+      inLedger: 0,
+      ms: 0,
+      phases: { page: 0, redis: 0, rows: 0, rowsBack: 0, readd: 0, record: 0 },
+    };
     const perQueue = new Map<string, number>();
     try {
       const runId = await this.currentRunId();
@@ -203,6 +221,7 @@ export class RecoveryReconciler {
       this.runId = runId;
       pass.ms = Date.now() - started;
       this.onPass(pass, perQueue);
+      for (const k of Object.keys(pass.phases) as (keyof RecoveryPass["phases"])[]) pass.phases[k] = Math.round(pass.phases[k]);
       if (pass.recovered > 0 || pass.inLedger > 0) this.log.warn("recovery pass re-added jobs Redis had lost", { ...pass });
       else this.log.debug("recovery pass", { ...pass });
       return pass;
@@ -218,19 +237,32 @@ export class RecoveryReconciler {
     for (const state of PENDING_STATES) {
       let cursor: PendingCursor | null = null;
       for (;;) {
+        const pageStart = performance.now();
+        let t = pageStart;
         const page = await this.records.pendingIds(queue, state, before, cursor, this.options.pageSize);
+        pass.phases.page += performance.now() - t;
         if (page.length === 0) break;
         cursor = page[page.length - 1] as PendingCursor;
         pass.checked += page.length;
+        t = performance.now();
         const missing = await this.missingFromRedis(
           queue,
           page.map((p) => p.id),
         );
-        if (missing.length === 0) continue;
+        pass.phases.redis += performance.now() - t;
+        if (missing.length === 0) {
+          // Nothing lost on this page (a periodic pass, mostly): pause as long as the page took, so a
+          // pass over a large backlog takes at most half of this process' time from the API's requests.
+          await new Promise((resolve) => setTimeout(resolve, performance.now() - pageStart));
+          continue;
+        }
         ledger ??= await this.ledgerIds(queue);
         const lost = missing.filter((id) => !ledger?.has(id));
         pass.inLedger += missing.length - lost.length;
-        recovered += await this.readd(queue, await this.records.pendingRows(queue, lost), runId, pass.passId);
+        t = performance.now();
+        const rows = await this.records.pendingRows(queue, lost);
+        pass.phases.rows += performance.now() - t;
+        recovered += await this.readd(queue, rows, runId, pass);
       }
     }
     return recovered;
@@ -256,7 +288,8 @@ export class RecoveryReconciler {
   }
 
   /** Puts the rows' jobs back into Redis (one addBulk), then their attempts, history state and records. */
-  private async readd(queue: string, rows: PendingRow[], runId: string, passId: string): Promise<number> {
+  private async readd(queue: string, rows: PendingRow[], runId: string, pass: RecoveryPass): Promise<number> {
+    const t = performance.now();
     const bull = this.queues.get(queue);
     if (!bull || rows.length === 0) return 0;
     const now = Date.now();
@@ -270,6 +303,8 @@ export class RecoveryReconciler {
     });
     // Row first (as at enqueue): a worker that finishes the job at once then writes after us.
     await Promise.all(plans.map((p) => this.history.upsert(recoveredView(p.row, p.state))));
+    const t1 = performance.now();
+    pass.phases.rowsBack += t1 - t;
     await bull.addBulk(
       plans.map((p) => ({
         name: p.row.name,
@@ -304,9 +339,12 @@ export class RecoveryReconciler {
       attemptsMade: p.row.attemptsMade,
       delayMs: p.remainingMs,
       redisRunId: runId,
-      passId,
+      passId: pass.passId,
     }));
+    const t2 = performance.now();
+    pass.phases.readd += t2 - t1;
     await this.records.recordRecoveries(recoveries);
+    pass.phases.record += performance.now() - t2;
     return plans.length;
   }
 }

@@ -94,25 +94,17 @@ export class DurableRecords {
   /** The rows of `ids` that are still pending (a row may have moved on since it was paged). */
   async pendingRows(queue: string, ids: string[]): Promise<PendingRow[]> {
     if (ids.length === 0) return [];
-    const rows = await this.db.jobHistory.findMany({
-      where: { queue, id: { in: ids }, state: { in: [...PENDING_STATES] } },
-      select: {
-        queue: true,
-        id: true,
-        name: true,
-        data: true,
-        state: true,
-        attemptsMade: true,
-        maxAttempts: true,
-        priority: true,
-        delayMs: true,
-        backoff: true,
-        createdAt: true,
-        replayOfId: true,
-        tenant: true,
-      },
-    });
-    return rows.map((r) => ({ ...r, state: r.state as JobState }));
+    // Straight on the pool, and one primary-key lookup per id (LATERAL): with `id = ANY($2)`
+    // PostgreSQL picked the trigram index on id (0.5 s for 1,000 ids), with a join a sequential scan.
+    const { rows } = await poolOf(this.db).query<PendingRow>(
+      `SELECT h.queue, h.id, h.name, h.data, h.state::text AS state, h.attempts_made AS "attemptsMade",
+              h.max_attempts AS "maxAttempts", h.priority, h.delay_ms AS "delayMs", h.backoff, h.created_at AS "createdAt",
+              h.replay_of_id AS "replayOfId", h.tenant
+       FROM unnest($2::text[]) AS f(id), LATERAL (SELECT * FROM job_history j WHERE j.queue = $1 AND j.id = f.id OFFSET 0) h
+       WHERE h.state = ANY($3::"JobState"[])`,
+      [queue, ids, PENDING_STATES],
+    );
+    return rows;
   }
 
   /**
@@ -121,27 +113,21 @@ export class DurableRecords {
    */
   async recordRecoveries(recoveries: Recovery[]): Promise<void> {
     if (recoveries.length === 0) return;
-    await this.db.$transaction([
-      this.db.jobRecovery.createMany({
-        data: recoveries.map((r) => ({
-          queue: r.queue,
-          jobId: r.jobId,
-          state: r.state,
-          attemptsMade: r.attemptsMade,
-          delayMs: r.delayMs,
-          redisRunId: r.redisRunId,
-          passId: r.passId,
-        })),
-      }),
-      this.db.operatorAction.createMany({
-        data: recoveries.map((r) => ({
-          actor: "system:recovery",
-          action: "RECOVERED",
-          queue: r.queue,
-          jobId: r.jobId,
-          details: { state: r.state, attemptsMade: r.attemptsMade, delayMs: r.delayMs, redisRunId: r.redisRunId, passId: r.passId },
-        })),
-      }),
-    ]);
+    // One statement (so one transaction) for both tables, the rows as arrays.
+    const col = <K extends keyof Recovery>(k: K) => recoveries.map((r) => r[k]);
+    await poolOf(this.db).query(
+      `WITH r AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::uuid[])
+           AS r(queue, job_id, state, attempts_made, delay_ms, redis_run_id, pass_id)
+       ), recovered AS (
+         INSERT INTO job_recovery (id, queue, job_id, state, attempts_made, delay_ms, redis_run_id, pass_id)
+         SELECT gen_random_uuid(), queue, job_id, state::"JobState", attempts_made, delay_ms, redis_run_id, pass_id FROM r
+       )
+       INSERT INTO operator_action (id, actor, action, queue, job_id, details)
+       SELECT gen_random_uuid(), 'system:recovery', 'RECOVERED', queue, job_id,
+              jsonb_build_object('state', state, 'attemptsMade', attempts_made, 'delayMs', delay_ms, 'redisRunId', redis_run_id, 'passId', pass_id)
+       FROM r`,
+      [col("queue"), col("jobId"), col("state"), col("attemptsMade"), col("delayMs"), col("redisRunId"), col("passId")],
+    );
   }
 }
