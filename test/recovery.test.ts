@@ -116,6 +116,13 @@ describe("recovery reconciler", () => {
     const audit = await rows<{ job_id: string; actor: string }>(`SELECT job_id, actor FROM operator_action WHERE action = 'RECOVERED'`);
     expect(audit.map((a) => a.job_id).sort()).toEqual([delayed, prioritized, custom, stillWaiting].sort());
     expect(new Set(audit.map((a) => a.actor))).toEqual(new Set(["system:recovery"]));
+    // Operators read them where they read every other action.
+    const trail = await gql(api.url, `{ operatorActions(queue: "demo", first: 50) { edges { node { actor action jobId details } } } }`);
+    type Action = { action: string; jobId: string; details: { state: string } };
+    const edges = (trail.body.data?.operatorActions as { edges?: { node: Action }[] } | undefined)?.edges ?? [];
+    const nodes = edges.map((e) => e.node).filter((n) => n.action === "RECOVERED");
+    expect(nodes.map((n) => n.jobId).sort()).toEqual([delayed, prioritized, custom, stillWaiting].sort());
+    expect(nodes.find((n) => n.jobId === delayed)?.details.state).toBe("DELAYED");
     expect((await recoveredMetric()) - before).toBe(4);
 
     // A new enqueue gets a fresh id: the counter was seeded past every id history holds.
