@@ -1,5 +1,6 @@
 import { ForbiddenError, InvalidStateError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import type { JobView } from "../../jobs/job-view.ts";
+import { withUnavailable } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
 import { JobRef } from "../types/job.ts";
 
@@ -54,7 +55,8 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, args, ctx) => ({
       // An argument left out is `undefined`; an explicit null is a payload of null (and then invalid).
-      job: await ctx.control.replay(args.queue, String(args.id), args.data, args.dataPatch, ctx.actor),
+      // The replay is an enqueue: a history row that cannot be committed is UNAVAILABLE (nothing enqueued).
+      job: await withUnavailable(() => ctx.control.replay(args.queue, String(args.id), args.data, args.dataPatch, ctx.actor)),
     }),
   }),
 }));
