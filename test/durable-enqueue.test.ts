@@ -137,6 +137,26 @@ describe("durable enqueue", () => {
     expect(await redis.get(jobIdCounterKey(prefix, "demo"))).toBe(String(largest + 5));
   });
 
+  it("a Redis that came back with an older counter (AOF everysec lost its last second) never reuses an id history holds", async () => {
+    const before = await queryRows<{ id: string; data: unknown }>(pgp.url, "SELECT id, data FROM job_history WHERE id ~ '^[0-9]+$'");
+    const largest = Math.max(...before.map((r) => Number(r.id)));
+    // The counter is there, but behind: its next id, the largest, was issued before (and BullMQ's
+    // own counter, which the API also stays ahead of, is behind too).
+    await redis.set(jobIdCounterKey(prefix, "demo"), String(largest - 1));
+    await redis.del(`${prefix}:demo:id`);
+    const one = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: { ticks: 7 } } });
+    const id = (one.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+    expect(Number(id)).toBe(largest + 1);
+    const many = await gql(api.url, ENQUEUE_MANY, { inputs: [{ queue: "demo", name: "noop", data: { ticks: 8 } }] });
+    expect((many.body.data?.enqueueJobs as { jobs?: { id: string }[] } | undefined)?.jobs?.[0]?.id).toBe(String(largest + 2));
+    // The rows that held the ids the stale counter gave out first are untouched.
+    const after = await queryRows<{ id: string; data: unknown }>(pgp.url, "SELECT id, data FROM job_history WHERE id = ANY($1)", [
+      before.map((r) => r.id),
+    ]);
+    expect(after.sort((a, b) => Number(a.id) - Number(b.id))).toEqual(before.sort((a, b) => Number(a.id) - Number(b.id)));
+    expect((await queue.getJob(id))?.data).toEqual({ ticks: 7 });
+  });
+
   it("a job added with BullMQ directly takes its number from BullMQ's counter, and the API's next id comes after it", async () => {
     const raw = await queue.add("noop", {});
     const viaApi = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });

@@ -2,8 +2,11 @@ import type { Logger } from "../../infra/logger.ts";
 import type { JobIds } from "../bullmq/job-ids.ts";
 import { UnavailableError } from "../errors.ts";
 import type { DurableRecords } from "../history/durable-records.ts";
-import type { HistoryStore } from "../history/history-store.ts";
+import type { HistoryStore, Write } from "../history/history-store.ts";
 import type { JobView } from "../job-view.ts";
+
+/** A row to commit at enqueue; `fresh`: its id was issued by the counter (not the client's `jobId`). */
+export type EnqueueWrite = Write & { fresh: boolean };
 
 function reason(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -63,11 +66,19 @@ export class DurableEnqueue {
     return running;
   }
 
-  /** Commits the rows of jobs about to be added; throws an UnavailableError (nothing enqueued) when it cannot. */
-  async record(writes: { view: JobView; delayMs: number; backoff: unknown }[]): Promise<void> {
+  /**
+   * Commits the rows of jobs about to be added; throws an UnavailableError (nothing enqueued) when it
+   * cannot. Rows of jobs with a `fresh` id (issued by the counter) never overwrite a row: if history
+   * already holds the id, the counter was behind (a Redis that came back with an older copy of it,
+   * e.g. AOF everysec losing its last second), so it is seeded again and those jobs get new ids (their
+   * views are updated in place).
+   */
+  async record(writes: EnqueueWrite[]): Promise<void> {
     try {
-      await this.history.recordEnqueued(writes);
+      const given = writes.filter((w) => !w.fresh);
+      await Promise.all([given.length > 0 ? this.history.recordEnqueued(given) : null, this.recordFresh(writes.filter((w) => w.fresh))]);
     } catch (err) {
+      if (err instanceof UnavailableError) throw err;
       this.log.warn("history write at enqueue failed; the enqueue fails and nothing is added to Redis", {
         count: writes.length,
         err: reason(err),
@@ -79,8 +90,29 @@ export class DurableEnqueue {
     }
   }
 
+  private async recordFresh(writes: EnqueueWrite[]): Promise<void> {
+    let pending: Write[] = writes;
+    for (let round = 0; pending.length > 0; round++) {
+      if (round === 3) throw new Error(`job ids issued three times over were all already in history (${pending.length} jobs)`);
+      const taken = await this.records.insertFresh(pending);
+      if (taken.length === 0) return;
+      const queues = [...new Set(taken.map((w) => w.view.queue))];
+      this.log.warn("job-id counter behind history (Redis lost recent writes): seeding it again", {
+        queues,
+        taken: taken.map((w) => w.view.id),
+      });
+      for (const queue of queues) {
+        await this.seed(queue);
+        const mine = taken.filter((w) => w.view.queue === queue);
+        const ids = await this.reserve(queue, mine.length);
+        for (const [k, w] of mine.entries()) w.view.id = ids[k] as string;
+      }
+      pending = taken;
+    }
+  }
+
   /** ENQUEUE_ACK=redis: the rows of jobs already added and acknowledged, written without waiting; a failure is logged. */
-  recordLater(writes: { view: JobView; delayMs: number; backoff: unknown }[]): void {
+  recordLater(writes: Write[]): void {
     if (writes.length === 0) return;
     this.history.recordEnqueued(writes).catch((err) => {
       this.log.warn("history write after enqueue failed (ENQUEUE_ACK=redis); the worker will create the rows", {

@@ -7,7 +7,7 @@ import type { DurableRecords } from "../history/durable-records.ts";
 import type { HistoryStore } from "../history/history-store.ts";
 import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
-import { DurableEnqueue } from "./durable-enqueue.ts";
+import { DurableEnqueue, type EnqueueWrite } from "./durable-enqueue.ts";
 
 /** BullMQ's priority range: 1 (highest) to 2^21. */
 export const MAX_PRIORITY = 2_097_152;
@@ -176,13 +176,14 @@ export class JobService {
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
     const id = opts.jobId ?? ((await this.durable.reserve(input.queue, 1))[0] as string);
     const pending = pendingView(input.queue, id, input.name, data, meta, opts, new Date());
-    const writes = [{ view: pending, delayMs: opts.delay ?? 0, backoff: backoffOf(opts) }];
+    const writes = [{ view: pending, delayMs: opts.delay ?? 0, backoff: backoffOf(opts), fresh: !opts.jobId }];
     const afterRecord = this.options.enqueueAck !== "redis";
     if (afterRecord) await this.durable.record(writes);
     const payload = Object.keys(meta).length > 0 ? { ...(data as object), [META_KEY]: meta } : data;
     let job: Awaited<ReturnType<typeof queue.add>>;
     try {
-      job = await queue.add(input.name, payload, { ...opts, jobId: id, timestamp: pending.createdAt.getTime() });
+      // pending.id, not id: record() gives a job a new id when history already held the counter's.
+      job = await queue.add(input.name, payload, { ...opts, jobId: pending.id, timestamp: pending.createdAt.getTime() });
     } catch (err) {
       if (afterRecord) await this.durable.forget([pending]);
       throw err;
@@ -239,7 +240,7 @@ export class JobService {
     // Ids first (one reservation per queue), then every row in one group commit, then the adds.
     const createdAt = new Date();
     const pending: JobView[] = [];
-    const writes: { view: JobView; delayMs: number; backoff: unknown }[] = [];
+    const writes: EnqueueWrite[] = [];
     for (const [queueName, indexes] of byQueue) {
       if (!this.queues.get(queueName)) throw new NotFoundError(`No queue named "${queueName}"`);
       const fresh = await this.durable.reserve(queueName, indexes.filter((i) => !validated[i]?.opts.jobId).length);
@@ -248,7 +249,7 @@ export class JobService {
         const id = v.opts.jobId ?? (fresh.shift() as string);
         const view = pendingView(queueName, id, v.input.name, v.data, meta, v.opts, createdAt);
         pending[i] = view;
-        writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts) });
+        writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts), fresh: !v.opts.jobId });
       }
     }
     const afterRecord = this.options.enqueueAck !== "redis";

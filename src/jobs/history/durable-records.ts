@@ -1,5 +1,7 @@
 import { type Db, poolOf } from "../../infra/prisma.ts";
 import type { JobState } from "../job-view.ts";
+import { GroupCommit } from "./group-commit.ts";
+import { insertRows, type Write } from "./history-store.ts";
 
 /** The states of a job BullMQ should still hold: a row in one of them and no job in Redis is a lost job. */
 export const PENDING_STATES = ["WAITING", "PRIORITIZED", "DELAYED", "ACTIVE"] as const satisfies readonly JobState[];
@@ -46,11 +48,38 @@ export interface PendingCursor {
  * Redis is rebuilt from. The enqueue path seeds job ids from it and takes back rows whose job never
  * reached Redis; the recovery reconciler pages through rows of pending jobs and records what it re-added.
  */
+/** A row of a job whose id the API's counter issued; `taken` is set when history already had that id. */
+interface FreshWrite {
+  write: Write;
+  taken: boolean;
+}
+
 export class DurableRecords {
   private readonly db: Db;
+  private readonly fresh: GroupCommit<FreshWrite>;
 
   constructor(db: Db) {
     this.db = db;
+    const pool = poolOf(db);
+    // Group-committed like every enqueue row (job_history_insert_fresh, migration job_history_insert_fresh).
+    this.fresh = new GroupCommit(async (items) => {
+      const { rows } = await pool.query<{ q: string; i: string }>("SELECT q, i FROM job_history_insert_fresh($1::jsonb)", [
+        insertRows(items.map((f) => f.write)),
+      ]);
+      if (rows.length === 0) return;
+      const taken = new Set(rows.map((r) => `${r.q}\u0000${r.i}`));
+      for (const f of items) if (taken.has(`${f.write.view.queue}\u0000${f.write.view.id}`)) f.taken = true;
+    });
+  }
+
+  /**
+   * Commits the rows of jobs whose ids the counter just issued; returns those whose id history
+   * already holds (nothing of theirs written): the counter was behind, and they need new ids.
+   */
+  async insertFresh(writes: Write[]): Promise<Write[]> {
+    const items = writes.map((write) => ({ write, taken: false }));
+    await Promise.all(items.map((item) => this.fresh.add(item)));
+    return items.filter((i) => i.taken).map((i) => i.write);
   }
 
   /** The largest numeric job id history holds for `queue` (0 when none). */
