@@ -60,6 +60,9 @@ const positiveInt = (name: string) =>
     .int(`${name} must be a positive integer`)
     .min(1, `${name} must be a positive integer`);
 
+/** The longest delay a Node timer takes (2^31 - 1 ms); a longer one fires after 1 ms instead. */
+const TIMER_MAX_MS = 2_147_483_647;
+
 /**
  * Every variable, each described once (`.describe`): the README's configuration table is generated from
  * this (`npm run config:docs`; CI checks it with `--check`).
@@ -313,6 +316,35 @@ export const envSchema = z.object({
     .default(1_000)
     .describe("Shortest repeat a job scheduler may have (every, or the gap between cron runs)"),
   MAX_SCHEDULERS_PER_QUEUE: positiveInt("MAX_SCHEDULERS_PER_QUEUE").default(1_000).describe("Most job schedulers one queue may hold"),
+  ENQUEUE_ACK: z
+    .enum(["record", "redis"], { error: "ENQUEUE_ACK must be record or redis" })
+    .default("record")
+    .describe(
+      "(API) record: enqueueJob(s) answer once the job's history row is committed (row first, then the job: durable); redis: once the job is in Redis, the row written after without waiting",
+    ),
+  RECOVERY_INTERVAL_MS: z.coerce
+    .number({ error: "RECOVERY_INTERVAL_MS must be an integer >= 0" })
+    .int("RECOVERY_INTERVAL_MS must be an integer >= 0")
+    .min(0, "RECOVERY_INTERVAL_MS must be an integer >= 0")
+    .max(TIMER_MAX_MS, `RECOVERY_INTERVAL_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
+    .default(300_000)
+    .describe(
+      "(API) time between periodic recovery passes, which re-add jobs Redis lost from their history rows (0: only at start and after Redis lost data)",
+    ),
+  RECOVERY_WATCH_MS: positiveInt("RECOVERY_WATCH_MS")
+    .max(TIMER_MAX_MS, `RECOVERY_WATCH_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
+    .default(1_000)
+    .describe("(API) how often each API instance checks whether Redis lost its data (then a recovery pass runs at once)"),
+  RECOVERY_GRACE_MS: positiveInt("RECOVERY_GRACE_MS")
+    .max(TIMER_MAX_MS, `RECOVERY_GRACE_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
+    .default(10_000)
+    .describe("(API) history rows younger than this are not recovered (their enqueue may still be adding the job)"),
+  RECOVERY_LEASE_MS: positiveInt("RECOVERY_LEASE_MS")
+    .max(TIMER_MAX_MS, `RECOVERY_LEASE_MS must be at most ${TIMER_MAX_MS} (a Node timer's limit)`)
+    .default(30_000)
+    .describe(
+      "(API) the recovery pass' lease across API instances, renewed while it runs; another instance can run one this long after a holder died",
+    ),
 });
 
 /** Every variable the schema reads (the per-queue ones below are by prefix). */
@@ -445,6 +477,10 @@ export interface Config {
   reportDir: string;
   /** When set, `/metrics` needs `Authorization: Bearer <token>`. */
   metricsToken: string | undefined;
+  /** When enqueues answer: after the history row's commit (`record`) or after the add to Redis (`redis`). */
+  enqueueAck: "record" | "redis";
+  /** Durable enqueue's recovery reconciler (API): periodic interval (0 off), watch, grace and lease. */
+  recovery: { intervalMs: number; watchMs: number; graceMs: number; leaseMs: number };
   /** Largest `first` the paginated queries (`jobs`, `failedJobAudits`, `operatorActions`) accept. */
   maxPageSize: number;
   /** Finished jobs' history rows older than this many days are deleted by the workers; undefined = kept for good. */
@@ -571,6 +607,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
     logFormat: e.LOG_FORMAT ?? "json",
+    enqueueAck: e.ENQUEUE_ACK,
+    recovery: {
+      intervalMs: e.RECOVERY_INTERVAL_MS,
+      watchMs: e.RECOVERY_WATCH_MS,
+      graceMs: e.RECOVERY_GRACE_MS,
+      leaseMs: e.RECOVERY_LEASE_MS,
+    },
     limits: {
       maxRequestBytes: e.MAX_REQUEST_BYTES,
       maxBulkRequestBytes: e.MAX_BULK_REQUEST_BYTES,

@@ -18,6 +18,14 @@ export interface ProcessorContext {
   config: Config;
   /** The worker's PostgreSQL client (for processors that read history, like `report.csv`). */
   db: Db;
+  /**
+   * `<queue>:<job id>`: the same on every run of this job (retries, stalls, a re-add by the recovery
+   * reconciler after Redis lost it). Delivery is at-least-once: key side effects on this (an
+   * idempotency key sent downstream, a unique constraint) so a second run does not repeat them.
+   */
+  idempotencyKey: string;
+  /** Which run of the job this is: 1 for the first, attempts already made + 1 after that. */
+  attempt: number;
 }
 
 /**

@@ -60,6 +60,8 @@ export function runJob(
       signal: abort,
       progress: (value) => job.updateProgress(value),
       log: (line) => job.log(line).then(nothing),
+      idempotencyKey: `${queue}:${job.id}`,
+      attempt: job.attemptsMade + 1,
     });
   } catch (err) {
     return Promise.reject(err); // a processor that threw before returning its promise

@@ -39,3 +39,8 @@ export async function compareHttp(ctx: BenchContext, baseline: Target, project: 
 }
 
 export const TRIVIAL_BODY = JSON.stringify({ query: "{ __typename }" });
+
+/** enqueueJob of a demo `noop`, asking for the job's id: the enqueue scenarios' request. */
+export const ENQUEUE_NOOP_BODY = JSON.stringify({
+  query: 'mutation { enqueueJob(input: { queue: "demo", name: "noop", data: {} }) { __typename ... on EnqueueJobSuccess { job { id } } } }',
+});

@@ -1,14 +1,11 @@
 // enqueueJob under 64 connections vs the trivial query on the same server, and vs raw Queue.add.
 import { deletePrefix } from "../../src/testing/redis.ts";
 import { runScript } from "../lib/child.ts";
-import { compareHttp, TRIVIAL_BODY } from "../lib/http.ts";
+import { compareHttp, ENQUEUE_NOOP_BODY, TRIVIAL_BODY } from "../lib/http.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
 import type { Summary } from "../lib/stats.ts";
 
 const CONNECTIONS = 64;
-const ENQUEUE_BODY = JSON.stringify({
-  query: 'mutation { enqueueJob(input: { queue: "demo", name: "noop", data: {} }) { __typename ... on EnqueueJobSuccess { job { id } } } }',
-});
 
 export default {
   name: "enqueue-job",
@@ -24,7 +21,7 @@ export default {
       } = await compareHttp(
         ctx,
         { url: stack.url, method: "POST", headers, body: TRIVIAL_BODY, connections: CONNECTIONS },
-        { url: stack.url, method: "POST", headers, body: ENQUEUE_BODY, connections: CONNECTIONS },
+        { url: stack.url, method: "POST", headers, body: ENQUEUE_NOOP_BODY, connections: CONNECTIONS },
       );
       const raw = await runScript<Summary & { rps: number }>(
         "load/raw-queue-add.ts",

@@ -1,6 +1,13 @@
 import { GraphQLError } from "graphql";
 import { maskError } from "graphql-yoga";
-import { ForbiddenError, InvalidStateError, NotFoundError, SlowSubscriberError, ValidationError } from "../jobs/errors.ts";
+import {
+  ForbiddenError,
+  InvalidStateError,
+  NotFoundError,
+  SlowSubscriberError,
+  UnavailableError,
+  ValidationError,
+} from "../jobs/errors.ts";
 
 /** What clients see instead of an error that is not one of ours (Yoga's default message). */
 export const MASKED_ERROR_MESSAGE = "Unexpected error.";
@@ -18,7 +25,12 @@ export function asGraphQLError(err: unknown): GraphQLError | null {
   let extensions: Record<string, unknown>;
   if (original instanceof ValidationError) extensions = { code: original.code, issues: original.issues };
   else if (original instanceof InvalidStateError) extensions = { code: original.code, state: original.state };
-  else if (original instanceof NotFoundError || original instanceof ForbiddenError || original instanceof SlowSubscriberError)
+  else if (
+    original instanceof NotFoundError ||
+    original instanceof ForbiddenError ||
+    original instanceof SlowSubscriberError ||
+    original instanceof UnavailableError
+  )
     extensions = { code: original.code };
   else return null;
   return new GraphQLError(original.message, { nodes: located?.nodes, path: located?.path, extensions });
@@ -41,5 +53,19 @@ export async function withGraphQLErrors<T>(read: () => Promise<T>): Promise<T> {
     return await read();
   } catch (err) {
     throw asGraphQLError(err) ?? err;
+  }
+}
+
+/**
+ * For mutations whose union lists their expected errors: only an UnavailableError (a store did not
+ * answer, nothing was done) becomes a GraphQL error with `extensions.code = "UNAVAILABLE"` and its
+ * message; the union's own errors pass through to the errors plugin.
+ */
+export async function withUnavailable<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof UnavailableError) throw asGraphQLError(err) ?? err;
+    throw err;
   }
 }

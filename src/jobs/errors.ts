@@ -65,3 +65,15 @@ export class SlowSubscriberError extends Error {
     this.name = "SlowSubscriberError";
   }
 }
+
+/**
+ * A store the operation needs did not answer (the job's history row could not be committed), and
+ * nothing was done: the client may retry. GraphQL: an error with `extensions.code = "UNAVAILABLE"`.
+ */
+export class UnavailableError extends Error {
+  readonly code = "UNAVAILABLE";
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "UnavailableError";
+  }
+}

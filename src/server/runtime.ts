@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { RedisPubSub } from "graphql-redis-subscriptions";
-import { Counter, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import { AccessService } from "../access/access-service.ts";
 import { ApiKeyStore } from "../access/api-key-store.ts";
 import { Authenticator } from "../access/authenticator.ts";
@@ -17,9 +17,9 @@ import type { Logger } from "../infra/logger.ts";
 import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
-import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
+import { JobControl, JobService, OperatorActionLog, QueueService, RecoveryReconciler } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { HistoryQuarantine, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
+import { DurableRecords, HistoryQuarantine, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { loadJobTypes } from "../jobs/jobs-module.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
 import type { Authenticate } from "./auth.ts";
@@ -35,9 +35,11 @@ export interface ApiRuntime {
   authenticate: Authenticate;
   /** API keys and job tokens. */
   access: AccessService;
-  /** The API's own metrics (served on /metrics with the process metrics). */
+  /** The API's own metrics (served on /metrics with the process metrics): enqueues per key, the recovery reconciler's. */
   metrics: Registry;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+  /** Durable enqueue's recovery reconciler (running; tests call `runOnce`). */
+  recovery: RecoveryReconciler;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,33 @@ function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authe
     const credential = /^Bearer[ \t]+(\S+)/i.exec(authorization?.trim() ?? "")?.[1];
     await limiter.take(bucketOf(principal, credential, address));
     return principal;
+  };
+}
+
+/** The recovery reconciler's metrics on the API's registry. */
+function recoveryMetrics(metrics: Registry) {
+  const recovered = new Counter({
+    name: "jobs_recovered_total",
+    help: "Jobs the recovery reconciler re-added to Redis from their history rows after Redis lost them",
+    labelNames: ["queue"],
+    registers: [metrics],
+  });
+  const passes = new Counter({ name: "recovery_passes_total", help: "Recovery passes this instance ran", registers: [metrics] });
+  const last = new Gauge({
+    name: "recovery_last_pass_recovered",
+    help: "Jobs re-added by this instance's last recovery pass",
+    registers: [metrics],
+  });
+  const seconds = new Gauge({
+    name: "recovery_last_pass_seconds",
+    help: "Duration of this instance's last recovery pass",
+    registers: [metrics],
+  });
+  return (pass: { recovered: number; ms: number }, perQueue: Map<string, number>) => {
+    passes.inc();
+    for (const [queue, n] of perQueue) recovered.inc({ queue }, n);
+    last.set(pass.recovered);
+    seconds.set(pass.ms / 1000);
   };
 }
 
@@ -91,11 +120,20 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     minIntervalMs: config.schedulerMinIntervalMs,
     maxPerQueue: config.maxSchedulersPerQueue,
   });
-  const jobs = new JobService(registry, queues, history, log, {
-    maxPayloadBytes: config.maxPayloadBytes,
-    maxBulkEnqueue: config.maxBulkEnqueue,
-    maxDataDepth: config.limits.maxDataDepth,
-  });
+  const records = new DurableRecords(db);
+  const jobs = new JobService(
+    registry,
+    queues,
+    history,
+    log,
+    {
+      maxPayloadBytes: config.maxPayloadBytes,
+      maxBulkEnqueue: config.maxBulkEnqueue,
+      maxDataDepth: config.limits.maxDataDepth,
+      enqueueAck: config.enqueueAck,
+    },
+    records,
+  );
   const control = new JobControl(jobs, queues, history, actions, redis, {
     cancelWaitMs: config.cancelWaitMs,
     maxBulkRetry: config.maxBulkRetry,
@@ -115,6 +153,18 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     local: channels,
   });
   await relay.start(registry.queues());
+  const metrics = new Registry();
+  const recovery = new RecoveryReconciler({
+    redis: queueConnection,
+    queues,
+    queueNames: registry.queues(),
+    records,
+    history,
+    log,
+    options: config.recovery,
+    onPass: recoveryMetrics(metrics),
+  });
+  recovery.start();
   const liveJob = (queue: string, id: string) => jobs.getLive(queue, id);
   const keyStore = new ApiKeyStore(db, (queue) => registry.hasQueue(queue));
   if (!config.jobTokenSecret && config.nodeEnv !== "test")
@@ -133,7 +183,6 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const access = new AccessService(keyStore, authenticator, new LiveSessions(), bus);
   await bus.start((keyId) => access.revoked(keyId), log);
   const tenants = new TenantCache(loadJob);
-  const metrics = new Registry();
   const enqueued = new Counter({
     name: "jobs_enqueued_total",
     help: "Jobs enqueued through the API, by the enqueuing key's name (never its secret) and queue",
@@ -177,8 +226,10 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       authenticator.authenticate,
       config.rateLimitPerMinute > 0 ? new RateLimiter(redis, config.queuePrefix, config.rateLimitPerMinute, log) : null,
     ),
+    recovery,
     ready: () => runReadyChecks({ redis: () => redis.ping(), postgres: () => db.$queryRaw`SELECT 1` }),
     close: async () => {
+      await recovery.stop();
       await relay.stop();
       await queues.close();
       await Promise.all([

@@ -34,7 +34,7 @@ const RESERVED_HEADERS = new Set([
 /** 4xx answers worth asking again: the receiver timed out or asked us to slow down. */
 const RETRYABLE_4XX = new Set([408, 429]);
 
-export default defineProcessor(webhookDeliver, async ({ url, payload, headers, timeoutMs }, { job, signal, config }) => {
+export default defineProcessor(webhookDeliver, async ({ url, payload, headers, timeoutMs }, { signal, config, idempotencyKey }) => {
   if (!config.webhookSecret) throw new UnrecoverableError("WEBHOOK_SECRET is not set on this worker: webhooks are never sent unsigned");
   const body = JSON.stringify(payload);
   const timeout = AbortSignal.timeout(timeoutMs);
@@ -52,7 +52,7 @@ export default defineProcessor(webhookDeliver, async ({ url, payload, headers, t
         "user-agent": "job-control-api-webhook/1",
         [TIMESTAMP_HEADER]: String(timestamp),
         [SIGNATURE_HEADER]: signBody(config.webhookSecret, timestamp, body),
-        [DELIVERY_ID_HEADER]: `${job.queueName}:${job.id}`,
+        [DELIVERY_ID_HEADER]: idempotencyKey,
       },
       policy,
       AbortSignal.any([signal, timeout]),

@@ -1,6 +1,7 @@
 import { canSeeJob } from "../../access/principal.ts";
 import { ForbiddenError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import type { JobView } from "../../jobs/job-view.ts";
+import { withUnavailable } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
 import { enqueueFor } from "../tenancy.ts";
 import { JobTokenRef, jobTokenFor } from "../types/access.ts";
@@ -51,10 +52,14 @@ builder.mutationField("enqueueJob", (t) =>
     args: { input: t.arg({ type: EnqueueJobInput, required: true }) },
     errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobResult" } },
     resolve: async (_root, { input }, ctx) => {
-      const job = await ctx.jobs.enqueue(
-        enqueueFor(ctx.principal, { ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }),
-        {},
-        (j) => canSeeJob(ctx.principal, j),
+      // An UnavailableError (the history row could not be committed; nothing enqueued) is a GraphQL
+      // error with extensions.code UNAVAILABLE and its message, not a masked one.
+      const job = await withUnavailable(() =>
+        ctx.jobs.enqueue(
+          enqueueFor(ctx.principal, { ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }),
+          {},
+          (j) => canSeeJob(ctx.principal, j),
+        ),
       );
       ctx.countEnqueued([job]);
       return { job };
@@ -74,14 +79,16 @@ builder.mutationField("enqueueJobs", (t) =>
     args: { inputs: t.arg({ type: [EnqueueJobInput], required: true }) },
     errors: { types: [ValidationError, NotFoundError, ForbiddenError], union: { name: "EnqueueJobsResult" } },
     resolve: async (_root, { inputs }, ctx) => {
-      const jobs = await ctx.jobs.enqueueMany(
-        inputs.map((input, i) =>
-          enqueueFor(ctx.principal, { ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }, [
-            `inputs[${i}]`,
-          ]),
+      const jobs = await withUnavailable(() =>
+        ctx.jobs.enqueueMany(
+          inputs.map((input, i) =>
+            enqueueFor(ctx.principal, { ...input, data: input.data, jobId: input.jobId == null ? null : String(input.jobId) }, [
+              `inputs[${i}]`,
+            ]),
+          ),
+          {},
+          (j) => canSeeJob(ctx.principal, j),
         ),
-        {},
-        (j) => canSeeJob(ctx.principal, j),
       );
       ctx.countEnqueued(jobs);
       return { jobs };

@@ -1,5 +1,6 @@
 import { ForbiddenError, InvalidStateError, NotFoundError, ValidationError } from "../../jobs/errors.ts";
 import type { JobView } from "../../jobs/job-view.ts";
+import { withUnavailable } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
 import { actingAs, assertJobVisible, assertQueueVisible } from "../tenancy.ts";
 import { JobRef } from "../types/job.ts";
@@ -65,7 +66,12 @@ builder.mutationFields((t) => ({
     resolve: async (_root, args, ctx) => {
       await assertJobVisible(ctx.principal, ctx.jobs, args.queue, String(args.id));
       // An argument left out is `undefined`; an explicit null is a payload of null (and then invalid).
-      return { job: await ctx.control.replay(args.queue, String(args.id), args.data, args.dataPatch, actingAs(ctx.principal)) };
+      // The replay is an enqueue: a history row that cannot be committed is UNAVAILABLE (nothing enqueued).
+      return {
+        job: await withUnavailable(() =>
+          ctx.control.replay(args.queue, String(args.id), args.data, args.dataPatch, actingAs(ctx.principal)),
+        ),
+      };
     },
   }),
 }));

@@ -12,6 +12,7 @@ export {
   whichCancelled,
 } from "./cancellation.ts";
 export { appendCancelledEvent, finishedPage, isSchedulerJob, prefixOf } from "./internals.ts";
+export * from "./job-ids.ts";
 export { channels, keys } from "./keys.ts";
 export { Lease } from "./lease.ts";
 export { KEEP_COMPLETED, KEEP_FAILED, QueueSet } from "./queue-set.ts";

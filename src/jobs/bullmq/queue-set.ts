@@ -1,7 +1,8 @@
-import { Queue } from "bullmq";
+import type { Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
+import { JobIds, ReservedIdQueue } from "./job-ids.ts";
 import { keys } from "./keys.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
@@ -16,6 +17,8 @@ export class QueueSet {
   private readonly connection: RedisClient;
   readonly prefix: string;
   readonly eventsMaxLen;
+  /** Job ids reserved before the add (durable enqueue: the history row is committed first). */
+  readonly ids: JobIds;
 
   constructor(
     registry: JobRegistry,
@@ -28,6 +31,7 @@ export class QueueSet {
     this.connection = connection;
     this.prefix = prefix;
     this.eventsMaxLen = eventsMaxLen;
+    this.ids = new JobIds(connection, prefix);
   }
 
   /** The queue, or undefined when no job type is registered on it. */
@@ -35,7 +39,7 @@ export class QueueSet {
     if (!this.registry.hasQueue(name)) return undefined;
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, {
+      queue = new ReservedIdQueue(name, {
         connection: this.connection,
         prefix: this.prefix,
         skipWaitingForReady: true,

@@ -14,3 +14,4 @@ export {
   toJobCounts,
   type UpsertSchedulerInput,
 } from "./queue-service.ts";
+export * from "./recovery.ts";

@@ -2,11 +2,13 @@ import type { JobsOptions } from "bullmq";
 import { z } from "zod";
 import type { Logger } from "../../infra/logger.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
-import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
+import { NotFoundError, UnavailableError, ValidationError, type ValidationIssue } from "../errors.ts";
+import type { DurableRecords } from "../history/durable-records.ts";
 import type { HistoryStore } from "../history/history-store.ts";
 import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
 import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, redact, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
+import { DurableEnqueue, type EnqueueWrite } from "./durable-enqueue.ts";
 
 /** BullMQ's priority range: 1 (highest) to 2^21. */
 export const MAX_PRIORITY = 2_097_152;
@@ -38,6 +40,12 @@ export interface JobServiceOptions {
   maxBulkEnqueue: number;
   /** Deepest nesting of `data` (MAX_DATA_DEPTH); default 64. */
   maxDataDepth?: number;
+  /**
+   * `record` (default): answer once the history row is committed, row before job (durable enqueue).
+   * `redis`: add the job and answer, writing the row after without waiting (faster; a job Redis
+   * loses before its row commits cannot be recovered, and a failed row write is only logged).
+   */
+  enqueueAck?: "record" | "redis";
 }
 
 const optionsSchema = z.object({
@@ -79,6 +87,34 @@ function jobIdTaken(path: string[]): ValidationError {
   return ValidationError.at(path, "is already used by another job; choose another");
 }
 
+/** The backoff as the history row keeps it (BullMQ's own `{ type, delay }`). */
+function backoffOf(opts: JobsOptions): unknown {
+  return typeof opts.backoff === "object" ? opts.backoff : null;
+}
+
+/** The job as it will be once added, for its history row, which is written before the add. */
+function pendingView(queue: string, id: string, name: string, data: unknown, meta: JobMeta, opts: JobsOptions, createdAt: Date): JobView {
+  const state: JobState = opts.delay ? "DELAYED" : opts.priority ? "PRIORITIZED" : "WAITING";
+  return {
+    id,
+    queue,
+    name,
+    data,
+    state,
+    progress: null,
+    attemptsMade: 0,
+    maxAttempts: opts.attempts ?? 1,
+    priority: opts.priority ?? 0,
+    createdAt,
+    startedAt: null,
+    finishedAt: null,
+    result: null,
+    failedReason: null,
+    replayOfId: meta.replayOf ?? null,
+    tenant: meta.tenant ?? null,
+  };
+}
+
 function issuesOf(error: z.ZodError, prefix: string[]): ValidationIssue[] {
   return error.issues.map((i) => ({ path: [...prefix, ...i.path.map(String)], message: i.message }));
 }
@@ -101,15 +137,22 @@ export class JobService {
   private readonly registry: JobRegistry;
   private readonly queues: QueueSet;
   private readonly history: HistoryStore;
-  private readonly log: Logger;
   private readonly options: JobServiceOptions;
+  private readonly durable: DurableEnqueue;
 
-  constructor(registry: JobRegistry, queues: QueueSet, history: HistoryStore, log: Logger, options: JobServiceOptions) {
+  constructor(
+    registry: JobRegistry,
+    queues: QueueSet,
+    history: HistoryStore,
+    log: Logger,
+    options: JobServiceOptions,
+    records: DurableRecords,
+  ) {
     this.registry = registry;
     this.queues = queues;
     this.history = history;
-    this.log = log;
     this.options = options;
+    this.durable = new DurableEnqueue(queues.ids, history, records, log);
   }
 
   /** Validates one input; returns the BullMQ options or throws a ValidationError / NotFoundError. */
@@ -157,36 +200,51 @@ export class JobService {
     };
   }
 
-  /** Enqueues one job; with a `jobId` that is already known, returns that job unchanged. */
+  /**
+   * Enqueues one job; with a `jobId` that is already known, returns that job unchanged (a job the
+   * caller may not see: a ValidationError, its id is taken). The job's history row is committed
+   * before the job is added to Redis (durable enqueue): when it cannot be, this throws an
+   * UnavailableError and nothing is enqueued.
+   */
   async enqueue(input: EnqueueInput, meta: JobMeta = {}, visible: JobVisibility = () => true): Promise<JobView> {
     const { data, opts, tenant, secret } = this.validate(input);
     if (opts.jobId) {
-      const existing = await this.getJob(input.queue, opts.jobId);
+      const existing = await this.known(input.queue, opts.jobId);
       if (existing && !visible(existing)) throw jobIdTaken(["jobId"]);
       if (existing) return existing;
     }
     const queue = this.queues.get(input.queue);
     if (!queue) throw new NotFoundError(`No queue named "${input.queue}"`);
-    const payload = withMeta(data, jobMeta(meta, tenant, secret));
-    const job = await queue.add(input.name, payload, opts);
+    const full = jobMeta(meta, tenant, secret);
+    const id = opts.jobId ?? ((await this.durable.reserve(input.queue, 1))[0] as string);
+    // The history row holds the data with the job type's secret paths masked; Redis the real values.
+    const pending = pendingView(input.queue, id, input.name, redact(data, secret), full, opts, new Date());
+    const writes = [{ view: pending, delayMs: opts.delay ?? 0, backoff: backoffOf(opts), fresh: !opts.jobId }];
+    const afterRecord = this.options.enqueueAck !== "redis";
+    if (afterRecord) await this.durable.record(writes);
+    const payload = withMeta(data, full);
+    let job: Awaited<ReturnType<typeof queue.add>>;
+    try {
+      // pending.id, not id: record() gives a job a new id when history already held the counter's.
+      job = await queue.add(input.name, payload, { ...opts, jobId: pending.id, timestamp: pending.createdAt.getTime() });
+    } catch (err) {
+      if (afterRecord) await this.durable.forget([pending]);
+      throw err;
+    }
+    if (!afterRecord) this.durable.recordLater(writes);
     if (opts.jobId) {
       // A concurrent enqueue with the same id may have won: BullMQ then returns our local copy, not
       // the stored job, so read back what Redis holds.
       const stored = await this.getLive(input.queue, opts.jobId);
-      if (stored) {
-        await this.recordEnqueued(stored, opts);
-        return stored;
-      }
+      if (stored) return stored;
     }
-    const state: JobState = opts.delay ? "DELAYED" : opts.priority ? "PRIORITIZED" : "WAITING";
-    const view = viewFromBull(job, state);
-    await this.recordEnqueued(view, opts);
-    return view;
+    return viewFromBull(job, pending.state);
   }
 
   /**
    * Enqueues many jobs, all or nothing: every input is validated first (each issue's path starts
-   * with the input's index) and nothing is enqueued if any is invalid; then one `addBulk` per queue.
+   * with the input's index) and nothing is enqueued if any is invalid; then every new job's history
+   * row is committed (else an UnavailableError, nothing enqueued) and one `addBulk` per queue adds them.
    * Inputs whose `jobId` is already known return that job, as `enqueue` does.
    */
   async enqueueMany(inputs: EnqueueInput[], meta: JobMeta = {}, visible: JobVisibility = () => true): Promise<JobView[]> {
@@ -222,7 +280,7 @@ export class JobService {
 
     // Known ids answer with the stored job; everything else goes out in one addBulk per queue.
     const results: (JobView | null)[] = await Promise.all(
-      validated.map((v) => (v.opts.jobId ? this.getJob(v.input.queue, v.opts.jobId) : Promise.resolve(null))),
+      validated.map((v) => (v.opts.jobId ? this.known(v.input.queue, v.opts.jobId) : Promise.resolve(null))),
     );
     const hidden = results.flatMap((job, i) => (job && !visible(job) ? [String(validated[i]?.index)] : []));
     if (hidden.length > 0) throw ValidationError.of(hidden.map((index) => jobIdTaken([index, "jobId"]).issues[0] as ValidationIssue));
@@ -231,46 +289,53 @@ export class JobService {
       if (results[i]) continue;
       byQueue.set(v.input.queue, [...(byQueue.get(v.input.queue) ?? []), i]);
     }
-    const fresh: { view: JobView; delayMs: number; backoff: unknown }[] = [];
+    // Ids first (one reservation per queue), then every row in one group commit, then the adds.
+    const createdAt = new Date();
+    const pending: JobView[] = [];
+    const writes: EnqueueWrite[] = [];
     for (const [queueName, indexes] of byQueue) {
-      const queue = this.queues.get(queueName);
-      if (!queue) throw new NotFoundError(`No queue named "${queueName}"`);
-      const added = await queue.addBulk(
-        indexes.map((i) => {
-          const v = validated[i] as (typeof validated)[number];
-          const payload = withMeta(v.data, jobMeta(meta, v.tenant, v.secret));
-          return { name: v.input.name, data: payload, opts: v.opts };
-        }),
-      );
-      for (const [k, job] of added.entries()) {
-        const i = indexes[k] as number;
+      if (!this.queues.get(queueName)) throw new NotFoundError(`No queue named "${queueName}"`);
+      const fresh = await this.durable.reserve(queueName, indexes.filter((i) => !validated[i]?.opts.jobId).length);
+      for (const i of indexes) {
         const v = validated[i] as (typeof validated)[number];
-        const state: JobState = v.opts.delay ? "DELAYED" : v.opts.priority ? "PRIORITIZED" : "WAITING";
-        // With a jobId a concurrent call may have won: read back what Redis holds.
-        const view = (v.opts.jobId ? await this.getLive(queueName, v.opts.jobId) : null) ?? viewFromBull(job, state);
-        results[i] = view;
-        fresh.push({ view, delayMs: v.opts.delay ?? 0, backoff: typeof v.opts.backoff === "object" ? v.opts.backoff : null });
+        const id = v.opts.jobId ?? (fresh.shift() as string);
+        const full = jobMeta(meta, v.tenant, v.secret);
+        const view = pendingView(queueName, id, v.input.name, redact(v.data, v.secret), full, v.opts, createdAt);
+        pending[i] = view;
+        writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts), fresh: !v.opts.jobId });
       }
     }
+    const afterRecord = this.options.enqueueAck !== "redis";
+    if (afterRecord) await this.durable.record(writes);
+    const notAdded = new Set(writes.map((w) => w.view));
     try {
-      await this.history.recordEnqueued(fresh);
+      for (const [queueName, indexes] of byQueue) {
+        const queue = this.queues.get(queueName);
+        if (!queue) throw new NotFoundError(`No queue named "${queueName}"`);
+        const added = await queue.addBulk(
+          indexes.map((i) => {
+            const v = validated[i] as (typeof validated)[number];
+            const view = pending[i] as JobView;
+            const payload = withMeta(v.data, jobMeta(meta, v.tenant, v.secret));
+            return { name: v.input.name, data: payload, opts: { ...v.opts, jobId: view.id, timestamp: createdAt.getTime() } };
+          }),
+        );
+        for (const i of indexes) notAdded.delete(pending[i] as JobView);
+        for (const [k, job] of added.entries()) {
+          const i = indexes[k] as number;
+          const v = validated[i] as (typeof validated)[number];
+          // With a jobId a concurrent call may have won: read back what Redis holds.
+          results[i] =
+            (v.opts.jobId ? await this.getLive(queueName, v.opts.jobId) : null) ?? viewFromBull(job, (pending[i] as JobView).state);
+        }
+      }
     } catch (err) {
-      this.log.warn("history write at bulk enqueue failed; the worker will create the rows", { count: fresh.length, err });
+      if (afterRecord) await this.durable.forget([...notAdded]);
+      else this.durable.recordLater(writes.filter((w) => !notAdded.has(w.view)));
+      throw err;
     }
+    if (!afterRecord) this.durable.recordLater(writes);
     return results as JobView[];
-  }
-
-  /**
-   * The history row from enqueue on. A failed write does not fail the enqueue (the job is already in
-   * Redis and the worker's writes are upserts that create the row), so it is logged, not thrown.
-   */
-  private async recordEnqueued(view: JobView, opts: JobsOptions): Promise<void> {
-    try {
-      const backoff = typeof opts.backoff === "object" ? opts.backoff : null;
-      await this.history.recordEnqueued([{ view, delayMs: opts.delay ?? 0, backoff }]);
-    } catch (err) {
-      this.log.warn("history write at enqueue failed; the worker will create the row", { queue: view.queue, jobId: view.id, err });
-    }
   }
 
   /** The job as Redis holds it now, or null when Redis no longer has it. */
@@ -284,6 +349,20 @@ export class JobService {
     if ((bullState === "completed" || bullState === "failed") && !job.finishedOn) job = (await queue.getJob(id)) ?? job;
     const state = fromBullState(bullState, bullState === "failed" && (await this.queues.isCancelled(job)));
     return state ? viewFromBull(job, state) : null;
+  }
+
+  /** `getJob` for an enqueue's idempotency check: history that cannot be read is an UnavailableError. */
+  private async known(queue: string, id: string): Promise<JobView | null> {
+    const live = await this.getLive(queue, id);
+    if (live) return live;
+    try {
+      return await this.history.get(queue, id);
+    } catch (err) {
+      throw new UnavailableError(
+        `Job history (PostgreSQL) could not be read to check whether job "${id}" already exists, so nothing was enqueued; retry later.`,
+        { cause: err },
+      );
+    }
   }
 
   /** Live state from Redis when the job is there, else history; null when unknown. */

@@ -26,7 +26,7 @@ export function viewFromRow(row: HistoryRow): JobView {
   };
 }
 
-type Write = { view: JobView; delayMs: number; backoff: unknown };
+export type Write = { view: JobView; delayMs: number; backoff: unknown };
 
 /** One job per (queue, id) in a batch, the last write winning: Postgres won't update a row twice in a statement. */
 function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
@@ -76,7 +76,7 @@ type Row = ReturnType<typeof rowOf>;
  * has 18,000 parameters). `job_history_insert` (migration history_write_functions) keeps an
  * existing row's state and sets the enqueue options only the API knows (delay, backoff).
  */
-function insertRows(writes: Write[]): Row[] {
+export function insertRows(writes: Write[]): Row[] {
   return lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff));
 }
 

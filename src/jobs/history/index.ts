@@ -1,5 +1,6 @@
 // Public face of src/jobs/history. History rows in PostgreSQL: the store and its group commit, the queries and their cursors, per-request loaders, retention.
 // Code outside src/jobs imports this file only (npm run lint checks it).
+export * from "./durable-records.ts";
 export { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 export {
   DEFAULT_PAGE_SIZE,

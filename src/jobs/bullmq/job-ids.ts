@@ -1,0 +1,92 @@
+import { Job, type JobJson, Queue } from "bullmq";
+import type { RedisClient } from "../../infra/redis.ts";
+
+/**
+ * Job ids known before the job is in Redis, so its history row can be committed first (durable
+ * enqueue, issue #18). BullMQ numbers jobs itself inside its add script; the API instead takes the
+ * next number from a counter of its own (`<prefix>:<queue>:seq`) and hands it to BullMQ as the job's
+ * id. Ids stay what they were: 1, 2, 3... per queue.
+ *
+ * The counter is never created implicitly: a missing one (first start, or a Redis that lost its
+ * data) makes `reserve` answer null, and the caller seeds it from the largest id history holds
+ * (`seed`), so a Redis that came back empty never hands out an id history already has.
+ */
+
+/** `<prefix>:<queue>:seq`: the API's job-id counter. (#13 moves key names to keys.ts.) */
+export function jobIdCounterKey(prefix: string, queue: string): string {
+  return `${prefix}:${queue}:seq`;
+}
+
+/** BullMQ's own counter, bumped by every add (also by jobs added with BullMQ directly). */
+function bullCounterKey(prefix: string, queue: string): string {
+  return `${prefix}:${queue}:id`;
+}
+
+/**
+ * KEYS[1] our counter, KEYS[2] BullMQ's; ARGV[1] how many. Returns the last id reserved, or -1 when
+ * our counter is missing. Starts past BullMQ's counter too, so jobs added with BullMQ directly
+ * (which number themselves from it) are not reused.
+ */
+const RESERVE = `
+local seq = redis.call("GET", KEYS[1])
+if not seq then return -1 end
+local bull = tonumber(redis.call("GET", KEYS[2]) or "0")
+local last = math.max(tonumber(seq), bull) + tonumber(ARGV[1])
+redis.call("SET", KEYS[1], last)
+return last`;
+
+/** KEYS[1] our counter; ARGV[1] a floor. Raises the counter to the floor (creating it); never lowers it. */
+const SEED = `
+local seq = tonumber(redis.call("GET", KEYS[1]) or "-1")
+if seq < tonumber(ARGV[1]) then redis.call("SET", KEYS[1], ARGV[1]) end
+return 1`;
+
+export class JobIds {
+  private readonly redis: RedisClient;
+  private readonly prefix: string;
+
+  constructor(redis: RedisClient, prefix: string) {
+    this.redis = redis;
+    this.prefix = prefix;
+  }
+
+  /** `count` fresh ids of `queue`, in order; null when the counter must be seeded first. */
+  async reserve(queue: string, count: number): Promise<string[] | null> {
+    const last = Number(await this.redis.eval(RESERVE, 2, jobIdCounterKey(this.prefix, queue), bullCounterKey(this.prefix, queue), count));
+    if (last < 0) return null;
+    return Array.from({ length: count }, (_, i) => String(last - count + 1 + i));
+  }
+
+  /** Makes the counter at least `floor` (the largest numeric id history holds). */
+  async seed(queue: string, floor: number): Promise<void> {
+    await this.redis.eval(SEED, 1, jobIdCounterKey(this.prefix, queue), Math.max(0, Math.floor(floor)));
+  }
+}
+
+/**
+ * BullMQ refuses integer custom ids ("Custom Id cannot be integers") to keep them apart from its own
+ * numbering. Ours are its numbering, only reserved before the add: this job lets them through and
+ * keeps every other check.
+ */
+class ReservedIdJob extends Job {
+  protected override validateOptions(jobData: JobJson): void {
+    const id = this.opts.jobId;
+    if (id && /^[1-9]\d*$/.test(id)) {
+      this.opts.jobId = undefined;
+      try {
+        super.validateOptions(jobData);
+      } finally {
+        this.opts.jobId = id;
+      }
+      return;
+    }
+    super.validateOptions(jobData);
+  }
+}
+
+/** A BullMQ Queue whose adds accept the ids `JobIds` reserved. */
+export class ReservedIdQueue extends Queue {
+  protected override get Job(): typeof Job {
+    return ReservedIdJob as unknown as typeof Job;
+  }
+}

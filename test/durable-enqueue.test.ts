@@ -1,0 +1,213 @@
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jobIdCounterKey } from "../src/jobs/bullmq/index.ts";
+import { startTestApi, type TestApi } from "../src/testing/api.ts";
+import { gql } from "../src/testing/graphql.ts";
+import { type PrivatePostgres, queryRows, startPrivatePostgres } from "../src/testing/private-postgres.ts";
+import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
+import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { until } from "../src/testing/until.ts";
+
+// Durable enqueue (issue #18): the history row is the record, committed before the job reaches
+// Redis. With PostgreSQL really stopped (a private one), enqueues fail with UNAVAILABLE and leave
+// nothing in Redis, while a worker is running and would otherwise have run them.
+
+const ENQUEUE = `mutation($input: EnqueueJobInput!) { enqueueJob(input: $input) {
+  __typename ... on EnqueueJobSuccess { job { id state } } ... on UserError { code message } } }`;
+const ENQUEUE_MANY = `mutation($inputs: [EnqueueJobInput!]!) { enqueueJobs(inputs: $inputs) {
+  __typename ... on EnqueueJobsSuccess { jobs { id } } ... on UserError { code message } } }`;
+
+let pgp: PrivatePostgres;
+let api: TestApi;
+let worker: RunningProcess;
+let queue: Queue;
+const prefix = uniquePrefix();
+const redis = new Redis(testRedisUrl);
+
+beforeAll(async () => {
+  pgp = await startPrivatePostgres();
+  const env = { DATABASE_URL: pgp.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, MIGRATE_ON_START: "false" };
+  api = await startTestApi({ ...env, LOG_LEVEL: "silent" });
+  worker = await startWorker({ ...env, WORKER_QUEUES: "demo", LEDGER_RECONCILE_MS: "500" });
+  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+});
+
+afterAll(async () => {
+  await queue?.close();
+  await worker?.stop();
+  await api?.stop();
+  expect(await killAll()).toEqual([]);
+  await pgp?.destroy();
+  await deletePrefix(prefix);
+  redis.disconnect();
+});
+
+/** Every job hash under the queue (whatever its state): what Redis really holds. */
+async function jobsInRedis(): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, page] = await redis.scan(cursor, "MATCH", `${prefix}:demo:*`, "COUNT", 1000);
+    cursor = next;
+    keys.push(...page);
+  } while (cursor !== "0");
+  const jobKey = new RegExp(`^${prefix.replace(/[{}]/g, "\\$&")}:demo:([^:]+)$`);
+  const ids: string[] = [];
+  for (const key of keys) {
+    const id = jobKey.exec(key)?.[1];
+    if (id && (await redis.type(key)) === "hash" && (await redis.hexists(key, "name"))) ids.push(id);
+  }
+  return ids.sort();
+}
+
+const rowIds = async () => (await queryRows<{ id: string }>(pgp.url, "SELECT id FROM job_history ORDER BY id")).map((r) => r.id);
+
+describe("durable enqueue", () => {
+  it("acknowledges a job only once its row is committed; with PostgreSQL stopped, fails with UNAVAILABLE and adds nothing", async () => {
+    const ok = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+    expect(ok.body.data?.enqueueJob).toMatchObject({ __typename: "EnqueueJobSuccess", job: { id: "1" } });
+    expect(await rowIds()).toEqual(["1"]);
+    await until(
+      "job 1 completed",
+      async () => (await queue.getJob("1"))?.finishedOn ?? null,
+      (v) => v != null,
+    );
+
+    await pgp.stop();
+    try {
+      const single = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+      expect(single.body.data?.enqueueJob ?? null).toBeNull();
+      expect(single.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
+      expect(single.body.errors?.[0]?.message).toMatch(/history row could not be written to PostgreSQL, so nothing was enqueued/);
+
+      const custom = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {}, jobId: "order-7" } });
+      expect(custom.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
+
+      const delayed = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {}, delayMs: 60_000 } });
+      expect(delayed.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
+
+      const bulk = await gql(api.url, ENQUEUE_MANY, {
+        inputs: [
+          { queue: "demo", name: "noop", data: {} },
+          { queue: "demo", name: "noop", data: {}, priority: 3 },
+          { queue: "demo", name: "sleep", data: { steps: 1, stepMs: 1 } },
+        ],
+      });
+      expect(bulk.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
+      expect(bulk.body.errors?.[0]?.message).toMatch(/history rows of 3 jobs could not be written/);
+
+      // Nothing reached Redis: the worker (running all along) has nothing to run.
+      expect(await jobsInRedis()).toEqual(["1"]);
+      expect(await queue.getJob("order-7")).toBeUndefined();
+    } finally {
+      await pgp.start();
+    }
+
+    // Back: enqueues are acknowledged again, their jobs run, and row and job agree.
+    const after = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {}, jobId: "order-7" } });
+    expect(after.body.data?.enqueueJob).toMatchObject({ __typename: "EnqueueJobSuccess", job: { id: "order-7" } });
+    const next = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+    const nextId = (next.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+    // The failed enqueues used up ids 2-4 (reserved, never given out): ids stay unique, not gap-free.
+    expect(Number(nextId)).toBeGreaterThan(1);
+    await until(
+      "both completed",
+      async () => (await queue.getJobs(["completed"])).length,
+      (n) => n === 3,
+    );
+    expect(await jobsInRedis()).toEqual(["1", nextId, "order-7"].sort());
+    expect(await rowIds()).toEqual(["1", nextId, "order-7"].sort());
+    await until(
+      "rows COMPLETED",
+      async () => (await queryRows<{ n: string }>(pgp.url, "SELECT count(*) AS n FROM job_history WHERE state = 'COMPLETED'"))[0]?.n,
+      (n) => n === "3",
+    );
+  });
+
+  it("a Redis without the id counter (it lost its data) continues after the largest id history holds, never reusing one", async () => {
+    const before = await rowIds();
+    const largest = Math.max(...before.filter((id) => /^\d+$/.test(id)).map(Number));
+    await redis.del(jobIdCounterKey(prefix, "demo"), `${prefix}:demo:id`);
+    const many = await gql(api.url, ENQUEUE_MANY, {
+      inputs: Array.from({ length: 5 }, () => ({ queue: "demo", name: "noop", data: {} })),
+    });
+    const ids = ((many.body.data?.enqueueJobs as { jobs?: { id: string }[] } | undefined)?.jobs ?? []).map((j) => j.id);
+    expect(ids).toEqual([1, 2, 3, 4, 5].map((k) => String(largest + k)));
+    expect(await redis.get(jobIdCounterKey(prefix, "demo"))).toBe(String(largest + 5));
+  });
+
+  it("a Redis that came back with an older counter (AOF everysec lost its last second) never reuses an id history holds", async () => {
+    const before = await queryRows<{ id: string; data: unknown }>(pgp.url, "SELECT id, data FROM job_history WHERE id ~ '^[0-9]+$'");
+    const largest = Math.max(...before.map((r) => Number(r.id)));
+    // The counter is there, but behind: its next id, the largest, was issued before (and BullMQ's
+    // own counter, which the API also stays ahead of, is behind too).
+    await redis.set(jobIdCounterKey(prefix, "demo"), String(largest - 1));
+    await redis.del(`${prefix}:demo:id`);
+    const one = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: { ticks: 7 } } });
+    const id = (one.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+    expect(Number(id)).toBe(largest + 1);
+    const many = await gql(api.url, ENQUEUE_MANY, { inputs: [{ queue: "demo", name: "noop", data: { ticks: 8 } }] });
+    expect((many.body.data?.enqueueJobs as { jobs?: { id: string }[] } | undefined)?.jobs?.[0]?.id).toBe(String(largest + 2));
+    // The rows that held the ids the stale counter gave out first are untouched.
+    const after = await queryRows<{ id: string; data: unknown }>(pgp.url, "SELECT id, data FROM job_history WHERE id = ANY($1)", [
+      before.map((r) => r.id),
+    ]);
+    expect(after.sort((a, b) => Number(a.id) - Number(b.id))).toEqual(before.sort((a, b) => Number(a.id) - Number(b.id)));
+    expect((await queue.getJob(id))?.data).toEqual({ ticks: 7 });
+  });
+
+  it("a job added with BullMQ directly takes its number from BullMQ's counter, and the API's next id comes after it", async () => {
+    const raw = await queue.add("noop", {});
+    const viaApi = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+    const id = (viaApi.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+    expect(Number(id)).toBeGreaterThan(Number(raw.id));
+    expect((await queue.getJob(id))?.name).toBe("noop");
+    expect((await queue.getJob(String(raw.id)))?.name).toBe("noop");
+  });
+
+  it("with PostgreSQL stopped and no id counter in Redis, enqueue fails with UNAVAILABLE instead of guessing an id", async () => {
+    await redis.del(jobIdCounterKey(prefix, "demo"));
+    const countBefore = (await jobsInRedis()).length;
+    await pgp.stop();
+    try {
+      const res = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+      expect(res.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
+      expect(res.body.errors?.[0]?.message).toMatch(/no job id can be issued safely/);
+      expect(await redis.exists(jobIdCounterKey(prefix, "demo"))).toBe(0);
+      expect((await jobsInRedis()).length).toBe(countBefore);
+    } finally {
+      await pgp.start();
+    }
+    const res = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+    expect(res.body.data?.enqueueJob).toMatchObject({ __typename: "EnqueueJobSuccess" });
+  });
+
+  it("ENQUEUE_ACK=redis answers once the job is in Redis: with PostgreSQL stopped the enqueue still succeeds (and the row comes later)", async () => {
+    const fast = await startTestApi({
+      DATABASE_URL: pgp.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: prefix,
+      MIGRATE_ON_START: "false",
+      ENQUEUE_ACK: "redis",
+      LOG_LEVEL: "silent",
+    });
+    try {
+      // The counter exists (the tests above seeded it): no history read is needed for an id.
+      await pgp.stop();
+      let id = "";
+      try {
+        const res = await gql(fast.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
+        id = (res.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+        expect(id).not.toBe("");
+        expect(await queue.getJob(id)).toBeDefined();
+      } finally {
+        await pgp.start();
+      }
+      // The worker (its ledger keeps the final row until PostgreSQL is back) writes the row.
+      await until("row written", async () => (await rowIds()).includes(id), Boolean);
+    } finally {
+      await fast.stop();
+    }
+  });
+});
