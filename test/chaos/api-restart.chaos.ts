@@ -17,6 +17,7 @@ describe("API restart drill", () => {
       DATABASE_URL: scratch.databaseUrl(),
       QUEUE_PREFIX: prefix,
       LOG_LEVEL: "error",
+      RATE_LIMIT_PER_MINUTE: "0",
       ...(process.env.TEST_REDIS_URL ? { REDIS_URL: process.env.TEST_REDIS_URL } : {}),
     };
     const urlOf = (p: { stdout(): string }) => /GraphQL API ready at (\S+)/.exec(p.stdout())?.[1] ?? "";

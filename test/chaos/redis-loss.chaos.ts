@@ -52,6 +52,7 @@ async function drill(apiCount: number, workerCount: number) {
     RECOVERY_INTERVAL_MS: "0",
     RECOVERY_WATCH_MS: "200",
     RECOVERY_GRACE_MS: "1000",
+    RATE_LIMIT_PER_MINUTE: "0",
   };
   const apis: RunningProcess[] = [];
   const workers: RunningProcess[] = [];

@@ -26,6 +26,7 @@ describe("worker crash-loop drill", () => {
       WORKER_CONCURRENCY: "50",
       WORKER_LOCK_DURATION_MS: "4000",
       WORKER_STALLED_INTERVAL_MS: "2000",
+      RATE_LIMIT_PER_MINUTE: "0",
     };
     const api = await startApi(env);
     const url = /GraphQL API ready at (\S+)/.exec(api.stdout())?.[1] ?? "";
