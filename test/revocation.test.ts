@@ -1,4 +1,6 @@
+import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
@@ -45,8 +47,8 @@ describe("revocation across instances", () => {
     const ws = await subscribeWs(two.url, q, {}, auth);
     const sse = await subscribeSse(two.url, q, {}, auth);
     const bystander = await subscribeSse(two.url, q, {}, { authorization: `Bearer ${other.secret}` });
-    // Both subscriptions are live once the instance tracks them.
-    while (two.runtime.access.sessions.size() < 3) await new Promise((r) => setTimeout(r, 20));
+    // Live once the instance tracks them: the WebSocket connection, its subscription, two SSE streams.
+    while (two.runtime.access.sessions.size() < 4) await new Promise((r) => setTimeout(r, 20));
 
     const started = Date.now();
     await one.runtime.access.revokeKey(key.apiKey.id);
@@ -83,6 +85,28 @@ describe("revocation across instances", () => {
     await ws.waitFor(1);
     await one.runtime.access.revokeKey(key.apiKey.id);
     await expect(ws.done).rejects.toThrow("WebSocket closed: 4403");
+  });
+
+  it("closes an idle WebSocket of the key too (no subscription open)", async () => {
+    const key = await one.runtime.access.createKey({ name: "idle", scopes: ["READ"] });
+    let connected!: () => void;
+    const isConnected = new Promise<void>((resolve) => (connected = resolve));
+    let client: ReturnType<typeof createClient> | undefined;
+    const closed = new Promise<number>((resolve) => {
+      client = createClient({
+        url: two.url.replace(/^http/, "ws"),
+        webSocketImpl: WebSocket,
+        connectionParams: { authorization: `Bearer ${key.secret}` },
+        retryAttempts: 0,
+        lazy: false,
+        onNonLazyError: () => {},
+        on: { connected: () => connected(), closed: (event) => resolve((event as { code: number }).code) },
+      });
+    });
+    await isConnected;
+    await one.runtime.access.revokeKey(key.apiKey.id);
+    expect(await closed).toBe(4403);
+    await client?.dispose();
   });
 
   it("npm run keys -- revoke reaches running instances too", async () => {

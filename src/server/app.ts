@@ -10,7 +10,7 @@ import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
-import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
+import { attachGraphqlWs, type GraphqlWsOptions, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
@@ -18,6 +18,8 @@ export interface AppDeps {
   context: (principal: Principal, transport?: Transport) => Context;
   /** Resolves an `Authorization` value to a principal (sync or a promise); throws UNAUTHENTICATED. */
   authenticate: Authenticate;
+  /** Keeps each WebSocket under its key so revoking the key closes it (4403). */
+  trackConnection?: GraphqlWsOptions["trackConnection"];
   /** Resolves when Redis and PostgreSQL answer; rejects naming the one that failed. */
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   log: Logger;
@@ -140,6 +142,7 @@ export function buildApp(deps: AppDeps): App {
   const server = http.createServer(yoga);
   const ws = attachGraphqlWs(server, yoga, {
     authenticate: deps.authenticate,
+    trackConnection: deps.trackConnection,
     limits: deps.websocket,
     log: deps.log,
     // Yoga's masking (same function and message as maskedErrors above), and logged as Yoga logs it.

@@ -35,6 +35,7 @@ const app = buildApp({
   schema,
   context: runtime.context,
   authenticate: runtime.authenticate,
+  trackConnection: (principal, close) => runtime.access.sessions.trackConnection(principal, close),
   websocket: websocketLimits(config),
   ready: runtime.ready,
   log,

@@ -3,6 +3,7 @@ import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLFor
 import { CloseCode, handleProtocols, makeServer, type Context as WsContext, type WebSocket as WsTransport } from "graphql-ws";
 import type { YogaServerInstance } from "graphql-yoga";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import type { Principal } from "../access/principal.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -28,6 +29,11 @@ type Enveloped = { execute: (args: ExecutionArgs) => unknown };
 
 export interface GraphqlWsOptions {
   authenticate: Authenticate;
+  /**
+   * Called with each connection's principal once connection_init is accepted, and a way to close
+   * it; returns what to call when the connection ends. Used to close a revoked key's connections.
+   */
+  trackConnection?: ((principal: Principal, close: (code: number, reason: string) => void) => () => void) | undefined;
   limits: WebSocketLimits;
   log: Logger;
   /** The error masking Yoga applies (same function, same message), for what subscriptions send. */
@@ -61,6 +67,8 @@ class Connection implements WsTransport {
   awaitingPong = false;
   /** The client's address (rate limits). */
   remoteAddress: string | undefined = undefined;
+  /** Stops tracking this connection under its key (see `trackConnection`). */
+  untrack: (() => void) | null = null;
 
   readonly socket: WebSocket;
   private readonly watch: Watch;
@@ -204,7 +212,7 @@ class Watch {
 export function attachGraphqlWs(
   server: http.Server,
   yoga: YogaServerInstance<Record<string, unknown>, Context>,
-  { authenticate, limits, log, maskErrors }: GraphqlWsOptions,
+  { authenticate, limits, log, maskErrors, trackConnection }: GraphqlWsOptions,
 ) {
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, handleProtocols });
   const watch = new Watch(limits);
@@ -215,10 +223,12 @@ export function attachGraphqlWs(
     // A bad key closes the socket with 4403 (graphql-ws' Forbidden), before any operation.
     onConnect: async (ctx) => {
       try {
-        await authenticate(
+        const principal = await authenticate(
           typeof ctx.connectionParams?.authorization === "string" ? ctx.connectionParams.authorization : null,
           ctx.extra.remoteAddress,
         );
+        const conn = ctx.extra;
+        if (trackConnection) conn.untrack = trackConnection(principal, (code, reason) => conn.close(code, reason));
         return true;
       } catch {
         return false;
@@ -286,6 +296,7 @@ export function attachGraphqlWs(
     if (!conn) return;
     connections.delete(this);
     watch.forget(conn);
+    conn.untrack?.();
     conn.closed?.(code, String(reason)).catch((err: unknown) => log.error("graphql-ws: closing a connection failed", { err }));
   }
 

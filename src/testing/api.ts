@@ -22,6 +22,7 @@ export async function startTestApi(env: Record<string, string>): Promise<TestApi
     schema,
     context: runtime.context,
     authenticate: runtime.authenticate,
+    trackConnection: (principal, close) => runtime.access.sessions.trackConnection(principal, close),
     websocket: websocketLimits(config),
     ready: runtime.ready,
     log,
