@@ -1,7 +1,5 @@
-import { createClient } from "graphql-ws";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import WebSocket from "ws";
 import { RateLimiter } from "../src/access/rate-limiter.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
@@ -9,6 +7,7 @@ import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { subscribeWs } from "../src/testing/graphql.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { connectWs } from "../src/testing/ws-client.ts";
 
 // RATE_LIMIT_PER_MINUTE: one budget per credential shared by every API instance (GCRA in Redis).
 
@@ -81,15 +80,8 @@ describe("rate limits", () => {
   it("WebSocket subscribe messages count: past the budget a subscription gets a RATE_LIMITED error, the socket stays", async () => {
     const key = await one.runtime.access.createKey({ name: "ws-busy", scopes: ["READ"] });
     let closed = false;
-    const client = createClient({
-      url: two.url.replace(/^http/, "ws"),
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${key.secret}` },
-      retryAttempts: 0,
-      lazy: false,
-      onNonLazyError: () => {},
-      on: { closed: () => (closed = true) },
-    });
+    const { client, closed: whenClosed } = connectWs(two.url, `Bearer ${key.secret}`);
+    void whenClosed.then(() => (closed = true));
     const once = () =>
       new Promise<unknown>((resolve) => {
         let result: unknown;

@@ -1,10 +1,9 @@
-import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { connectWs } from "../src/testing/ws-client.ts";
 
 // Revocation on one API instance ends the key's open subscriptions on another: WebSocket closed with
 // 4403, SSE ended with UNAUTHENTICATED; within 5 s (pub/sub makes it a few ms).
@@ -89,24 +88,11 @@ describe("revocation across instances", () => {
 
   it("closes an idle WebSocket of the key too (no subscription open)", async () => {
     const key = await one.runtime.access.createKey({ name: "idle", scopes: ["READ"] });
-    let connected!: () => void;
-    const isConnected = new Promise<void>((resolve) => (connected = resolve));
-    let client: ReturnType<typeof createClient> | undefined;
-    const closed = new Promise<number>((resolve) => {
-      client = createClient({
-        url: two.url.replace(/^http/, "ws"),
-        webSocketImpl: WebSocket,
-        connectionParams: { authorization: `Bearer ${key.secret}` },
-        retryAttempts: 0,
-        lazy: false,
-        onNonLazyError: () => {},
-        on: { connected: () => connected(), closed: (event) => resolve((event as { code: number }).code) },
-      });
-    });
-    await isConnected;
+    const { client, connected, closed } = connectWs(two.url, `Bearer ${key.secret}`);
+    await connected;
     await one.runtime.access.revokeKey(key.apiKey.id);
     expect(await closed).toBe(4403);
-    await client?.dispose();
+    await client.dispose();
   });
 
   it("npm run keys -- revoke reaches running instances too", async () => {
