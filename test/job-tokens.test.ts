@@ -1,13 +1,12 @@
 import { print } from "graphql";
-import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import { signJobToken } from "../src/access/job-token.ts";
 import { EnqueueJobWithTokenDocument, JobEventsDocument } from "../src/client/generated/graphql.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { connectWs } from "../src/testing/ws-client.ts";
 
 const ADMIN = "test-admin-key-0123456789";
 const SECRET = "job-token-secret-of-at-least-32-characters";
@@ -159,20 +158,9 @@ describe("job tokens", () => {
   });
 
   it("a bad token in connection_init closes the WebSocket with 4403", async () => {
-    let client: ReturnType<typeof createClient> | undefined;
-    const closed = new Promise<number>((resolve) => {
-      client = createClient({
-        url: api.url.replace(/^http/, "ws"),
-        webSocketImpl: WebSocket,
-        connectionParams: { authorization: "Bearer jct_x.y" },
-        retryAttempts: 0,
-        lazy: false,
-        onNonLazyError: () => {},
-        on: { closed: (event) => resolve((event as { code: number }).code) },
-      });
-    });
+    const { client, closed } = connectWs(api.url, "Bearer jct_x.y");
     expect(await closed).toBe(4403);
-    await client?.dispose();
+    await client.dispose();
   });
 
   it("stops working when its issuing key is revoked", async () => {

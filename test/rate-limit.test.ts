@@ -1,11 +1,13 @@
-import { createClient } from "graphql-ws";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { RateLimiter } from "../src/access/rate-limiter.ts";
+import { createLogger } from "../src/infra/logger.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { subscribeWs } from "../src/testing/graphql.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { connectWs } from "../src/testing/ws-client.ts";
 
 // RATE_LIMIT_PER_MINUTE: one budget per credential shared by every API instance (GCRA in Redis).
 
@@ -78,15 +80,8 @@ describe("rate limits", () => {
   it("WebSocket subscribe messages count: past the budget a subscription gets a RATE_LIMITED error, the socket stays", async () => {
     const key = await one.runtime.access.createKey({ name: "ws-busy", scopes: ["READ"] });
     let closed = false;
-    const client = createClient({
-      url: two.url.replace(/^http/, "ws"),
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: `Bearer ${key.secret}` },
-      retryAttempts: 0,
-      lazy: false,
-      onNonLazyError: () => {},
-      on: { closed: () => (closed = true) },
-    });
+    const { client, closed: whenClosed } = connectWs(two.url, `Bearer ${key.secret}`);
+    void whenClosed.then(() => (closed = true));
     const once = () =>
       new Promise<unknown>((resolve) => {
         let result: unknown;
@@ -107,6 +102,16 @@ describe("rate limits", () => {
     // A new socket whose connection_init finds the budget spent is refused like a bad key (4403).
     const fresh = await subscribeWs(two.url, "{ viewer { actor } }", {}, { authorization: `Bearer ${key.secret}` });
     await expect(fresh.done).rejects.toThrow("WebSocket closed: 4403");
+  });
+
+  it("fails open at once when Redis is not connected", async () => {
+    const dead = new Redis("redis://127.0.0.1:1", { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    const limiter = new RateLimiter(dead, prefix, 1, createLogger("silent"));
+    // Nothing is sent (so nothing waits in ioredis' offline queue for a reconnect).
+    const script = vi.spyOn(dead as unknown as { jobsRateLimit: () => Promise<unknown> }, "jobsRateLimit");
+    for (let i = 0; i < 5; i++) await limiter.take("anyone");
+    expect(script).not.toHaveBeenCalled();
+    dead.disconnect();
   });
 
   it("RATE_LIMIT_PER_MINUTE must be an integer >= 0 (0: off)", () => {

@@ -3,6 +3,7 @@ import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { connectWs } from "../src/testing/ws-client.ts";
 
 // Revocation on one API instance ends the key's open subscriptions on another: WebSocket closed with
 // 4403, SSE ended with UNAUTHENTICATED; within 5 s (pub/sub makes it a few ms).
@@ -45,8 +46,8 @@ describe("revocation across instances", () => {
     const ws = await subscribeWs(two.url, q, {}, auth);
     const sse = await subscribeSse(two.url, q, {}, auth);
     const bystander = await subscribeSse(two.url, q, {}, { authorization: `Bearer ${other.secret}` });
-    // Both subscriptions are live once the instance tracks them.
-    while (two.runtime.access.sessions.size() < 3) await new Promise((r) => setTimeout(r, 20));
+    // Live once the instance tracks them: the WebSocket connection, its subscription, two SSE streams.
+    while (two.runtime.access.sessions.size() < 4) await new Promise((r) => setTimeout(r, 20));
 
     const started = Date.now();
     await one.runtime.access.revokeKey(key.apiKey.id);
@@ -83,6 +84,15 @@ describe("revocation across instances", () => {
     await ws.waitFor(1);
     await one.runtime.access.revokeKey(key.apiKey.id);
     await expect(ws.done).rejects.toThrow("WebSocket closed: 4403");
+  });
+
+  it("closes an idle WebSocket of the key too (no subscription open)", async () => {
+    const key = await one.runtime.access.createKey({ name: "idle", scopes: ["READ"] });
+    const { client, connected, closed } = connectWs(two.url, `Bearer ${key.secret}`);
+    await connected;
+    await one.runtime.access.revokeKey(key.apiKey.id);
+    expect(await closed).toBe(4403);
+    await client.dispose();
   });
 
   it("npm run keys -- revoke reaches running instances too", async () => {

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { GraphQLError } from "graphql";
 import type { Logger } from "../infra/logger.ts";
-import { hashApiKeySecret, looksLikeApiKeySecret } from "./api-key-secret.ts";
+import { looksLikeApiKeySecret } from "./api-key-secret.ts";
 import type { ApiKeyStore, ApiKeyView } from "./api-key-store.ts";
 import { JOB_TOKEN_PREFIX, type JobTokenClaims, MAX_JOB_TOKEN_TTL_SECONDS, signJobToken, verifyJobToken } from "./job-token.ts";
 import { ADMIN_ENV, ANONYMOUS, hasScope, type Principal } from "./principal.ts";
@@ -84,6 +84,13 @@ class TtlCache<T> {
   }
 }
 
+/** A key as the cache holds it: its row and the principal every request with it gets (made once). */
+type KnownKey = { view: ApiKeyView; principal: Principal };
+
+function knownKey(view: ApiKeyView | null): KnownKey | null {
+  return view ? { view, principal: principalOfKey(view) } : null;
+}
+
 function principalOfKey(key: ApiKeyView): Principal {
   return Object.freeze({
     kind: "API_KEY",
@@ -107,7 +114,7 @@ function principalOfKey(key: ApiKeyView): Principal {
 export class Authenticator {
   private readonly options: AuthenticatorOptions;
   private readonly adminDigest: Buffer | null;
-  private readonly byHash: TtlCache<ApiKeyView | null>;
+  private readonly byHash: TtlCache<KnownKey | null>;
   private readonly byId: TtlCache<ApiKeyView | null>;
   private readonly anyActive: TtlCache<boolean>;
   private readonly touched = new Map<string, number>();
@@ -129,18 +136,20 @@ export class Authenticator {
       if (authorization?.trim()) throw unauthenticated();
       return this.whenOpen();
     }
-    if (this.adminDigest && timingSafeEqual(digest(credential), this.adminDigest)) return ADMIN_ENV;
+    // One SHA-256 serves both the admin key's constant-time compare and the key lookup (same hash as hashApiKeySecret).
+    const hashed = digest(credential);
+    if (this.adminDigest && timingSafeEqual(hashed, this.adminDigest)) return ADMIN_ENV;
     if (credential.startsWith(JOB_TOKEN_PREFIX)) return this.fromJobToken(credential);
     if (!looksLikeApiKeySecret(credential)) throw unauthenticated();
-    const hash = hashApiKeySecret(credential);
-    const found = this.byHash.getOrLoad(hash, () => this.options.store.findByHash(hash));
+    const hash = hashed.toString("hex");
+    const found = this.byHash.getOrLoad(hash, () => this.options.store.findByHash(hash).then(knownKey));
     return found instanceof Promise ? found.then((key) => this.fromKey(key)) : this.fromKey(found);
   };
 
-  private fromKey(key: ApiKeyView | null): Principal {
-    if (!key || key.revokedAt) throw unauthenticated();
-    this.touch(key.id);
-    return principalOfKey(key);
+  private fromKey(key: KnownKey | null): Principal {
+    if (!key || key.view.revokedAt) throw unauthenticated();
+    this.touch(key.view.id);
+    return key.principal;
   }
 
   private touch(id: string): void {
@@ -211,7 +220,7 @@ export class Authenticator {
   /** Drops what this instance knows about a key (it was revoked here or on another instance). */
   forget(keyId: string): void {
     this.byId.delete(keyId);
-    this.byHash.deleteWhere((key) => key?.id === keyId);
+    this.byHash.deleteWhere((key) => key?.view.id === keyId);
     this.anyActive.clear();
   }
 

@@ -63,6 +63,23 @@ export class LiveSessions {
     };
   }
 
+  /**
+   * A WebSocket connection authenticated with `principal`'s key (or a job token it issued): closed
+   * with 4403 when the key is revoked, subscriptions or not. Returns what to call when it ends.
+   */
+  trackConnection(principal: Principal, close: (code: number, reason: string) => void): () => void {
+    const keyId = principal.keyId;
+    if (keyId === null) return () => {};
+    const end = () => close(CLOSE_REVOKED, "API key revoked");
+    const set = this.byKey.get(keyId) ?? new Set();
+    set.add(end);
+    this.byKey.set(keyId, set);
+    return () => {
+      set.delete(end);
+      if (set.size === 0 && this.byKey.get(keyId) === set) this.byKey.delete(keyId);
+    };
+  }
+
   /** Ends every open subscription of the key. */
   revoke(keyId: string): number {
     const set = this.byKey.get(keyId);

@@ -58,6 +58,8 @@ export class RateLimiter {
   async take(bucket: string): Promise<void> {
     let answer: [number, number];
     try {
+      // Not connected: no waiting for a reconnect (a request must fail or succeed fast on its own).
+      if (this.redis.status !== "ready") throw new Error(`Redis connection is ${this.redis.status}`);
       answer = await this.redis.jobsRateLimit(`${this.prefix}:rl:${bucket}`, this.interval, this.tolerance);
     } catch (err) {
       // Redis unreachable: the limit fails open (requests that need Redis fail on their own; reads

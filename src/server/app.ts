@@ -18,7 +18,7 @@ import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { corsFor, errorResponse, type Principal, requestGuardPlugin } from "./request-guard.ts";
 import { withRequestId } from "./request-id.ts";
-import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
+import { attachGraphqlWs, type GraphqlWsOptions, type WebSocketLimits } from "./websocket.ts";
 
 export interface AppDeps {
   schema: GraphQLSchema;
@@ -26,6 +26,8 @@ export interface AppDeps {
   context: (principal: Principal, transport?: Transport) => Context;
   /** Resolves an `Authorization` value to a principal (sync or a promise); throws UNAUTHENTICATED. Called once per HTTP request, before its body is read, and once per WebSocket operation. */
   authenticate: Authenticate;
+  /** Keeps each WebSocket under its key so revoking the key closes it (4403). */
+  trackConnection?: GraphqlWsOptions["trackConnection"];
   /** Resolves when Redis and PostgreSQL answer; `checks` says "ok" or "failed" per dependency. */
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
   log: Logger;
@@ -204,6 +206,7 @@ export function buildApp(deps: AppDeps): App {
   );
   const ws = attachGraphqlWs(server, yoga, {
     authenticate: deps.authenticate,
+    trackConnection: deps.trackConnection,
     limits: deps.websocket,
     connections,
     maxPayloadBytes: limits.maxRequestBytes,

@@ -14,6 +14,7 @@ export function buildAppFrom(config: Config, runtime: ApiRuntime, log: Logger, o
     schema,
     context: runtime.context,
     authenticate: runtime.authenticate,
+    trackConnection: (principal, close) => runtime.access.sessions.trackConnection(principal, close),
     websocket: websocketLimits(config),
     ready: runtime.ready,
     log,

@@ -57,7 +57,8 @@ function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authe
       await limiter.take(addressBucket(address));
       throw err;
     }
-    const credential = /^Bearer[ \t]+(\S+)/i.exec(authorization?.trim() ?? "")?.[1];
+    // Only a job token's budget is keyed by the credential's text.
+    const credential = principal.kind === "JOB_TOKEN" ? /^Bearer[ \t]+(\S+)/i.exec(authorization?.trim() ?? "")?.[1] : undefined;
     await limiter.take(bucketOf(principal, credential, address));
     return principal;
   };

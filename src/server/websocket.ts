@@ -3,13 +3,14 @@ import { type ExecutionArgs, type ExecutionResult, GraphQLError, type GraphQLFor
 import { CloseCode, handleProtocols, makeServer, type Context as WsContext, type WebSocket as WsTransport } from "graphql-ws";
 import type { YogaServerInstance } from "graphql-yoga";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import type { Principal } from "../access/principal.ts";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
 import { CLOSE_TOO_MANY_CONNECTIONS, type ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { operationInputProblem } from "./input-guard.ts";
-import { originAllowed, type Principal } from "./request-guard.ts";
+import { originAllowed } from "./request-guard.ts";
 
 /** Close codes of our own (graphql-ws uses 44xx; 4000-4399 are free for applications). */
 export const CLOSE_SLOW_CONSUMER = 4008;
@@ -39,6 +40,11 @@ type Enveloped = { execute: (args: ExecutionArgs) => unknown };
 
 export interface GraphqlWsOptions {
   authenticate: Authenticate;
+  /**
+   * Called with each connection's principal once connection_init is accepted, and a way to close
+   * it; returns what to call when the connection ends. Used to close a revoked key's connections.
+   */
+  trackConnection?: ((principal: Principal, close: (code: number, reason: string) => void) => () => void) | undefined;
   limits: WebSocketLimits;
   /** Open WebSockets per address and per credential (shared with SSE). */
   connections: ConnectionLimits;
@@ -86,6 +92,8 @@ class Connection implements WsTransport {
   release: (() => void) | null = null;
   /** The client's address (rate limits). */
   remoteAddress: string | undefined = undefined;
+  /** Stops tracking this connection under its key (see `trackConnection`). */
+  untrack: (() => void) | null = null;
 
   readonly socket: WebSocket;
   private readonly watch: Watch;
@@ -229,7 +237,17 @@ class Watch {
 export function attachGraphqlWs(
   server: http.Server,
   yoga: YogaServerInstance<Record<string, unknown>, Context>,
-  { authenticate, limits, connections: connectionLimits, maxPayloadBytes, maxDataDepth, corsOrigins, log, maskErrors }: GraphqlWsOptions,
+  {
+    authenticate,
+    limits,
+    connections: connectionLimits,
+    maxPayloadBytes,
+    maxDataDepth,
+    corsOrigins,
+    log,
+    maskErrors,
+    trackConnection,
+  }: GraphqlWsOptions,
 ) {
   const wss = new WebSocketServer({
     server,
@@ -265,6 +283,7 @@ export function attachGraphqlWs(
         release();
       };
       conn.principal = principal;
+      if (trackConnection) conn.untrack = trackConnection(principal, (code, reason) => conn.close(code, reason));
       return true;
     },
     // Yoga's envelop hands us its own execute in onSubscribe; it travels in rootValue.
@@ -359,6 +378,7 @@ export function attachGraphqlWs(
     connections.delete(this);
     conn.release?.();
     watch.forget(conn);
+    conn.untrack?.();
     conn.closed?.(code, String(reason)).catch((err: unknown) => log.error("graphql-ws: closing a connection failed", { err }));
   }
 
