@@ -90,7 +90,10 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     worker.on("failed", (job) => {
       if (job) lifecycle.failed(job);
     });
-    worker.on("stalled", (jobId) => log.warn("job stalled (its worker stopped renewing the lock); moved back to wait", { queue, jobId }));
+    worker.on("stalled", (jobId) => {
+      metrics.onStalled(queue);
+      log.warn("job stalled (its worker stopped renewing the lock); moved back to wait", { queue, jobId });
+    });
     worker.on("error", (err) => log.warn("worker error", { queue, err: describe(err) }));
     workers.push(worker);
   }

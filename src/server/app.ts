@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
+import { httpMetricsPlugin } from "./http-metrics.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { attachGraphqlWs, type WebSocketLimits } from "./websocket.ts";
 
@@ -25,6 +26,8 @@ export interface AppDeps {
   websocket: WebSocketLimits;
   /** When set, `/metrics` needs `Authorization: Bearer <token>` (METRICS_TOKEN). */
   metricsToken?: string | undefined;
+  /** More metrics for `/metrics` (the runtime's queue metrics), served with the process ones. */
+  metrics?: Registry | undefined;
 }
 
 export interface App {
@@ -88,8 +91,10 @@ const MASKED_ERROR_MESSAGE = "Unexpected error.";
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
-  const metrics = new Registry();
-  collectDefaultMetrics({ register: metrics });
+  const own = new Registry();
+  collectDefaultMetrics({ register: own });
+  const httpMetrics = httpMetricsPlugin(own);
+  const metrics = deps.metrics ? Registry.merge([own, deps.metrics]) : own;
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,
     graphqlEndpoint: "/graphql",
@@ -119,6 +124,7 @@ export function buildApp(deps: AppDeps): App {
       return deps.context(deps.authenticate(authorization));
     },
     plugins: [
+      httpMetrics,
       healthPlugin(deps.ready, metrics, deps.metricsToken),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
       requestBodyLimitPlugin(),

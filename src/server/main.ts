@@ -41,6 +41,7 @@ const app = buildApp({
   graphiql: config.nodeEnv !== "production",
   introspection: config.introspection,
   metricsToken: config.metricsToken,
+  metrics: runtime.metrics,
 });
 const url = await app.start(config.port, config.host);
 log.info("API listening", { url, queues: runtime.registry.queues() });

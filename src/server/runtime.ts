@@ -1,4 +1,5 @@
 import { RedisPubSub } from "graphql-redis-subscriptions";
+import type { Registry } from "prom-client";
 import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -10,6 +11,7 @@ import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/even
 import { HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
+import { QueueMetrics } from "./queue-metrics.ts";
 
 export interface ApiRuntime {
   registry: JobRegistry;
@@ -21,6 +23,8 @@ export interface ApiRuntime {
   context: (actor: string) => Context;
   authenticate: Authenticate;
   ready: () => Promise<{ ok: boolean; checks: Record<string, string> }>;
+  /** Queue, relay and subscription metrics for `/metrics` (see queue-metrics.ts). */
+  metrics: Registry;
   close(): Promise<void>;
 }
 
@@ -89,8 +93,11 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     maxBuffer: config.subscriberMaxBuffer,
   });
 
+  const queueMetrics = new QueueMetrics({ queues, redis: queueConnection, names: registry.queues(), relay, channels, log });
+
   return {
     registry,
+    metrics: queueMetrics.registry,
     jobs,
     queueService,
     feeds,

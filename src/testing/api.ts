@@ -28,6 +28,7 @@ export async function startTestApi(env: Record<string, string>): Promise<TestApi
     graphiql: true,
     introspection: true,
     metricsToken: config.metricsToken,
+    metrics: runtime.metrics,
   });
   const url = await app.start(0);
   return {

@@ -1,19 +1,13 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
+import { type JobCounts, readJobCounts } from "../bullmq/queue-gauges.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { JobRegistry } from "../registry.ts";
 import type { OperatorActionLog } from "./operator-actions.ts";
 
-export interface JobCounts {
-  waiting: number;
-  prioritized: number;
-  delayed: number;
-  active: number;
-  completed: number;
-  failed: number;
-}
+export type { JobCounts };
 
 export interface QueueView {
   name: string;
@@ -88,23 +82,12 @@ export class QueueService {
     const queue = this.queues.get(name);
     if (!queue) return null;
     // Counts of every state come from one script call; the three reads go out together.
-    const [counts, paused, workers] = await Promise.all([
-      queue.getJobCounts("waiting", "prioritized", "delayed", "active", "completed", "failed"),
-      queue.isPaused(),
-      queue.getWorkersCount(),
-    ]);
+    const [counts, paused, workers] = await Promise.all([readJobCounts(queue), queue.isPaused(), queue.getWorkersCount()]);
     return {
       name,
       paused,
       workers,
-      counts: {
-        waiting: counts.waiting ?? 0,
-        prioritized: counts.prioritized ?? 0,
-        delayed: counts.delayed ?? 0,
-        active: counts.active ?? 0,
-        completed: counts.completed ?? 0,
-        failed: counts.failed ?? 0,
-      },
+      counts,
       jobTypes: this.registry.ofQueue(name).map((def) => {
         let schema = this.schemas.get(def);
         if (schema === undefined) {

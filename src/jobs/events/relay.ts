@@ -94,6 +94,12 @@ export class EventRelay {
     return this.leading.has(queue);
   }
 
+  /** Events of `queue` this instance has published since it started (for /metrics). */
+  relayedCount(queue: string): number {
+    return this.relayed.get(queue) ?? 0;
+  }
+  private readonly relayed = new Map<string, number>();
+
   /** One round: renew held leases (dropping lost ones), try to take free ones. */
   private async tick(): Promise<void> {
     if (this.stopped) return;
@@ -172,6 +178,7 @@ export class EventRelay {
       const last = batch.at(-1)?.id as string;
       try {
         await publisher.eval(PUBLISH_BATCH, 1, this.positionKey(queue), last, ...args);
+        this.relayed.set(queue, (this.relayed.get(queue) ?? 0) + args.length / 3);
       } catch (err) {
         log.error("publishing relayed events failed", {
           queue,
