@@ -47,6 +47,8 @@ export class QueueMetrics {
         await read();
       },
     });
+    // Every queue's series from the start, so `increase()` sees the first error.
+    for (const queue of names) this.readErrors.inc({ queue }, 0);
     new Gauge({
       name: "queue_jobs",
       help: "Jobs in the queue by state, as BullMQ counts them (the same on every API instance)",
