@@ -7,6 +7,7 @@ import "./types/job-scheduler.ts";
 import "./types/queue.ts";
 import "./mutations/enqueue.ts";
 import "./mutations/job-actions.ts";
+import "./mutations/failed-job-inbox.ts";
 import "./mutations/queue-actions.ts";
 import "./queries/jobs.ts";
 import "./queries/audit-trail.ts";

@@ -8,7 +8,7 @@ import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
+import { FailedJobInbox, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
 import { QueueMetrics } from "./queue-metrics.ts";
@@ -64,10 +64,15 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     maxPayloadBytes: config.maxPayloadBytes,
     maxBulkEnqueue: config.maxBulkEnqueue,
   });
-  const control = new JobControl(jobs, queues, history, actions, redis, {
-    cancelWaitMs: config.cancelWaitMs,
-    maxBulkRetry: config.maxBulkRetry,
-  });
+  const control = new JobControl(
+    jobs,
+    queues,
+    history,
+    actions,
+    redis,
+    { cancelWaitMs: config.cancelWaitMs, maxBulkRetry: config.maxBulkRetry },
+    new FailedJobInbox(db),
+  );
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
   // One Redis subscription per watched channel, shared by all of this process's subscriptions.
