@@ -132,6 +132,10 @@ const envSchema = z.object({
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
 export const QUEUE_CONCURRENCY_PREFIX = "WORKER_CONCURRENCY_";
 export const QUEUE_RATE_LIMIT_PREFIX = "WORKER_RATE_LIMIT_";
+/** `WORKER_TIMEOUT_MS_<QUEUE>`: the longest one attempt of any job of the queue may run. */
+export const QUEUE_TIMEOUT_PREFIX = "WORKER_TIMEOUT_MS_";
+/** The longest timeout a Node timer holds (about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** The `<QUEUE>` part of a per-queue variable: upper case, anything but letters and digits as `_`. */
 export function queueEnvSuffix(queue: string): string {
@@ -142,13 +146,19 @@ export function queueEnvSuffix(queue: string): string {
 function perQueueOverrides(present: Record<string, string | undefined>): {
   concurrency: Record<string, number>;
   rateLimit: Record<string, { max: number; durationMs: number }>;
+  timeoutMs: Record<string, number>;
   problems: string[];
 } {
   const concurrency: Record<string, number> = {};
   const rateLimit: Record<string, { max: number; durationMs: number }> = {};
+  const timeoutMs: Record<string, number> = {};
   const problems: string[] = [];
   for (const [name, value = ""] of Object.entries(present)) {
-    if (name.startsWith(QUEUE_CONCURRENCY_PREFIX)) {
+    if (name.startsWith(QUEUE_TIMEOUT_PREFIX)) {
+      const n = Number(value);
+      if (/^\d+$/.test(value.trim()) && n >= 1 && n <= MAX_TIMER_MS) timeoutMs[name.slice(QUEUE_TIMEOUT_PREFIX.length)] = n;
+      else problems.push(`${name}: ${name} must be milliseconds from 1 to ${MAX_TIMER_MS} (got ${JSON.stringify(value)})`);
+    } else if (name.startsWith(QUEUE_CONCURRENCY_PREFIX)) {
       const n = Number(value);
       if (Number.isInteger(n) && n >= 1) concurrency[name.slice(QUEUE_CONCURRENCY_PREFIX.length)] = n;
       else problems.push(`${name}: ${name} must be a positive integer (got ${JSON.stringify(value)})`);
@@ -160,7 +170,7 @@ function perQueueOverrides(present: Record<string, string | undefined>): {
       else problems.push(`${name}: ${name} must be <max jobs>/<milliseconds>, e.g. 100/1000 (got ${JSON.stringify(value)})`);
     }
   }
-  return { concurrency, rateLimit, problems };
+  return { concurrency, rateLimit, timeoutMs, problems };
 }
 
 export type Env = z.input<typeof envSchema>;
@@ -217,6 +227,8 @@ export interface Config {
   queueConcurrency: Record<string, number>;
   /** Per-queue rate limits by env suffix (`WORKER_RATE_LIMIT_<QUEUE>=max/ms`). */
   queueRateLimit: Record<string, { max: number; durationMs: number }>;
+  /** Per-queue job timeouts by env suffix (`WORKER_TIMEOUT_MS_<QUEUE>=ms`), beating the definitions' `timeoutMs`. */
+  queueTimeoutMs: Record<string, number>;
   /** BullMQ stalled-job recovery: how long a job's lock lives without renewal. */
   lockDurationMs: number;
   /** How often each worker looks for jobs whose lock expired. */
@@ -315,6 +327,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,
+    queueTimeoutMs: overrides.timeoutMs,
     lockDurationMs: e.WORKER_LOCK_DURATION_MS,
     stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
     maxStalledCount: e.WORKER_MAX_STALLED_COUNT,

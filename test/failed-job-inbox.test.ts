@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enqueueDemo, gql } from "../src/testing/graphql.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
+import { until } from "../src/testing/wait.ts";
 
 // The failed-job inbox: final-failure audit rows get resolvedAt / resolvedBy / resolution, set by
 // retryJob / retryFailedJobs (RETRIED), replayJob (REPLAYED) and dismissFailedJobAudits (DISMISSED);
@@ -35,16 +36,6 @@ async function audits(unresolved?: boolean): Promise<Audit[]> {
   );
   if (!body.data) throw new Error(JSON.stringify(body));
   return body.data.failedJobAudits.edges.map((e) => e.node);
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  let last: T | undefined;
-  for (let i = 0; i < 600; i++) {
-    last = await probe();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last)}`);
 }
 
 const ofJob = (list: Audit[], jobId: string) => list.filter((a) => a.jobId === jobId);

@@ -8,6 +8,7 @@ import { QueueMetrics } from "../src/server/queue-metrics.ts";
 import { subscribeWs } from "../src/testing/graphql.ts";
 import { testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
+import { until } from "../src/testing/wait.ts";
 
 // The API's /metrics: queue gauges read from Redis at scrape time (cached ~1 s), the relay's and the
 // subscriptions' numbers, and the HTTP request counter. The counts must equal what BullMQ reports.
@@ -33,16 +34,6 @@ async function scrape(): Promise<string> {
 function sample(text: string, series: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  let last: T | undefined;
-  for (let i = 0; i < 400; i++) {
-    last = await probe();
-    if (ok(last)) return last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${what}: still ${JSON.stringify(last)}`);
 }
 
 /** Scrapes until `series` satisfies `ok`; returns its value then. */

@@ -69,6 +69,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     cancelRequested: (q, id) => cancelListener?.requested(q, id),
     cancelGraceMs: config.cancelGraceMs,
     services: { config, db },
+    queueTimeoutMs: Object.fromEntries(settings.flatMap((s) => (s.timeoutMs ? [[s.queue, s.timeoutMs]] : []))),
   };
   for (const { queue, concurrency, rateLimit } of settings) {
     const byName = new Map<string, Processor>();

@@ -12,6 +12,13 @@ export interface JobDefaults {
    * `WORKER_RATE_LIMIT_<QUEUE>` overrides it.
    */
   rateLimit?: { max: number; durationMs: number };
+  /**
+   * The longest one attempt may run, in ms (at most 2147483647). Past it the processor's AbortSignal
+   * fires and the attempt fails "timed out after N ms", retried like any failure; a processor that
+   * ignores the signal is ended after CANCEL_GRACE_MS. `WORKER_TIMEOUT_MS_<QUEUE>` overrides it for
+   * every job type of the queue. Unset: no limit.
+   */
+  timeoutMs?: number;
 }
 
 /**
