@@ -11,6 +11,7 @@ import "./mutations/failed-job-inbox.ts";
 import "./mutations/queue-actions.ts";
 import "./queries/jobs.ts";
 import "./queries/audit-trail.ts";
+import "./queries/job-stats.ts";
 import "./subscriptions/job-events.ts";
 
 /** The schema, built once per process from the files above (each registers its own fields). */

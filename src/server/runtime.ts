@@ -8,7 +8,7 @@ import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { FailedJobInbox, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
+import { FailedJobInbox, HistoryQueries, HistoryStore, JobStatsQueries, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
 import { QueueMetrics } from "./queue-metrics.ts";
@@ -58,6 +58,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   for (const name of registry.queues()) queues.get(name);
   const history = new HistoryStore(db);
   const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
+  const stats = new JobStatsQueries(db);
   const actions = new OperatorActionLog(db, log);
   const queueService = new QueueService(registry, queues, actions);
   const jobs = new JobService(registry, queues, history, log, {
@@ -113,6 +114,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       queues: queueService,
       feeds,
       history: historyQueries,
+      stats,
       loaders: lazyJobLoaders(liveJob, historyQueries),
       actor,
     }),

@@ -1,0 +1,119 @@
+-- CreateTable
+CREATE TABLE "job_stats_hourly" (
+    "queue" TEXT NOT NULL,
+    "name" TEXT NOT NULL,
+    "tenant" TEXT NOT NULL DEFAULT '',
+    "hour" TIMESTAMPTZ(3) NOT NULL,
+    "completed" INTEGER NOT NULL DEFAULT 0,
+    "failed" INTEGER NOT NULL DEFAULT 0,
+    "cancelled" INTEGER NOT NULL DEFAULT 0,
+
+    CONSTRAINT "job_stats_hourly_pkey" PRIMARY KEY ("queue","hour","name","tenant")
+);
+
+-- CreateTable
+CREATE TABLE "job_stats_duration" (
+    "queue" TEXT NOT NULL,
+    "name" TEXT NOT NULL,
+    "tenant" TEXT NOT NULL DEFAULT '',
+    "hour" TIMESTAMPTZ(3) NOT NULL,
+    "bucket" SMALLINT NOT NULL,
+    "count" INTEGER NOT NULL DEFAULT 0,
+
+    CONSTRAINT "job_stats_duration_pkey" PRIMARY KEY ("queue","hour","bucket","name","tenant")
+);
+
+
+-- Hand-written below (Prisma's diff sees neither functions, types nor triggers).
+--
+-- The rollups equal an aggregate of job_history's terminal rows (COMPLETED, FAILED, CANCELLED with a
+-- finished_at) at all times: statement-level triggers with transition tables add each statement's new
+-- terminal rows and subtract its old ones, so a write of a finished job counts once, a repeated write
+-- of the same row nets to nothing (and writes nothing), a retry (terminal -> WAITING) takes the job
+-- out, and a retention delete too. One aggregated upsert per statement, whatever its row count.
+
+-- One row's contribution: +1 (new row) or -1 (old row), its hour (UTC) and duration bucket.
+CREATE TYPE "job_stats_delta" AS (
+  "queue" text, "name" text, "tenant" text, "hour" timestamptz, "state" text, "bucket" smallint, "sign" int
+);
+
+-- The duration bucket of a finished job: 0 under 1 ms (or no start), b >= 1 for [1.05^(b-1), 1.05^b) ms.
+CREATE FUNCTION "job_stats_bucket"(started timestamptz, finished timestamptz) RETURNS smallint LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+    WHEN started IS NULL THEN NULL
+    WHEN extract(epoch FROM finished - started) * 1000 < 1 THEN 0
+    ELSE LEAST(32767, 1 + floor(ln(extract(epoch FROM finished - started) * 1000) / ln(1.05)))::smallint
+  END
+$$;
+
+CREATE FUNCTION "job_stats_delta_of"(r job_history, sign int) RETURNS job_stats_delta LANGUAGE sql IMMUTABLE AS $$
+  SELECT ROW(r.queue, r.name, COALESCE(r.tenant, ''), date_trunc('hour', r.finished_at, 'UTC'), r.state::text,
+    job_stats_bucket(r.started_at, r.finished_at), sign)::job_stats_delta
+$$;
+
+-- Adds contributions to both rollups, in key order (concurrent writers lock rows in the same order).
+CREATE FUNCTION "job_stats_apply"(deltas job_stats_delta[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF cardinality(deltas) = 0 THEN RETURN; END IF;
+  INSERT INTO job_stats_hourly AS s (queue, name, tenant, hour, completed, failed, cancelled)
+  SELECT d.queue, d.name, d.tenant, d.hour,
+    COALESCE(sum(d.sign) FILTER (WHERE d.state = 'COMPLETED'), 0),
+    COALESCE(sum(d.sign) FILTER (WHERE d.state = 'FAILED'), 0),
+    COALESCE(sum(d.sign) FILTER (WHERE d.state = 'CANCELLED'), 0)
+  FROM unnest(deltas) AS d
+  GROUP BY d.queue, d.hour, d.name, d.tenant
+  HAVING COALESCE(sum(d.sign) FILTER (WHERE d.state = 'COMPLETED'), 0) <> 0
+    OR COALESCE(sum(d.sign) FILTER (WHERE d.state = 'FAILED'), 0) <> 0
+    OR COALESCE(sum(d.sign) FILTER (WHERE d.state = 'CANCELLED'), 0) <> 0
+  ORDER BY d.queue, d.hour, d.name, d.tenant
+  ON CONFLICT (queue, hour, name, tenant) DO UPDATE SET completed = s.completed + EXCLUDED.completed,
+    failed = s.failed + EXCLUDED.failed, cancelled = s.cancelled + EXCLUDED.cancelled;
+
+  INSERT INTO job_stats_duration AS s (queue, name, tenant, hour, bucket, count)
+  SELECT d.queue, d.name, d.tenant, d.hour, d.bucket, sum(d.sign)
+  FROM unnest(deltas) AS d
+  WHERE d.bucket IS NOT NULL
+  GROUP BY d.queue, d.hour, d.bucket, d.name, d.tenant
+  HAVING sum(d.sign) <> 0
+  ORDER BY d.queue, d.hour, d.bucket, d.name, d.tenant
+  ON CONFLICT (queue, hour, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
+END $$;
+
+CREATE FUNCTION "job_stats_on_write"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM job_stats_apply(ARRAY(
+      SELECT job_stats_delta_of(r, 1) FROM new_rows r
+      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));
+  ELSIF TG_OP = 'UPDATE' THEN
+    PERFORM job_stats_apply(ARRAY(
+      SELECT job_stats_delta_of(r, 1) FROM new_rows r
+      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+      UNION ALL
+      SELECT job_stats_delta_of(r, -1) FROM old_rows r
+      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));
+  ELSE
+    PERFORM job_stats_apply(ARRAY(
+      SELECT job_stats_delta_of(r, -1) FROM old_rows r
+      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));
+  END IF;
+  RETURN NULL;
+END $$;
+
+CREATE TRIGGER "job_stats_insert" AFTER INSERT ON job_history
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_stats_on_write();
+CREATE TRIGGER "job_stats_update" AFTER UPDATE ON job_history
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION job_stats_on_write();
+CREATE TRIGGER "job_stats_delete" AFTER DELETE ON job_history
+  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION job_stats_on_write();
+
+-- The rows already there.
+INSERT INTO job_stats_hourly (queue, name, tenant, hour, completed, failed, cancelled)
+SELECT queue, name, COALESCE(tenant, ''), date_trunc('hour', finished_at, 'UTC'),
+  count(*) FILTER (WHERE state = 'COMPLETED'), count(*) FILTER (WHERE state = 'FAILED'), count(*) FILTER (WHERE state = 'CANCELLED')
+FROM job_history WHERE finished_at IS NOT NULL AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+GROUP BY 1, 2, 3, 4;
+INSERT INTO job_stats_duration (queue, name, tenant, hour, bucket, count)
+SELECT queue, name, COALESCE(tenant, ''), date_trunc('hour', finished_at, 'UTC'), job_stats_bucket(started_at, finished_at), count(*)
+FROM job_history WHERE finished_at IS NOT NULL AND started_at IS NOT NULL AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+GROUP BY 1, 2, 3, 4, 5;
