@@ -127,6 +127,11 @@ const envSchema = z.object({
     .default(100),
   HISTORY_RETENTION_DAYS: positiveInt("HISTORY_RETENTION_DAYS").optional(),
   HISTORY_RETENTION_INTERVAL_MS: positiveInt("HISTORY_RETENTION_INTERVAL_MS").default(3_600_000),
+  READYZ_REQUIRE_WORKERS: z
+    .string()
+    .regex(/^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$/, "READYZ_REQUIRE_WORKERS must be a comma-separated list of queue names")
+    .optional()
+    .describe("(API) comma-separated queues that must have a worker: the API's /readyz answers 503 while one has none"),
 });
 
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
@@ -251,6 +256,8 @@ export interface Config {
   historyRetentionDays: number | undefined;
   /** How often (at most, across all workers) the retention sweep runs. */
   historyRetentionIntervalMs: number;
+  /** Queues the API's /readyz requires a worker for (READYZ_REQUIRE_WORKERS); empty: none. */
+  readyzRequireWorkers: string[];
 }
 
 export class ConfigError extends Error {
@@ -339,6 +346,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxPageSize: e.MAX_PAGE_SIZE,
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
+    readyzRequireWorkers: [...new Set(e.READYZ_REQUIRE_WORKERS?.split(",").map((q) => q.trim()) ?? [])],
   };
 }
 

@@ -1,5 +1,5 @@
 // Composition root of the API process: config -> infra -> services -> HTTP; shutdown on signals.
-import { apiConfigProblems, loadConfigOrExit } from "../config.ts";
+import { apiConfigProblems, ConfigError, loadConfigOrExit } from "../config.ts";
 import { schema } from "../graphql/schema.ts";
 import { createLogger } from "../infra/logger.ts";
 import { applyMigrations } from "../infra/migrate.ts";
@@ -30,7 +30,12 @@ if (config.migrateOnStart) {
   }
 }
 
-const runtime = await createApiRuntime(config, log);
+const runtime = await createApiRuntime(config, log).catch((err: unknown) => {
+  // READYZ_REQUIRE_WORKERS can only be checked against the registry.
+  if (!(err instanceof ConfigError)) throw err;
+  for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
+  process.exit(1);
+});
 const app = buildApp({
   schema,
   context: runtime.context,

@@ -1,6 +1,6 @@
 import { RedisPubSub } from "graphql-redis-subscriptions";
 import type { Registry } from "prom-client";
-import type { Config } from "../config.ts";
+import { type Config, ConfigError } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma } from "../infra/prisma.ts";
@@ -45,6 +45,10 @@ async function check(name: string, probe: () => Promise<unknown>, checks: Record
  */
 export async function createApiRuntime(config: Config, log: Logger): Promise<ApiRuntime> {
   const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
+  const unknown = config.readyzRequireWorkers.filter((q) => !registry.hasQueue(q));
+  if (unknown.length > 0) {
+    throw new ConfigError(unknown.map((q) => `READYZ_REQUIRE_WORKERS: unknown queue "${q}" (registered: ${registry.queues().join(", ")})`));
+  }
   const redis = createRedis(config, "request");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
   const publisher = createRedis(config, "subscriber");
@@ -124,6 +128,17 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       const results = await Promise.all([
         check("redis", () => redis.ping(), checks),
         check("postgres", () => db.$queryRaw`SELECT 1`, checks),
+        // READYZ_REQUIRE_WORKERS: each named queue needs at least one worker connection.
+        ...config.readyzRequireWorkers.map((q) =>
+          check(
+            `workers:${q}`,
+            async () => {
+              const n = await queues.get(q)?.getWorkersCount();
+              if (!n) throw new Error(`no worker serves queue "${q}"`);
+            },
+            checks,
+          ),
+        ),
       ]);
       return { ok: results.every(Boolean), checks };
     },

@@ -23,6 +23,18 @@ CREATE TABLE "job_stats_duration" (
     CONSTRAINT "job_stats_duration_pkey" PRIMARY KEY ("queue","hour","bucket","name","tenant")
 );
 
+-- CreateTable
+CREATE TABLE "job_stats_duration_daily" (
+    "queue" TEXT NOT NULL,
+    "name" TEXT NOT NULL,
+    "tenant" TEXT NOT NULL DEFAULT '',
+    "day" TIMESTAMPTZ(3) NOT NULL,
+    "bucket" SMALLINT NOT NULL,
+    "count" INTEGER NOT NULL DEFAULT 0,
+
+    CONSTRAINT "job_stats_duration_daily_pkey" PRIMARY KEY ("queue","day","bucket","name","tenant")
+);
+
 
 -- Hand-written below (Prisma's diff sees neither functions, types nor triggers).
 --
@@ -51,7 +63,7 @@ CREATE FUNCTION "job_stats_delta_of"(r job_history, sign int) RETURNS job_stats_
     job_stats_bucket(r.started_at, r.finished_at), sign)::job_stats_delta
 $$;
 
--- Adds contributions to both rollups, in key order (concurrent writers lock rows in the same order).
+-- Adds contributions to the rollups, in key order (concurrent writers lock rows in the same order).
 CREATE FUNCTION "job_stats_apply"(deltas job_stats_delta[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   IF cardinality(deltas) = 0 THEN RETURN; END IF;
@@ -77,6 +89,15 @@ BEGIN
   HAVING sum(d.sign) <> 0
   ORDER BY d.queue, d.hour, d.bucket, d.name, d.tenant
   ON CONFLICT (queue, hour, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
+
+  INSERT INTO job_stats_duration_daily AS s (queue, name, tenant, day, bucket, count)
+  SELECT d.queue, d.name, d.tenant, date_trunc('day', d.hour, 'UTC'), d.bucket, sum(d.sign)
+  FROM unnest(deltas) AS d
+  WHERE d.bucket IS NOT NULL
+  GROUP BY d.queue, 4, d.bucket, d.name, d.tenant
+  HAVING sum(d.sign) <> 0
+  ORDER BY d.queue, 4, d.bucket, d.name, d.tenant
+  ON CONFLICT (queue, day, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
 END $$;
 
 CREATE FUNCTION "job_stats_on_write"() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -117,3 +138,6 @@ INSERT INTO job_stats_duration (queue, name, tenant, hour, bucket, count)
 SELECT queue, name, COALESCE(tenant, ''), date_trunc('hour', finished_at, 'UTC'), job_stats_bucket(started_at, finished_at), count(*)
 FROM job_history WHERE finished_at IS NOT NULL AND started_at IS NOT NULL AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
 GROUP BY 1, 2, 3, 4, 5;
+INSERT INTO job_stats_duration_daily (queue, name, tenant, day, bucket, count)
+SELECT queue, name, tenant, date_trunc('day', hour, 'UTC'), bucket, sum(count)
+FROM job_stats_duration GROUP BY 1, 2, 3, 4, 5;

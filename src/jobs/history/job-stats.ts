@@ -59,7 +59,7 @@ function elementValue(k: number, bucket: number, count: number, before: number):
  * day (UTC), from the rollups the job_history triggers keep (migration job_stats_rollup): counts by
  * final state and failure ratio exactly as the history rows say, duration percentiles from a
  * histogram whose buckets are 5% wide (within 5% of `percentile_cont` over the rows). Reads at most
- * one row per hour and histogram bucket, however many jobs ran.
+ * one row per hour (counts) and per hour or day and histogram bucket (durations), however many jobs ran.
  */
 export class JobStatsQueries {
   private readonly db: Db;
@@ -82,28 +82,36 @@ export class JobStatsQueries {
     const to = args.to.getTime();
     if (!Number.isFinite(from) || from % 3_600_000 !== 0) issues.push({ path: ["from"], message: "must be a whole hour (UTC)" });
     if (!Number.isFinite(to) || to % 3_600_000 !== 0) issues.push({ path: ["to"], message: "must be a whole hour (UTC)" });
+    if (issues.length === 0 && args.bucket === "DAY") {
+      if (from % step !== 0) issues.push({ path: ["from"], message: "must be a whole day (UTC midnight) with bucket DAY" });
+      if (to % step !== 0) issues.push({ path: ["to"], message: "must be a whole day (UTC midnight) with bucket DAY" });
+    }
     if (issues.length === 0 && to <= from) issues.push({ path: ["to"], message: "must be after from" });
     if (issues.length === 0 && Math.ceil((to - from) / step) > MAX_STATS_BUCKETS) {
       issues.push({ path: ["to"], message: `at most ${MAX_STATS_BUCKETS} ${args.bucket === "HOUR" ? "hours" : "days"} from from` });
     }
     if (issues.length > 0) throw ValidationError.of(issues);
 
-    const unit = args.bucket === "HOUR" ? "hour" : "day";
-    const where = [
-      Prisma.sql`queue = ${args.queue}`,
-      Prisma.sql`hour >= ${args.from}::timestamptz`,
-      Prisma.sql`hour < ${args.to}::timestamptz`,
-      ...(args.name != null ? [Prisma.sql`name = ${args.name}`] : []),
-      ...(args.tenant != null ? [Prisma.sql`tenant = ${args.tenant}`] : []),
-    ];
-    const filter = Prisma.join(where, " AND ");
-    const [counts, perBucket, overall] = await Promise.all([
+    const where = (time: string) =>
+      Prisma.join(
+        [
+          Prisma.sql`queue = ${args.queue}`,
+          Prisma.sql`${Prisma.raw(time)} >= ${args.from}::timestamptz`,
+          Prisma.sql`${Prisma.raw(time)} < ${args.to}::timestamptz`,
+          ...(args.name != null ? [Prisma.sql`name = ${args.name}`] : []),
+          ...(args.tenant != null ? [Prisma.sql`tenant = ${args.tenant}`] : []),
+        ],
+        " AND ",
+      );
+    // Day buckets: UTC days from the epoch (arithmetic, no time-zone lookup per row).
+    const hourTo = args.bucket === "HOUR" ? Prisma.sql`hour` : Prisma.sql`to_timestamp(floor(extract(epoch FROM hour) / 86400) * 86400)`;
+    const [counts, durations] = await Promise.all([
       this.db.$queryRaw<{ t: Date; completed: number; failed: number; cancelled: number }[]>(Prisma.sql`
-        SELECT date_trunc(${unit}, hour, 'UTC') AS t, sum(completed)::int AS completed, sum(failed)::int AS failed,
-          sum(cancelled)::int AS cancelled
-        FROM job_stats_hourly WHERE ${filter} GROUP BY 1`),
-      this.percentiles(Prisma.sql`date_trunc(${unit}, hour, 'UTC')`, filter),
-      this.percentiles(Prisma.sql`${args.from}::timestamptz`, filter),
+        SELECT ${hourTo} AS t, sum(completed)::int AS completed, sum(failed)::int AS failed, sum(cancelled)::int AS cancelled
+        FROM job_stats_hourly WHERE ${where("hour")} GROUP BY 1`),
+      args.bucket === "HOUR"
+        ? this.percentiles(Prisma.sql`SELECT hour AS t, bucket, count FROM job_stats_duration WHERE ${where("hour")}`)
+        : this.percentiles(Prisma.sql`SELECT day AS t, bucket, count FROM job_stats_duration_daily WHERE ${where("day")}`),
     ]);
 
     const empty = (start: number, end: number): JobStatsBucketView => ({
@@ -117,11 +125,10 @@ export class JobStatsQueries {
       durationP95Ms: null,
       durationP99Ms: null,
     });
-    // Dense: every bucket of the range, those without jobs at zero. Day buckets start at UTC midnight.
+    // Dense: every bucket of the range, those without jobs at zero.
     const buckets: JobStatsBucketView[] = [];
-    const first = args.bucket === "DAY" ? from - (from % step) : from;
-    for (let start = first; start < to; start += step) buckets.push(empty(Math.max(start, from), Math.min(start + step, to)));
-    const byStart = new Map(buckets.map((b, i) => [i === 0 ? first : b.start.getTime(), b]));
+    for (let start = from; start < to; start += step) buckets.push(empty(start, start + step));
+    const byStart = new Map(buckets.map((b) => [b.start.getTime(), b]));
     const totals = empty(from, to);
     for (const row of counts) {
       const b = byStart.get(row.t.getTime());
@@ -133,11 +140,10 @@ export class JobStatsQueries {
       totals.failed += row.failed;
       totals.cancelled += row.cancelled;
     }
-    for (const [t, p] of perBucket) {
-      const b = byStart.get(t);
+    for (const [t, p] of durations) {
+      const b = t === null ? totals : byStart.get(t);
       if (b) Object.assign(b, p);
     }
-    Object.assign(totals, overall.get(from) ?? {});
     for (const b of [...buckets, totals]) {
       b.failureRatio = b.completed + b.failed > 0 ? b.failed / (b.completed + b.failed) : null;
     }
@@ -154,40 +160,42 @@ export class JobStatsQueries {
   }
 
   /**
-   * Duration percentiles per `bucketExpr` (a time bucket, or a constant for the whole range): for each
-   * percentile, the histogram buckets holding the two elements around its rank, found in SQL with
-   * running sums (at most six rows per time bucket come back).
+   * Duration percentiles per time bucket and for all of them together (key null), from `source`
+   * (histogram rows `t, bucket, count`): for each percentile, the histogram buckets holding the two
+   * elements around its rank, found in SQL with running sums (at most six rows per time bucket).
    */
   private async percentiles(
-    bucketExpr: Prisma.Sql,
-    filter: Prisma.Sql,
-  ): Promise<Map<number, Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms">>> {
+    source: Prisma.Sql,
+  ): Promise<Map<number | null, Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms">>> {
     // percentile_cont: rank r = p * (n - 1) between the elements floor(r) and floor(r) + 1, each
     // estimated inside its histogram bucket, then interpolated as percentile_cont does.
     const rows = await this.db.$queryRaw<
-      { t: Date; p: number; k: number; bucket: number; n: number; before: number; total: number }[]
-    >(Prisma.sql`
+      { t: Date | null; p: number; k: number; bucket: number; n: number; before: number; total: number }[]
+    >(
+      Prisma.sql`
       WITH h AS (
-        SELECT ${bucketExpr} AS t, bucket, sum(count)::float8 AS n
-        FROM job_stats_duration WHERE ${filter} GROUP BY 1, 2 HAVING sum(count) > 0
+        SELECT CASE WHEN GROUPING(x.t) = 0 THEN x.t END AS t, x.bucket, sum(x.count)::float8 AS n
+        FROM (${source}) AS x GROUP BY GROUPING SETS ((x.t, x.bucket), (x.bucket)) HAVING sum(x.count) > 0
       ), c AS (
         SELECT t, bucket, n, sum(n) OVER (PARTITION BY t ORDER BY bucket) AS cum, sum(n) OVER (PARTITION BY t) AS total FROM h
       )
       SELECT c.t, p.p, k.k, c.bucket, c.n, c.cum - c.n AS before, c.total
       FROM c CROSS JOIN unnest(${[...PERCENTILES]}::float8[]) AS p(p)
       CROSS JOIN LATERAL (VALUES (floor(p.p * (c.total - 1))), (LEAST(c.total - 1, floor(p.p * (c.total - 1)) + 1))) AS k(k)
-      WHERE c.cum - c.n <= k.k AND k.k < c.cum`);
-    const values = new Map<string, { t: number; p: number; total: number; at: Map<number, number> }>();
+      WHERE c.cum - c.n <= k.k AND k.k < c.cum`,
+    );
+    const values = new Map<string, { t: number | null; p: number; total: number; at: Map<number, number> }>();
     for (const r of rows) {
-      const key = `${r.t.getTime()} ${r.p}`;
+      const t = r.t === null ? null : r.t.getTime();
+      const key = `${t} ${r.p}`;
       let entry = values.get(key);
       if (!entry) {
-        entry = { t: r.t.getTime(), p: r.p, total: r.total, at: new Map() };
+        entry = { t, p: r.p, total: r.total, at: new Map() };
         values.set(key, entry);
       }
       entry.at.set(r.k, elementValue(r.k, r.bucket, r.n, r.before));
     }
-    const result = new Map<number, Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms">>();
+    const result = new Map<number | null, Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms">>();
     for (const { t, p, total, at } of values.values()) {
       const rank = p * (total - 1);
       const lo = Math.floor(rank);
