@@ -25,7 +25,7 @@ async function seed(client: pg.Client, from: number, to: number, start: number, 
       `INSERT INTO job_history (queue, id, name, data, state, attempts_made, max_attempts, created_at, updated_at, started_at, finished_at, tenant)
        SELECT ($4::text[])[1 + n % 5], 'job-' || n, (ARRAY['send','digest','sync'])[1 + (n / 5) % 3], '{}',
               (CASE WHEN n % 13 = 0 THEN 'FAILED' WHEN n % 101 = 0 THEN 'CANCELLED' ELSE 'COMPLETED' END)::"JobState",
-              1, 3, ts, ts, ts - ((((n * 7919) % 100000) ^ 1.4) / 100.0 + 1) * interval '1 millisecond', ts,
+              1, 3, ts, ts, ts - ((((n::bigint * 7919) % 100000) ^ 1.4) / 100.0 + 1) * interval '1 millisecond', ts,
               CASE WHEN n % 4 = 0 THEN 'tenant-' || n % 20 END
        FROM generate_series($1::int, $2::int - 1) AS n,
             LATERAL (SELECT to_timestamp(($3::float8 + n::float8 * $5::float8) / 1000.0) AS ts) t`,

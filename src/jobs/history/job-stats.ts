@@ -10,7 +10,6 @@ export const MAX_STATS_BUCKETS = 1_000;
 const MAX_TEXT = 256;
 /** Width of the duration histogram's buckets (see job_stats_bucket in migration job_stats_rollup). */
 const GROWTH = 1.05;
-const PERCENTILES = [0.5, 0.95, 0.99] as const;
 
 export interface JobStatsArgs {
   queue: string;
@@ -52,6 +51,31 @@ function elementValue(k: number, bucket: number, count: number, before: number):
   const low = bucket === 0 ? 0 : GROWTH ** (bucket - 1);
   const high = bucket === 0 ? 1 : GROWTH ** bucket;
   return low + (high - low) * Math.min(1, Math.max(0, (k - before + 0.5) / count));
+}
+
+/**
+ * percentile_cont over a histogram (`buckets` ascending, `counts` > 0): for each percentile, rank
+ * r = p * (n - 1) lies between the elements floor(r) and floor(r) + 1; each is estimated inside its
+ * bucket and the two are interpolated as percentile_cont does.
+ */
+function fromHistogram(buckets: number[], counts: number[]): Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms"> {
+  const total = counts.reduce((a, b) => a + b, 0);
+  const element = (k: number): number => {
+    let before = 0;
+    for (let i = 0; i < buckets.length; i++) {
+      const n = counts[i] as number;
+      if (k < before + n) return elementValue(k, buckets[i] as number, n, before);
+      before += n;
+    }
+    return elementValue(k, buckets.at(-1) as number, counts.at(-1) as number, total - (counts.at(-1) as number));
+  };
+  const at = (p: number): number => {
+    const rank = p * (total - 1);
+    const lo = Math.floor(rank);
+    const low = element(lo);
+    return lo + 1 < total ? low + (rank - lo) * (element(lo + 1) - low) : low;
+  };
+  return { durationP50Ms: at(0.5), durationP95Ms: at(0.95), durationP99Ms: at(0.99) };
 }
 
 /**
@@ -161,51 +185,33 @@ export class JobStatsQueries {
 
   /**
    * Duration percentiles per time bucket and for all of them together (key null), from `source`
-   * (histogram rows `t, bucket, count`): for each percentile, the histogram buckets holding the two
-   * elements around its rank, found in SQL with running sums (at most six rows per time bucket).
+   * (histogram rows `t, bucket, count`): PostgreSQL sums each time bucket's histogram into two arrays
+   * (one row per time bucket comes back), the percentiles are read from them here.
    */
   private async percentiles(
     source: Prisma.Sql,
   ): Promise<Map<number | null, Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms">>> {
-    // percentile_cont: rank r = p * (n - 1) between the elements floor(r) and floor(r) + 1, each
-    // estimated inside its histogram bucket, then interpolated as percentile_cont does.
-    const rows = await this.db.$queryRaw<
-      { t: Date | null; p: number; k: number; bucket: number; n: number; before: number; total: number }[]
-    >(
-      Prisma.sql`
-      WITH h AS (
-        SELECT CASE WHEN GROUPING(x.t) = 0 THEN x.t END AS t, x.bucket, sum(x.count)::float8 AS n
-        FROM (${source}) AS x GROUP BY GROUPING SETS ((x.t, x.bucket), (x.bucket)) HAVING sum(x.count) > 0
-      ), c AS (
-        SELECT t, bucket, n, sum(n) OVER (PARTITION BY t ORDER BY bucket) AS cum, sum(n) OVER (PARTITION BY t) AS total FROM h
-      )
-      SELECT c.t, p.p, k.k, c.bucket, c.n, c.cum - c.n AS before, c.total
-      FROM c CROSS JOIN unnest(${[...PERCENTILES]}::float8[]) AS p(p)
-      CROSS JOIN LATERAL (VALUES (floor(p.p * (c.total - 1))), (LEAST(c.total - 1, floor(p.p * (c.total - 1)) + 1))) AS k(k)
-      WHERE c.cum - c.n <= k.k AND k.k < c.cum`,
-    );
-    const values = new Map<string, { t: number | null; p: number; total: number; at: Map<number, number> }>();
-    for (const r of rows) {
-      const t = r.t === null ? null : r.t.getTime();
-      const key = `${t} ${r.p}`;
-      let entry = values.get(key);
-      if (!entry) {
-        entry = { t, p: r.p, total: r.total, at: new Map() };
-        values.set(key, entry);
-      }
-      entry.at.set(r.k, elementValue(r.k, r.bucket, r.n, r.before));
-    }
+    const rows = await this.db.$queryRaw<{ t: Date; buckets: number[]; counts: number[] }[]>(Prisma.sql`
+      SELECT t, array_agg(bucket ORDER BY bucket) AS buckets, array_agg(n ORDER BY bucket) AS counts
+      FROM (SELECT x.t, x.bucket, sum(x.count)::int AS n FROM (${source}) AS x GROUP BY 1, 2 HAVING sum(x.count) > 0) AS h
+      GROUP BY t`);
     const result = new Map<number | null, Pick<JobStatsBucketView, "durationP50Ms" | "durationP95Ms" | "durationP99Ms">>();
-    for (const { t, p, total, at } of values.values()) {
-      const rank = p * (total - 1);
-      const lo = Math.floor(rank);
-      const low = at.get(lo) as number;
-      const value = low + (rank - lo) * ((at.get(Math.min(total - 1, lo + 1)) ?? low) - low);
-      const entry = result.get(t) ?? { durationP50Ms: null, durationP95Ms: null, durationP99Ms: null };
-      if (p === 0.5) entry.durationP50Ms = value;
-      else if (p === 0.95) entry.durationP95Ms = value;
-      else entry.durationP99Ms = value;
-      result.set(t, entry);
+    const whole = new Map<number, number>();
+    for (const r of rows) {
+      result.set(r.t.getTime(), fromHistogram(r.buckets, r.counts));
+      r.buckets.forEach((b, i) => {
+        whole.set(b, (whole.get(b) ?? 0) + (r.counts[i] as number));
+      });
+    }
+    if (whole.size > 0) {
+      const buckets = [...whole.keys()].sort((a, b) => a - b);
+      result.set(
+        null,
+        fromHistogram(
+          buckets,
+          buckets.map((b) => whole.get(b) as number),
+        ),
+      );
     }
     return result;
   }
