@@ -30,6 +30,8 @@ export interface RunJobOptions {
   cancelGraceMs: number;
   /** What processors get besides the job: configuration and the PostgreSQL client. */
   services: Pick<ProcessorContext, "config" | "db">;
+  /** What `ctx.log` does (see job-logs.ts); unset: BullMQ's `job.log` alone. */
+  log?: (job: Job, line: string) => Promise<void>;
   /** Per-queue timeouts (WORKER_TIMEOUT_MS_<QUEUE>), beating the definitions' `timeoutMs`. */
   queueTimeoutMs?: Record<string, number>;
 }
@@ -70,7 +72,7 @@ export function runJob(
       job,
       signal: abort,
       progress: (value) => job.updateProgress(value),
-      log: (line) => job.log(line).then(nothing),
+      log: options.log ? (line) => (options.log as NonNullable<RunJobOptions["log"]>)(job, line) : (line) => job.log(line).then(nothing),
     });
   } catch (err) {
     timed?.clear();

@@ -4,9 +4,10 @@ import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
 import { QueueSet } from "../src/jobs/bullmq/index.ts";
-import { HistoryRetention, HistoryStore, retentionLockKey } from "../src/jobs/history/index.ts";
+import { HistoryRetention, HistoryStore, JobLogStore, retentionLockKey } from "../src/jobs/history/index.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
+import { jobLogger } from "./job-logs.ts";
 import { Ledger } from "./ledger.ts";
 import { LedgerReconciler } from "./ledger-reconciler.ts";
 import { Lifecycle, workerId } from "./lifecycle.ts";
@@ -69,6 +70,13 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     cancelRequested: (q, id) => cancelListener?.requested(q, id),
     cancelGraceMs: config.cancelGraceMs,
     services: { config, db },
+    log: jobLogger({
+      store: new JobLogStore(db, { lingerMs: 10, minBatch: 50, concurrency: 1 }),
+      redis,
+      eventsKey: (queue) => queueSet.eventsKey(queue),
+      eventsMaxLen: config.eventsMaxLen,
+      log,
+    }),
     queueTimeoutMs: Object.fromEntries(settings.flatMap((s) => (s.timeoutMs ? [[s.queue, s.timeoutMs]] : []))),
   };
   for (const { queue, concurrency, rateLimit } of settings) {

@@ -8,7 +8,7 @@ import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { FailedJobInbox, HistoryQueries, HistoryStore, JobStatsQueries, lazyJobLoaders } from "../jobs/history/index.ts";
+import { FailedJobInbox, HistoryQueries, HistoryStore, JobLogStore, JobStatsQueries, lazyJobLoaders } from "../jobs/history/index.ts";
 import { createRegistry, defaultDefinitions, type JobRegistry } from "../jobs/registry.ts";
 import { type Authenticate, createAuthenticator } from "./auth.ts";
 import { QueueMetrics } from "./queue-metrics.ts";
@@ -68,6 +68,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const jobs = new JobService(registry, queues, history, log, {
     maxPayloadBytes: config.maxPayloadBytes,
     maxBulkEnqueue: config.maxBulkEnqueue,
+    logs: new JobLogStore(db),
   });
   const control = new JobControl(
     jobs,

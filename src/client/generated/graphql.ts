@@ -41,6 +41,7 @@ export type JobEventType =
   | 'COMPLETED'
   | 'DELAYED'
   | 'FAILED'
+  | 'LOG'
   | 'PROGRESS'
   | 'REMOVED'
   | 'RETRYING'

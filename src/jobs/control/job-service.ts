@@ -4,6 +4,7 @@ import type { Logger } from "../../infra/logger.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { HistoryStore } from "../history/history-store.ts";
+import type { JobLogStore } from "../history/job-logs.ts";
 import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 
@@ -28,6 +29,8 @@ export interface JobServiceOptions {
   maxPayloadBytes: number;
   /** Most inputs one `enqueueMany` call takes. */
   maxBulkEnqueue: number;
+  /** Where `getLogs` reads a job's lines once Redis no longer has them. */
+  logs?: JobLogStore;
 }
 
 const optionsSchema = z.object({
@@ -242,12 +245,16 @@ export class JobService {
     return (await this.getLive(queue, id)) ?? (await this.history.get(queue, id));
   }
 
-  /** Lines the processor wrote with `job.log`, oldest first, at most `limit`. */
+  /**
+   * Lines the processor wrote with `job.log`, oldest first, at most `limit`: from Redis while it holds
+   * them, else the ones history kept (the first 1,000 lines / 64 KiB of the job).
+   */
   async getLogs(queueName: string, id: string, limit = 1000): Promise<string[]> {
     const queue = this.queues.get(queueName);
     if (!queue) return [];
     const { logs } = await queue.getJobLogs(id, 0, limit - 1, true);
-    return logs;
+    if (logs.length > 0 || !this.options.logs) return logs;
+    return this.options.logs.list(queueName, id, limit);
   }
 
   async replays(queue: string, id: string): Promise<JobView[]> {

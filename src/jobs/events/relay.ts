@@ -5,8 +5,20 @@ import type { RedisClient } from "../../infra/redis.ts";
 import type { LocalDelivery } from "./channels.ts";
 import { channels, type JobEvent, type LoadJob, translate } from "./job-event.ts";
 
-/** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
-const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
+/** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself, "log" by the workers). */
+const RELAYED = [
+  "added",
+  "waiting",
+  "delayed",
+  "active",
+  "progress",
+  "completed",
+  "failed",
+  "removed",
+  "stalled",
+  "cancelled",
+  "log",
+] as const;
 
 export interface EventRelayOptions {
   /** What each queue's `QueueEvents` connects with (see `bullConnection`). */

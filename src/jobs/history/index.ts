@@ -6,6 +6,7 @@ export * from "./group-commit.ts";
 export * from "./history-queries.ts";
 export * from "./history-store.ts";
 export * from "./job-loaders.ts";
+export * from "./job-logs.ts";
 export * from "./job-stats.ts";
 export * from "./page-cursor.ts";
 export * from "./retention.ts";
