@@ -144,6 +144,7 @@ describe("jobStats", () => {
     expect(daily.buckets.map((b) => b.start.getTime())).toEqual([START, START + 24 * H, START + 48 * H]);
     await compare({ queue: "mail", name: "digest", from: START + 5 * H, to: START + 40 * H, bucket: "HOUR" });
     await compare({ queue: "hooks", tenant: "acme", from: START, to: START + 72 * H, bucket: "DAY" });
+    await compare({ queue: "hooks", name: "send", tenant: "acme", from: START, to: START + 72 * H, bucket: "HOUR" });
     // A range of hours across days.
     const partial = await compare({ queue: "mail", from: START + 30 * H, to: START + 60 * H, bucket: "HOUR" });
     expect(partial.buckets[0]?.start.getTime()).toBe(START + 30 * H);

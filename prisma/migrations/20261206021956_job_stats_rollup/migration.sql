@@ -1,6 +1,7 @@
 -- CreateTable
 CREATE TABLE "job_stats_hourly" (
     "queue" TEXT NOT NULL,
+    "level" SMALLINT NOT NULL,
     "name" TEXT NOT NULL,
     "tenant" TEXT NOT NULL DEFAULT '',
     "hour" TIMESTAMPTZ(3) NOT NULL,
@@ -8,31 +9,33 @@ CREATE TABLE "job_stats_hourly" (
     "failed" INTEGER NOT NULL DEFAULT 0,
     "cancelled" INTEGER NOT NULL DEFAULT 0,
 
-    CONSTRAINT "job_stats_hourly_pkey" PRIMARY KEY ("queue","hour","name","tenant")
+    CONSTRAINT "job_stats_hourly_pkey" PRIMARY KEY ("queue","level","hour","name","tenant")
 );
 
 -- CreateTable
 CREATE TABLE "job_stats_duration" (
     "queue" TEXT NOT NULL,
+    "level" SMALLINT NOT NULL,
     "name" TEXT NOT NULL,
     "tenant" TEXT NOT NULL DEFAULT '',
     "hour" TIMESTAMPTZ(3) NOT NULL,
     "bucket" SMALLINT NOT NULL,
     "count" INTEGER NOT NULL DEFAULT 0,
 
-    CONSTRAINT "job_stats_duration_pkey" PRIMARY KEY ("queue","hour","bucket","name","tenant")
+    CONSTRAINT "job_stats_duration_pkey" PRIMARY KEY ("queue","level","hour","bucket","name","tenant")
 );
 
 -- CreateTable
 CREATE TABLE "job_stats_duration_daily" (
     "queue" TEXT NOT NULL,
+    "level" SMALLINT NOT NULL,
     "name" TEXT NOT NULL,
     "tenant" TEXT NOT NULL DEFAULT '',
     "day" TIMESTAMPTZ(3) NOT NULL,
     "bucket" SMALLINT NOT NULL,
     "count" INTEGER NOT NULL DEFAULT 0,
 
-    CONSTRAINT "job_stats_duration_daily_pkey" PRIMARY KEY ("queue","day","bucket","name","tenant")
+    CONSTRAINT "job_stats_duration_daily_pkey" PRIMARY KEY ("queue","level","day","bucket","name","tenant")
 );
 
 
@@ -63,41 +66,51 @@ CREATE FUNCTION "job_stats_delta_of"(r job_history, sign int) RETURNS job_stats_
     job_stats_bucket(r.started_at, r.finished_at), sign)::job_stats_delta
 $$;
 
+-- Each contribution at the four levels a row adds up (0: name and tenant, 1: name, every tenant;
+-- 2: tenant, every name; 3: the whole queue), so a query reads only rows of its own level.
+CREATE FUNCTION "job_stats_levels"(deltas job_stats_delta[])
+RETURNS TABLE (queue text, level smallint, name text, tenant text, hour timestamptz, state text, bucket smallint, sign int)
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT d.queue, l.level, CASE WHEN l.level IN (0, 1) THEN d.name ELSE '' END,
+    CASE WHEN l.level IN (0, 2) THEN d.tenant ELSE '' END, d.hour, d.state, d.bucket, d.sign
+  FROM unnest(deltas) AS d CROSS JOIN (VALUES (0::smallint), (1::smallint), (2::smallint), (3::smallint)) AS l(level)
+$$;
+
 -- Adds contributions to the rollups, in key order (concurrent writers lock rows in the same order).
 CREATE FUNCTION "job_stats_apply"(deltas job_stats_delta[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   IF cardinality(deltas) = 0 THEN RETURN; END IF;
-  INSERT INTO job_stats_hourly AS s (queue, name, tenant, hour, completed, failed, cancelled)
-  SELECT d.queue, d.name, d.tenant, d.hour,
+  INSERT INTO job_stats_hourly AS s (queue, level, name, tenant, hour, completed, failed, cancelled)
+  SELECT d.queue, d.level, d.name, d.tenant, d.hour,
     COALESCE(sum(d.sign) FILTER (WHERE d.state = 'COMPLETED'), 0),
     COALESCE(sum(d.sign) FILTER (WHERE d.state = 'FAILED'), 0),
     COALESCE(sum(d.sign) FILTER (WHERE d.state = 'CANCELLED'), 0)
-  FROM unnest(deltas) AS d
-  GROUP BY d.queue, d.hour, d.name, d.tenant
+  FROM job_stats_levels(deltas) AS d
+  GROUP BY d.queue, d.level, d.hour, d.name, d.tenant
   HAVING COALESCE(sum(d.sign) FILTER (WHERE d.state = 'COMPLETED'), 0) <> 0
     OR COALESCE(sum(d.sign) FILTER (WHERE d.state = 'FAILED'), 0) <> 0
     OR COALESCE(sum(d.sign) FILTER (WHERE d.state = 'CANCELLED'), 0) <> 0
-  ORDER BY d.queue, d.hour, d.name, d.tenant
-  ON CONFLICT (queue, hour, name, tenant) DO UPDATE SET completed = s.completed + EXCLUDED.completed,
+  ORDER BY d.queue, d.level, d.hour, d.name, d.tenant
+  ON CONFLICT (queue, level, hour, name, tenant) DO UPDATE SET completed = s.completed + EXCLUDED.completed,
     failed = s.failed + EXCLUDED.failed, cancelled = s.cancelled + EXCLUDED.cancelled;
 
-  INSERT INTO job_stats_duration AS s (queue, name, tenant, hour, bucket, count)
-  SELECT d.queue, d.name, d.tenant, d.hour, d.bucket, sum(d.sign)
-  FROM unnest(deltas) AS d
+  INSERT INTO job_stats_duration AS s (queue, level, name, tenant, hour, bucket, count)
+  SELECT d.queue, d.level, d.name, d.tenant, d.hour, d.bucket, sum(d.sign)
+  FROM job_stats_levels(deltas) AS d
   WHERE d.bucket IS NOT NULL
-  GROUP BY d.queue, d.hour, d.bucket, d.name, d.tenant
+  GROUP BY d.queue, d.level, d.hour, d.bucket, d.name, d.tenant
   HAVING sum(d.sign) <> 0
-  ORDER BY d.queue, d.hour, d.bucket, d.name, d.tenant
-  ON CONFLICT (queue, hour, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
+  ORDER BY d.queue, d.level, d.hour, d.bucket, d.name, d.tenant
+  ON CONFLICT (queue, level, hour, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
 
-  INSERT INTO job_stats_duration_daily AS s (queue, name, tenant, day, bucket, count)
-  SELECT d.queue, d.name, d.tenant, date_trunc('day', d.hour, 'UTC'), d.bucket, sum(d.sign)
-  FROM unnest(deltas) AS d
+  INSERT INTO job_stats_duration_daily AS s (queue, level, name, tenant, day, bucket, count)
+  SELECT d.queue, d.level, d.name, d.tenant, date_trunc('day', d.hour, 'UTC'), d.bucket, sum(d.sign)
+  FROM job_stats_levels(deltas) AS d
   WHERE d.bucket IS NOT NULL
-  GROUP BY d.queue, 4, d.bucket, d.name, d.tenant
+  GROUP BY d.queue, d.level, 5, d.bucket, d.name, d.tenant
   HAVING sum(d.sign) <> 0
-  ORDER BY d.queue, 4, d.bucket, d.name, d.tenant
-  ON CONFLICT (queue, day, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
+  ORDER BY d.queue, d.level, 5, d.bucket, d.name, d.tenant
+  ON CONFLICT (queue, level, day, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
 END $$;
 
 CREATE FUNCTION "job_stats_on_write"() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -128,16 +141,7 @@ CREATE TRIGGER "job_stats_update" AFTER UPDATE ON job_history
 CREATE TRIGGER "job_stats_delete" AFTER DELETE ON job_history
   REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION job_stats_on_write();
 
--- The rows already there.
-INSERT INTO job_stats_hourly (queue, name, tenant, hour, completed, failed, cancelled)
-SELECT queue, name, COALESCE(tenant, ''), date_trunc('hour', finished_at, 'UTC'),
-  count(*) FILTER (WHERE state = 'COMPLETED'), count(*) FILTER (WHERE state = 'FAILED'), count(*) FILTER (WHERE state = 'CANCELLED')
-FROM job_history WHERE finished_at IS NOT NULL AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
-GROUP BY 1, 2, 3, 4;
-INSERT INTO job_stats_duration (queue, name, tenant, hour, bucket, count)
-SELECT queue, name, COALESCE(tenant, ''), date_trunc('hour', finished_at, 'UTC'), job_stats_bucket(started_at, finished_at), count(*)
-FROM job_history WHERE finished_at IS NOT NULL AND started_at IS NOT NULL AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
-GROUP BY 1, 2, 3, 4, 5;
-INSERT INTO job_stats_duration_daily (queue, name, tenant, day, bucket, count)
-SELECT queue, name, tenant, date_trunc('day', hour, 'UTC'), bucket, sum(count)
-FROM job_stats_duration GROUP BY 1, 2, 3, 4, 5;
+-- The rows already there, through the same function.
+SELECT job_stats_apply(ARRAY(
+  SELECT job_stats_delta_of(r, 1) FROM job_history r
+  WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));

@@ -116,14 +116,17 @@ export class JobStatsQueries {
     }
     if (issues.length > 0) throw ValidationError.of(issues);
 
+    // The rollup rows that add up exactly this filter (see JobStatsHourly in schema.prisma).
+    const level = args.name != null ? (args.tenant != null ? 0 : 1) : args.tenant != null ? 2 : 3;
     const where = (time: string) =>
       Prisma.join(
         [
           Prisma.sql`queue = ${args.queue}`,
+          Prisma.sql`level = ${level}::smallint`,
           Prisma.sql`${Prisma.raw(time)} >= ${args.from}::timestamptz`,
           Prisma.sql`${Prisma.raw(time)} < ${args.to}::timestamptz`,
-          ...(args.name != null ? [Prisma.sql`name = ${args.name}`] : []),
-          ...(args.tenant != null ? [Prisma.sql`tenant = ${args.tenant}`] : []),
+          Prisma.sql`name = ${args.name ?? ""}`,
+          Prisma.sql`tenant = ${args.tenant ?? ""}`,
         ],
         " AND ",
       );
