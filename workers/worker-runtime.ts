@@ -3,10 +3,11 @@ import type { Config } from "../src/config.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
-import { QueueSet } from "../src/jobs/bullmq/index.ts";
+import { QueueSet, syncDeclaredSchedulers } from "../src/jobs/bullmq/index.ts";
 import { HistoryRetention, HistoryStore, JobLogStore, retentionLockKey } from "../src/jobs/history/index.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
+import { declaredSchedules } from "./declared-schedules.ts";
 import { jobLogger } from "./job-logs.ts";
 import { Ledger } from "./ledger.ts";
 import { LedgerReconciler } from "./ledger-reconciler.ts";
@@ -43,6 +44,8 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
   const registry = createRegistry(defaultDefinitions({ demoQueue: config.demoQueue }));
   const settings = resolveQueueSettings(config, registry);
   const queueNames = settings.map((s) => s.queue);
+  // Checked before connecting anything: a bad declared schedule stops the worker at start, naming it.
+  const declared = declaredSchedules(processors, queueNames);
   const db = createPrisma(config.databaseUrl, { max: 5 });
   // Terminal writes wait for nobody: gather up to 10 ms for batches of 200 (fewer commits per row).
   const history = new HistoryStore(db, { lingerMs: 10, minBatch: 200, concurrency: 1 });
@@ -116,6 +119,10 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
     worker.run().catch((err) => log.error("worker stopped with an error", { queue: worker.name, err: describe(err) }));
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  for (const queue of queues) {
+    const removed = await syncDeclaredSchedulers(queue, redis, declared.get(queue.name) ?? []);
+    if (removed.length > 0) log.info("removed schedulers the code no longer declares", { queue: queue.name, removed });
+  }
   reconciler.start();
   // HISTORY_RETENTION_DAYS unset: history is kept for good and no sweep runs.
   const retention = config.historyRetentionDays

@@ -22,6 +22,25 @@ export interface JobDefaults {
 }
 
 /**
+ * A recurring job declared in code: workers upsert it at start (idempotent across workers) and remove
+ * the ones their code no longer declares; schedulers created through the API are left alone.
+ */
+export interface DeclaredSchedule {
+  /** Unique within the queue (the BullMQ job scheduler id); no ':'. */
+  id: string;
+  /** A cron pattern, optionally in `tz`; or `everyMs`: exactly one. */
+  pattern?: string;
+  tz?: string;
+  everyMs?: number;
+  /** The payload of each job, validated against the definition's schema when a worker starts. */
+  data: unknown;
+  /** At most this many jobs, then the scheduler stops. */
+  limit?: number;
+  startDate?: Date;
+  endDate?: Date;
+}
+
+/**
  * A job type is data: its queue, name and payload schema. The API imports it to validate on enqueue
  * and to publish the payload's JSON Schema; the worker imports it to parse the payload again before
  * running the processor. It never imports the processor itself.
@@ -32,6 +51,8 @@ export interface JobDefinition<Schema extends z.ZodType = z.ZodType> {
   description: string;
   schema: Schema;
   defaults: JobDefaults;
+  /** Recurring jobs of this type, kept in place by the workers that run it. */
+  schedules?: DeclaredSchedule[];
 }
 
 export type JobData<D extends JobDefinition> = z.output<D["schema"]>;
@@ -42,6 +63,7 @@ export function defineJob<Schema extends z.ZodType>(def: {
   description: string;
   schema: Schema;
   defaults?: JobDefaults;
+  schedules?: DeclaredSchedule[];
 }): JobDefinition<Schema> {
   return { ...def, defaults: def.defaults ?? {} };
 }

@@ -1,5 +1,6 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
+import { declaredSchedulerIds } from "../bullmq/declared-schedules.ts";
 import { type JobCounts, readJobCounts } from "../bullmq/queue-gauges.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
@@ -27,6 +28,12 @@ export interface SchedulerView {
   everyMs: number | null;
   tz: string | null;
   nextRunAt: Date | null;
+  /** At most this many jobs; null: no limit. */
+  limit: number | null;
+  startDate: Date | null;
+  endDate: Date | null;
+  /** True when a job definition declares it (workers keep it in place); false when made through the API. */
+  declaredInCode: boolean;
 }
 
 export interface UpsertSchedulerInput {
@@ -37,6 +44,9 @@ export interface UpsertSchedulerInput {
   pattern?: string | null;
   everyMs?: number | null;
   tz?: string | null;
+  limit?: number | null;
+  startDate?: Date | null;
+  endDate?: Date | null;
 }
 
 /** The JSON Schema of a job type's payload, derived from its zod schema (never written by hand). */
@@ -51,6 +61,59 @@ function isValidTimeZone(tz: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The BullMQ repeat options and parsed payload of a scheduler, for the API and for schedules declared in
+ * code alike: a cron `pattern` (optionally in `tz`) or `everyMs`, exactly one; `limit`, `startDate`,
+ * `endDate`; the payload validated against the job type. Throws ValidationError naming every problem.
+ */
+export function schedulerOptions(
+  def: JobDefinition,
+  input: Omit<UpsertSchedulerInput, "queue" | "name">,
+): { repeat: { pattern?: string; tz?: string; every?: number; limit?: number; startDate?: Date; endDate?: Date }; data: unknown } {
+  const issues: ValidationIssue[] = [];
+  if (!input.id || input.id.length > 256 || input.id.includes(":")) {
+    issues.push({ path: ["id"], message: "must be 1 to 256 characters, without ':'" });
+  }
+  const parsed = def.schema.safeParse(input.data);
+  if (!parsed.success) issues.push(...parsed.error.issues.map((i) => ({ path: ["data", ...i.path.map(String)], message: i.message })));
+  const hasPattern = input.pattern != null;
+  const hasEvery = input.everyMs != null;
+  if (hasPattern === hasEvery) {
+    issues.push({ path: hasPattern ? ["everyMs"] : ["pattern"], message: "give exactly one of pattern and everyMs" });
+  }
+  if (hasEvery && (!Number.isInteger(input.everyMs) || (input.everyMs ?? 0) < 100)) {
+    issues.push({ path: ["everyMs"], message: "must be an integer of at least 100 (milliseconds)" });
+  }
+  if (input.tz != null && !isValidTimeZone(input.tz)) issues.push({ path: ["tz"], message: `unknown time zone "${input.tz}"` });
+  if (input.tz != null && !hasPattern) issues.push({ path: ["tz"], message: "only applies to a cron pattern" });
+  if (hasPattern && issues.length === 0) {
+    try {
+      CronExpressionParser.parse(input.pattern as string, input.tz ? { tz: input.tz } : {});
+    } catch (err) {
+      issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
+    }
+  }
+  if (input.limit != null && (!Number.isInteger(input.limit) || input.limit < 1 || input.limit > 1_000_000_000)) {
+    issues.push({ path: ["limit"], message: "must be an integer from 1 to 1000000000" });
+  }
+  for (const key of ["startDate", "endDate"] as const) {
+    const d = input[key];
+    if (d != null && !Number.isFinite(d.getTime())) issues.push({ path: [key], message: "must be a valid date" });
+  }
+  if (input.startDate && input.endDate && input.endDate.getTime() <= input.startDate.getTime()) {
+    issues.push({ path: ["endDate"], message: "must be after startDate" });
+  }
+  if (issues.length > 0) throw ValidationError.of(issues);
+
+  const repeat = {
+    ...(hasPattern ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) } : { every: input.everyMs as number }),
+    ...(input.limit != null ? { limit: input.limit } : {}),
+    ...(input.startDate ? { startDate: input.startDate } : {}),
+    ...(input.endDate ? { endDate: input.endDate } : {}),
+  };
+  return { repeat, data: parsed.data };
 }
 
 /** Queues as a whole: live counts, pause / resume, and BullMQ job schedulers. */
@@ -121,7 +184,7 @@ export class QueueService {
   async schedulers(name: string): Promise<SchedulerView[]> {
     const queue = this.queues.get(name);
     if (!queue) return [];
-    const list = await queue.getJobSchedulers(0, 999, true);
+    const [list, declared] = await Promise.all([queue.getJobSchedulers(0, 999, true), declaredSchedulerIds(queue, this.queues.connection)]);
     return list.map((s) => ({
       id: s.key,
       queue: name,
@@ -131,6 +194,10 @@ export class QueueService {
       everyMs: s.every ?? null,
       tz: s.tz ?? null,
       nextRunAt: s.next ? new Date(s.next) : null,
+      limit: s.limit ?? null,
+      startDate: s.startDate ? new Date(s.startDate) : null,
+      endDate: s.endDate ? new Date(s.endDate) : null,
+      declaredInCode: declared.has(s.key),
     }));
   }
 
@@ -148,35 +215,13 @@ export class QueueService {
     if (!def) {
       throw ValidationError.at(["name"], `unknown job name "${input.name}" in queue "${input.queue}"`);
     }
-    const issues: ValidationIssue[] = [];
-    if (!input.id || input.id.length > 256 || input.id.includes(":")) {
-      issues.push({ path: ["id"], message: "must be 1 to 256 characters, without ':'" });
+    const declared = await declaredSchedulerIds(queue, this.queues.connection);
+    if (declared.has(input.id)) {
+      throw ValidationError.at(["id"], `scheduler "${input.id}" is declared in code (job definition schedules): change it there`);
     }
-    const parsed = def.schema.safeParse(input.data);
-    if (!parsed.success) issues.push(...parsed.error.issues.map((i) => ({ path: ["data", ...i.path.map(String)], message: i.message })));
-    const hasPattern = input.pattern != null;
-    const hasEvery = input.everyMs != null;
-    if (hasPattern === hasEvery) {
-      issues.push({ path: hasPattern ? ["everyMs"] : ["pattern"], message: "give exactly one of pattern and everyMs" });
-    }
-    if (hasEvery && (!Number.isInteger(input.everyMs) || (input.everyMs ?? 0) < 100)) {
-      issues.push({ path: ["everyMs"], message: "must be an integer of at least 100 (milliseconds)" });
-    }
-    if (input.tz != null && !isValidTimeZone(input.tz)) issues.push({ path: ["tz"], message: `unknown time zone "${input.tz}"` });
-    if (input.tz != null && !hasPattern) issues.push({ path: ["tz"], message: "only applies to a cron pattern" });
-    if (hasPattern && issues.length === 0) {
-      try {
-        CronExpressionParser.parse(input.pattern as string, input.tz ? { tz: input.tz } : {});
-      } catch (err) {
-        issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
-      }
-    }
-    if (issues.length > 0) throw ValidationError.of(issues);
-
-    const repeat = hasPattern
-      ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }
-      : { every: input.everyMs as number };
-    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data: parsed.data });
+    if (input.endDate && input.endDate.getTime() <= Date.now()) throw ValidationError.at(["endDate"], "must be in the future");
+    const { repeat, data } = schedulerOptions(def, input);
+    await queue.upsertJobScheduler(input.id, repeat, { name: input.name, data });
     const view = await this.scheduler(input.queue, input.id);
     if (!view) throw new Error(`scheduler ${input.id} vanished right after it was written`);
     await this.actions.record({
@@ -186,10 +231,13 @@ export class QueueService {
       details: {
         id: input.id,
         name: input.name,
-        data: parsed.data,
+        data,
         pattern: input.pattern ?? null,
         everyMs: input.everyMs ?? null,
         tz: input.tz ?? null,
+        limit: input.limit ?? null,
+        startDate: input.startDate ?? null,
+        endDate: input.endDate ?? null,
       },
     });
     return view;
@@ -203,6 +251,9 @@ export class QueueService {
     const queue = this.queueOrThrow(name);
     const view = await this.scheduler(name, id);
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
+    if (view.declaredInCode) {
+      throw ValidationError.at(["id"], `scheduler "${id}" is declared in code (job definition schedules): remove it there`);
+    }
     await queue.removeJobScheduler(id);
     // BullMQ removes the scheduler's next job while it is delayed; one already promoted to waiting
     // would still start, so take those out too (scheduler jobs' ids are "repeat:<id>:<time>").
