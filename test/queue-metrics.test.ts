@@ -1,4 +1,5 @@
 import { type Job, Queue, Worker } from "bullmq";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/infra/logger.ts";
 import { createRedis } from "../src/infra/redis.ts";
@@ -127,7 +128,18 @@ describe("queue metrics on the API's /metrics", () => {
     expect(relayedBefore).toBeGreaterThan(0);
     expect(sample(text, "subscriptions_open")).toBe(0);
 
-    const sub = await subscribeWs(stack.api.url, 'subscription { queueEvents(queue: "demo") { id type } }');
+    // From the stream's current end (`since`): a subscription without it starts where the stream is
+    // once it is set up, which is after it counts as open, so an event right then could be before it.
+    const redis = new Redis(testRedisUrl);
+    const tail = (await redis.xrevrange(`${stack.prefix}:demo:events`, "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
+    await redis.quit();
+    const sub = await subscribeWs(
+      stack.api.url,
+      'subscription ($since: String) { queueEvents(queue: "demo", since: $since) { id type } }',
+      {
+        since: tail,
+      },
+    );
     await untilSample("subscriptions_open", (n) => n === 1);
     // No worker runs now: the job stays waiting, its WAITING event reaches the subscriber.
     await stack.queue.add("noop", {});
