@@ -16,6 +16,7 @@ import type { Processor } from "./processor.ts";
 import { processors as allProcessors } from "./processors/index.ts";
 import { type QueueSettings, resolveQueueSettings } from "./queue-settings.ts";
 import { type RunJobOptions, runJob } from "./run-job.ts";
+import { startStatsFolder } from "./stats-folder.ts";
 import { WorkerMetrics } from "./worker-metrics.ts";
 
 export interface WorkerRuntime {
@@ -133,6 +134,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
       })
     : null;
   retention?.start();
+  const statsFolder = startStatsFolder(db, log);
   log.info("worker started", { queues: settings });
 
   return {
@@ -170,6 +172,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, processor
       await lifecycle.drain();
       await reconciler.stop();
       await retention?.stop();
+      await statsFolder.stop();
       await queueSet.close();
       await db.$disconnect();
       await Promise.all([closeRedis(probe), closeRedis(redis)]);

@@ -26,6 +26,20 @@ CREATE TABLE "job_stats_duration" (
 );
 
 -- CreateTable
+CREATE TABLE "job_stats_pending" (
+    "id" BIGSERIAL NOT NULL,
+    "queue" TEXT NOT NULL,
+    "name" TEXT NOT NULL,
+    "tenant" TEXT NOT NULL,
+    "hour" TIMESTAMPTZ(3) NOT NULL,
+    "state" TEXT NOT NULL,
+    "bucket" SMALLINT,
+    "sign" INTEGER NOT NULL,
+
+    CONSTRAINT "job_stats_pending_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
 CREATE TABLE "job_stats_duration_daily" (
     "queue" TEXT NOT NULL,
     "level" SMALLINT NOT NULL,
@@ -113,25 +127,69 @@ BEGIN
   ON CONFLICT (queue, level, day, bucket, name, tenant) DO UPDATE SET count = s.count + EXCLUDED.count;
 END $$;
 
+-- Each statement's rows are summed per (queue, name, tenant, hour, state, duration bucket) and appended
+-- to job_stats_pending: one plain insert per statement on the write path (a repeated write of the same
+-- row nets to nothing and appends nothing). job_stats_fold() moves them into the rollups.
 CREATE FUNCTION "job_stats_on_write"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    PERFORM job_stats_apply(ARRAY(
-      SELECT job_stats_delta_of(r, 1) FROM new_rows r
-      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));
+    INSERT INTO job_stats_pending (queue, name, tenant, hour, state, bucket, sign)
+      SELECT d.queue, d.name, d.tenant, d.hour, d.state, d.bucket, sum(d.sign)
+      FROM (
+        SELECT r.queue, r.name, COALESCE(r.tenant, '') AS tenant, date_trunc('hour', r.finished_at, 'UTC') AS hour,
+          r.state::text AS state, job_stats_bucket(r.started_at, r.finished_at) AS bucket, 1 AS sign
+        FROM new_rows r WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+      ) AS d
+      GROUP BY d.queue, d.name, d.tenant, d.hour, d.state, d.bucket
+      HAVING sum(d.sign) <> 0;
   ELSIF TG_OP = 'UPDATE' THEN
-    PERFORM job_stats_apply(ARRAY(
-      SELECT job_stats_delta_of(r, 1) FROM new_rows r
-      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
-      UNION ALL
-      SELECT job_stats_delta_of(r, -1) FROM old_rows r
-      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));
+    INSERT INTO job_stats_pending (queue, name, tenant, hour, state, bucket, sign)
+      SELECT d.queue, d.name, d.tenant, d.hour, d.state, d.bucket, sum(d.sign)
+      FROM (
+        SELECT r.queue, r.name, COALESCE(r.tenant, '') AS tenant, date_trunc('hour', r.finished_at, 'UTC') AS hour,
+          r.state::text AS state, job_stats_bucket(r.started_at, r.finished_at) AS bucket, 1 AS sign
+        FROM new_rows r WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+        UNION ALL
+        SELECT r.queue, r.name, COALESCE(r.tenant, '') AS tenant, date_trunc('hour', r.finished_at, 'UTC') AS hour,
+          r.state::text AS state, job_stats_bucket(r.started_at, r.finished_at) AS bucket, -1 AS sign
+        FROM old_rows r WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+      ) AS d
+      GROUP BY d.queue, d.name, d.tenant, d.hour, d.state, d.bucket
+      HAVING sum(d.sign) <> 0;
   ELSE
-    PERFORM job_stats_apply(ARRAY(
-      SELECT job_stats_delta_of(r, -1) FROM old_rows r
-      WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')));
+    INSERT INTO job_stats_pending (queue, name, tenant, hour, state, bucket, sign)
+      SELECT d.queue, d.name, d.tenant, d.hour, d.state, d.bucket, sum(d.sign)
+      FROM (
+        SELECT r.queue, r.name, COALESCE(r.tenant, '') AS tenant, date_trunc('hour', r.finished_at, 'UTC') AS hour,
+          r.state::text AS state, job_stats_bucket(r.started_at, r.finished_at) AS bucket, -1 AS sign
+        FROM old_rows r WHERE r.finished_at IS NOT NULL AND r.state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+      ) AS d
+      GROUP BY d.queue, d.name, d.tenant, d.hour, d.state, d.bucket
+      HAVING sum(d.sign) <> 0;
   END IF;
   RETURN NULL;
+END $$;
+
+-- Folds up to `batch` pending contributions into the rollups; returns how many it took. Concurrent
+-- folds take disjoint rows (SKIP LOCKED), so any number of callers may run it at once.
+CREATE FUNCTION "job_stats_fold"(batch int DEFAULT 100000) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+  deltas job_stats_delta[];
+  taken int;
+BEGIN
+  WITH picked AS (
+    SELECT id FROM job_stats_pending ORDER BY id LIMIT batch FOR UPDATE SKIP LOCKED
+  ), gone AS (
+    DELETE FROM job_stats_pending p USING picked WHERE p.id = picked.id
+    RETURNING p.queue, p.name, p.tenant, p.hour, p.state, p.bucket, p.sign
+  )
+  SELECT count(*)::int, ARRAY(
+    SELECT ROW(g.queue, g.name, g.tenant, g.hour, g.state, g.bucket, sum(g.sign))::job_stats_delta
+    FROM gone g GROUP BY g.queue, g.name, g.tenant, g.hour, g.state, g.bucket HAVING sum(g.sign) <> 0)
+  INTO taken, deltas
+  FROM gone;
+  PERFORM job_stats_apply(deltas);
+  RETURN taken;
 END $$;
 
 CREATE TRIGGER "job_stats_insert" AFTER INSERT ON job_history

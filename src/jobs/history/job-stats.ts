@@ -78,12 +78,29 @@ function fromHistogram(buckets: number[], counts: number[]): Pick<JobStatsBucket
   return { durationP50Ms: at(0.5), durationP95Ms: at(0.95), durationP99Ms: at(0.99) };
 }
 
+/** Most pending contributions one `job_stats_fold()` call takes. */
+const FOLD_BATCH = 100_000;
+
+/**
+ * Moves the contributions the job_history triggers appended (job_stats_pending) into the rollups, all
+ * of them: jobStats runs it before reading, workers every few seconds. Returns how many it folded.
+ */
+export async function foldJobStats(db: Db): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const [row] = await db.$queryRaw<{ taken: number }[]>`SELECT job_stats_fold(${FOLD_BATCH}::int) AS taken`;
+    total += row?.taken ?? 0;
+    if ((row?.taken ?? 0) < FOLD_BATCH) return total;
+  }
+}
+
 /**
  * `Query.jobStats`: finished jobs of a queue (optionally one job name and one tenant) per hour or
  * day (UTC), from the rollups the job_history triggers keep (migration job_stats_rollup): counts by
  * final state and failure ratio exactly as the history rows say, duration percentiles from a
  * histogram whose buckets are 5% wide (within 5% of `percentile_cont` over the rows). Reads at most
  * one row per hour (counts) and per hour or day and histogram bucket (durations), however many jobs ran.
+ * The history writes only append their contributions; each query first folds what is pending.
  */
 export class JobStatsQueries {
   private readonly db: Db;
@@ -116,6 +133,7 @@ export class JobStatsQueries {
     }
     if (issues.length > 0) throw ValidationError.of(issues);
 
+    await foldJobStats(this.db);
     // The rollup rows that add up exactly this filter (see JobStatsHourly in schema.prisma).
     const level = args.name != null ? (args.tenant != null ? 0 : 1) : args.tenant != null ? 2 : 3;
     const where = (time: string) =>
