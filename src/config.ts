@@ -345,6 +345,11 @@ export const envSchema = z.object({
     .describe(
       "(API) the recovery pass' lease across API instances, renewed while it runs; another instance can run one this long after a holder died",
     ),
+  READYZ_REQUIRE_WORKERS: z
+    .string()
+    .regex(/^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$/, "READYZ_REQUIRE_WORKERS must be a comma-separated list of queue names")
+    .optional()
+    .describe("(API) comma-separated queues that must have a worker: the API's /readyz answers 503 while one has none"),
 });
 
 /** Every variable the schema reads (the per-queue ones below are by prefix). */
@@ -353,6 +358,10 @@ export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 /** `WORKER_CONCURRENCY_<QUEUE>` / `WORKER_RATE_LIMIT_<QUEUE>`: names made from the queue's name. */
 export const QUEUE_CONCURRENCY_PREFIX = "WORKER_CONCURRENCY_";
 export const QUEUE_RATE_LIMIT_PREFIX = "WORKER_RATE_LIMIT_";
+/** `WORKER_TIMEOUT_MS_<QUEUE>`: the longest one attempt of any job of the queue may run. */
+export const QUEUE_TIMEOUT_PREFIX = "WORKER_TIMEOUT_MS_";
+/** The longest timeout a Node timer holds (about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** The per-queue variables (not in envSchema: their names are made from the queues'), described once for the README's table. */
 export const PER_QUEUE_VARIABLES: { name: string; default: string; description: string }[] = [
@@ -367,6 +376,12 @@ export const PER_QUEUE_VARIABLES: { name: string; default: string; description: 
     default: "from the definitions",
     description: "BullMQ rate limit `<max>/<ms>` (e.g. `100/1000`): at most max jobs of the queue start per ms, across all workers",
   },
+  {
+    name: `${QUEUE_TIMEOUT_PREFIX}<QUEUE>`,
+    default: "from the definitions' `timeoutMs` (none: no limit)",
+    description:
+      "the longest one attempt of any job of the queue may run (1-2147483647 ms); past it the processor's `AbortSignal` fires and the attempt fails `timed out after N ms`, retried like any failure; a processor that ignores the signal is ended after `CANCEL_GRACE_MS` (its code may still be running: it must honour the signal to really stop)",
+  },
 ];
 
 /** The `<QUEUE>` part of a per-queue variable: upper case, anything but letters and digits as `_`. */
@@ -378,13 +393,19 @@ export function queueEnvSuffix(queue: string): string {
 function perQueueOverrides(present: Record<string, string | undefined>): {
   concurrency: Record<string, number>;
   rateLimit: Record<string, { max: number; durationMs: number }>;
+  timeoutMs: Record<string, number>;
   problems: string[];
 } {
   const concurrency: Record<string, number> = {};
   const rateLimit: Record<string, { max: number; durationMs: number }> = {};
+  const timeoutMs: Record<string, number> = {};
   const problems: string[] = [];
   for (const [name, value = ""] of Object.entries(present)) {
-    if (name.startsWith(QUEUE_CONCURRENCY_PREFIX)) {
+    if (name.startsWith(QUEUE_TIMEOUT_PREFIX)) {
+      const n = Number(value);
+      if (/^\d+$/.test(value.trim()) && n >= 1 && n <= MAX_TIMER_MS) timeoutMs[name.slice(QUEUE_TIMEOUT_PREFIX.length)] = n;
+      else problems.push(`${name}: ${name} must be milliseconds from 1 to ${MAX_TIMER_MS} (got ${JSON.stringify(value)})`);
+    } else if (name.startsWith(QUEUE_CONCURRENCY_PREFIX)) {
       const n = Number(value);
       if (Number.isInteger(n) && n >= 1) concurrency[name.slice(QUEUE_CONCURRENCY_PREFIX.length)] = n;
       else problems.push(`${name}: ${name} must be a positive integer (got ${JSON.stringify(value)})`);
@@ -396,7 +417,7 @@ function perQueueOverrides(present: Record<string, string | undefined>): {
       else problems.push(`${name}: ${name} must be <max jobs>/<milliseconds>, e.g. 100/1000 (got ${JSON.stringify(value)})`);
     }
   }
-  return { concurrency, rateLimit, problems };
+  return { concurrency, rateLimit, timeoutMs, problems };
 }
 
 export type Env = z.input<typeof envSchema>;
@@ -461,6 +482,8 @@ export interface Config {
   queueConcurrency: Record<string, number>;
   /** Per-queue rate limits by env suffix (`WORKER_RATE_LIMIT_<QUEUE>=max/ms`). */
   queueRateLimit: Record<string, { max: number; durationMs: number }>;
+  /** Per-queue job timeouts by env suffix (`WORKER_TIMEOUT_MS_<QUEUE>=ms`), beating the definitions' `timeoutMs`. */
+  queueTimeoutMs: Record<string, number>;
   /** BullMQ stalled-job recovery: how long a job's lock lives without renewal. */
   lockDurationMs: number;
   /** How often each worker looks for jobs whose lock expired. */
@@ -489,6 +512,8 @@ export interface Config {
   historyRetentionIntervalMs: number;
   /** Log lines as JSON (machines) or pretty (people, `npm run dev`). */
   logFormat: "json" | "pretty";
+  /** Queues the API's /readyz requires a worker for (READYZ_REQUIRE_WORKERS); empty: none. */
+  readyzRequireWorkers: string[];
   /** Request-cost limits (README: Hardening). */
   limits: RequestLimits;
   /** Allowed cross-origin callers; empty = same origin only; ["*"] = any. */
@@ -595,6 +620,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,
+    queueTimeoutMs: overrides.timeoutMs,
     lockDurationMs: e.WORKER_LOCK_DURATION_MS,
     stalledIntervalMs: e.WORKER_STALLED_INTERVAL_MS,
     maxStalledCount: e.WORKER_MAX_STALLED_COUNT,
@@ -607,6 +633,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     historyRetentionDays: e.HISTORY_RETENTION_DAYS,
     historyRetentionIntervalMs: e.HISTORY_RETENTION_INTERVAL_MS,
     logFormat: e.LOG_FORMAT ?? "json",
+    readyzRequireWorkers: [...new Set(e.READYZ_REQUIRE_WORKERS?.split(",").map((q) => q.trim()) ?? [])],
     enqueueAck: e.ENQUEUE_ACK,
     recovery: {
       intervalMs: e.RECOVERY_INTERVAL_MS,

@@ -8,7 +8,7 @@ import { GroupCommit, type GroupCommitOptions, isDataError } from "../src/jobs/h
 import { type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 
 /** The audit row of one final failure (failed_job_audit), before PostgreSQL gives it an id. */
-export type AuditRow = Omit<FailedJobAuditView, "id">;
+export type AuditRow = Omit<FailedJobAuditView, "id" | "resolvedAt" | "resolvedBy" | "resolution">;
 
 /** Everything PostgreSQL must learn about one finished job: its terminal history row, and for a final failure its audit row. */
 export interface LedgerRecord {

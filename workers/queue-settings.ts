@@ -1,4 +1,11 @@
-import { type Config, ConfigError, QUEUE_CONCURRENCY_PREFIX, QUEUE_RATE_LIMIT_PREFIX, queueEnvSuffix } from "../src/config.ts";
+import {
+  type Config,
+  ConfigError,
+  QUEUE_CONCURRENCY_PREFIX,
+  QUEUE_RATE_LIMIT_PREFIX,
+  QUEUE_TIMEOUT_PREFIX,
+  queueEnvSuffix,
+} from "../src/config.ts";
 import type { JobRegistry } from "../src/jobs/registry.ts";
 
 /** How one BullMQ Worker of this process is set up. */
@@ -6,6 +13,8 @@ export interface QueueSettings {
   queue: string;
   concurrency: number;
   rateLimit: { max: number; durationMs: number } | undefined;
+  /** WORKER_TIMEOUT_MS_<QUEUE>, for every job type of the queue; unset: each definition's `timeoutMs`. */
+  timeoutMs: number | undefined;
 }
 
 /**
@@ -25,6 +34,7 @@ export function resolveQueueSettings(config: Config, registry: JobRegistry): Que
   for (const [prefix, values] of [
     [QUEUE_CONCURRENCY_PREFIX, config.queueConcurrency],
     [QUEUE_RATE_LIMIT_PREFIX, config.queueRateLimit],
+    [QUEUE_TIMEOUT_PREFIX, config.queueTimeoutMs],
   ] as const) {
     for (const suffix of Object.keys(values)) {
       if (!suffixes.has(suffix)) {
@@ -47,6 +57,7 @@ export function resolveQueueSettings(config: Config, registry: JobRegistry): Que
       concurrency:
         config.queueConcurrency[suffix] ?? config.workerConcurrency ?? Math.max(1, ...defs.map((d) => d.defaults.concurrency ?? 1)),
       rateLimit: config.queueRateLimit[suffix] ?? strictest,
+      timeoutMs: config.queueTimeoutMs[suffix],
     };
   });
 }

@@ -1,13 +1,18 @@
 import { type Job, UnrecoverableError } from "bullmq";
 import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
+import { JobTimeoutError, withTimeout } from "./job-timeout.ts";
 import type { Processor, ProcessorContext } from "./processor.ts";
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** How a job the signal cancelled ends: CANCELLED (an UnrecoverableError with the "Cancelled" prefix). */
-function cancelled(signal: AbortSignal): UnrecoverableError {
+/**
+ * How a job whose signal fired ends: a timed-out attempt fails with its JobTimeoutError (retried while
+ * attempts remain); a cancelled one ends CANCELLED (an UnrecoverableError with the "Cancelled" prefix).
+ */
+function cancelled(signal: AbortSignal): Error {
+  if (signal.reason instanceof JobTimeoutError) return signal.reason;
   return new UnrecoverableError(`${CANCELLED_PREFIX}: ${describe(signal.reason)}`);
 }
 
@@ -25,13 +30,19 @@ export interface RunJobOptions {
   cancelGraceMs: number;
   /** What processors get besides the job: configuration and the PostgreSQL client. */
   services: Pick<ProcessorContext, "config" | "db">;
+  /** What `ctx.log` does (see job-logs.ts); unset: BullMQ's `job.log` alone. */
+  log?: (job: Job, line: string) => Promise<void>;
+  /** Per-queue timeouts (WORKER_TIMEOUT_MS_<QUEUE>), beating the definitions' `timeoutMs`. */
+  queueTimeoutMs?: Record<string, number>;
 }
 
 /**
  * Runs one job: parses its payload with the definition's schema (a mismatch fails at once, no
  * retries), runs the processor with an AbortSignal, and makes every cancelled job end as CANCELLED
  * (an UnrecoverableError with the "Cancelled" prefix), whether the processor honours the signal,
- * ignores it and returns, or ignores it for longer than `cancelGraceMs`.
+ * ignores it and returns, or ignores it for longer than `cancelGraceMs`. With a timeout (the queue's
+ * WORKER_TIMEOUT_MS_<QUEUE>, else the definition's `timeoutMs`) the signal also fires when it is
+ * exceeded, and the attempt ends the same ways but failing "timed out after N ms" (retried).
  */
 export function runJob(
   job: Job,
@@ -50,7 +61,9 @@ export function runJob(
     const issues = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
     return Promise.reject(new UnrecoverableError(`Invalid payload: ${issues}`));
   }
-  const abort = signal ?? new AbortController().signal;
+  const timeoutMs = options.queueTimeoutMs?.[queue] ?? processor.definition.defaults.timeoutMs;
+  const timed = timeoutMs ? withTimeout(signal, timeoutMs) : undefined;
+  const abort = timed?.signal ?? signal ?? new AbortController().signal;
   let run: Promise<unknown>;
   try {
     run = processor.run(parsed.data, {
@@ -59,11 +72,12 @@ export function runJob(
       job,
       signal: abort,
       progress: (value) => job.updateProgress(value),
-      log: (line) => job.log(line).then(nothing),
+      log: options.log ? (line) => (options.log as NonNullable<RunJobOptions["log"]>)(job, line) : (line) => job.log(line).then(nothing),
       idempotencyKey: `${queue}:${job.id}`,
       attempt: job.attemptsMade + 1,
     });
   } catch (err) {
+    timed?.clear();
     return Promise.reject(err); // a processor that threw before returning its promise
   }
   // Settles with the processor, unless a cancel's grace period runs out first (the timer only
@@ -79,12 +93,14 @@ export function runJob(
     run.then(
       (result) => {
         clearTimeout(graceTimer);
+        timed?.clear();
         abort.removeEventListener("abort", onAbort);
         if (abort.aborted) reject(cancelled(abort));
         else resolve(result);
       },
       (err) => {
         clearTimeout(graceTimer);
+        timed?.clear();
         abort.removeEventListener("abort", onAbort);
         reject(abort.aborted ? cancelled(abort) : err);
       },

@@ -44,6 +44,12 @@ export class WorkerMetrics {
     buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
     registers: [this.registry],
   });
+  private readonly stalled = new Counter({
+    name: "jobs_stalled_total",
+    help: "Jobs this worker's stalled check found with an expired lock (their worker died or froze) and moved back to wait",
+    labelNames: ["queue"],
+    registers: [this.registry],
+  });
   private readonly active = new Gauge({
     name: "jobs_active",
     help: "Jobs this worker is running now",
@@ -58,7 +64,10 @@ export class WorkerMetrics {
     quarantined: (queue: string) => Promise<number> = async () => 0,
   ) {
     collectDefaultMetrics({ register: this.registry });
-    for (const queue of queues) this.active.set({ queue }, 0);
+    for (const queue of queues) {
+      this.active.set({ queue }, 0);
+      this.stalled.inc({ queue }, 0);
+    }
     this.perQueueGauge(queues, "ledger_backlog", "Finished jobs whose history / audit rows wait in Redis for PostgreSQL", backlog);
     this.perQueueGauge(
       queues,
@@ -115,6 +124,10 @@ export class WorkerMetrics {
       activeByQueue.set(s.labels.queue, (activeByQueue.get(s.labels.queue) ?? 0) + s.active);
     }
     for (const [queue, n] of activeByQueue) this.active.set({ queue }, n);
+  }
+
+  onStalled(queue: string): void {
+    this.stalled.inc({ queue });
   }
 
   onActive(job: Job): void {

@@ -4,10 +4,12 @@ import { runReadyChecks } from "../src/infra/health-server.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
-import { QueueSet } from "../src/jobs/bullmq/index.ts";
-import { HistoryQuarantine, HistoryRetention, HistoryStore, retentionLockKey } from "../src/jobs/history/index.ts";
+import { QueueSet, syncDeclaredSchedulers } from "../src/jobs/bullmq/index.ts";
+import { HistoryQuarantine, HistoryRetention, HistoryStore, JobLogStore, retentionLockKey } from "../src/jobs/history/index.ts";
 import { loadJobTypes } from "../src/jobs/jobs-module.ts";
 import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
+import { declaredSchedules } from "./declared-schedules.ts";
+import { jobLogger } from "./job-logs.ts";
 import { Ledger } from "./ledger.ts";
 import { LedgerReconciler } from "./ledger-reconciler.ts";
 import { Lifecycle, workerId } from "./lifecycle.ts";
@@ -15,6 +17,7 @@ import { checkProcessors, type Processor } from "./processor.ts";
 import { processors as allProcessors } from "./processors/index.ts";
 import { type QueueSettings, resolveQueueSettings } from "./queue-settings.ts";
 import { type RunJobOptions, runJob } from "./run-job.ts";
+import { startStatsFolder } from "./stats-folder.ts";
 import { WorkerMetrics } from "./worker-metrics.ts";
 
 export interface WorkerRuntime {
@@ -45,6 +48,8 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
   const processors = [...builtIn, ...checkProcessors(await jobsModule.processors(), registry, jobsModule.source ?? "")];
   const settings = resolveQueueSettings(config, registry);
   const queueNames = settings.map((s) => s.queue);
+  // Checked before connecting anything: a bad declared schedule stops the worker at start, naming it.
+  const declared = declaredSchedules(processors, queueNames);
   const db = createPrisma(config.databaseUrl, { max: 5 });
   // Ledger and reconciler commands must wait out a Redis restart rather than fail (records would
   // otherwise stay only in this process' memory): no per-request retry limit.
@@ -79,6 +84,14 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
     cancelRequested: (q, id) => cancelListener?.requested(q, id),
     cancelGraceMs: config.cancelGraceMs,
     services: { config, db },
+    log: jobLogger({
+      store: new JobLogStore(db, { lingerMs: 10, minBatch: 50, concurrency: 1 }),
+      redis,
+      eventsKey: (queue) => queueSet.eventsKey(queue),
+      eventsMaxLen: config.eventsMaxLen,
+      log,
+    }),
+    queueTimeoutMs: Object.fromEntries(settings.flatMap((s) => (s.timeoutMs ? [[s.queue, s.timeoutMs]] : []))),
   };
   for (const { queue, concurrency, rateLimit } of settings) {
     const byName = new Map<string, Processor>();
@@ -100,7 +113,10 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
     worker.on("failed", (job) => {
       if (job) lifecycle.failed(job);
     });
-    worker.on("stalled", (jobId) => log.warn("job stalled (its worker stopped renewing the lock); moved back to wait", { queue, jobId }));
+    worker.on("stalled", (jobId) => {
+      metrics.onStalled(queue);
+      log.warn("job stalled (its worker stopped renewing the lock); moved back to wait", { queue, jobId });
+    });
     worker.on("error", (err) => log.warn("worker error", { queue, err: describe(err) }));
     workers.push(worker);
   }
@@ -114,6 +130,10 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
     worker.run().catch((err) => log.error("worker stopped with an error", { queue: worker.name, err: describe(err) }));
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  for (const queue of queues) {
+    const removed = await syncDeclaredSchedulers(queue, redis, declared.get(queue.name) ?? []);
+    if (removed.length > 0) log.info("removed schedulers the code no longer declares", { queue: queue.name, removed });
+  }
   reconciler.start();
   // HISTORY_RETENTION_DAYS unset: history is kept for good and no sweep runs.
   const retention = config.historyRetentionDays
@@ -124,6 +144,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
       })
     : null;
   retention?.start();
+  const statsFolder = startStatsFolder(db, log);
   log.info("worker started", { queues: settings });
 
   return {
@@ -145,6 +166,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
       await lifecycle.drain();
       await reconciler.stop();
       await retention?.stop();
+      await statsFolder.stop();
       await queueSet.close();
       await db.$disconnect();
       await Promise.all([closeRedis(probe), closeRedis(redis)]);

@@ -5,7 +5,7 @@ import type { Transport } from "../access/live-sessions.ts";
 import type { Principal } from "../access/principal.ts";
 import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
 import type { EventFeeds } from "../jobs/events/index.ts";
-import type { HistoryQueries, JobLoaders } from "../jobs/history/index.ts";
+import type { HistoryQueries, JobLoaders, JobStatsQueries } from "../jobs/history/index.ts";
 import type { JobView } from "../jobs/job-view.ts";
 
 /** What every resolver gets: the domain services and who is asking. */
@@ -17,6 +17,8 @@ export interface Context {
   feeds: EventFeeds;
   /** Paginated reads of history, failed-job audits and operator actions. */
   history: HistoryQueries;
+  /** `jobStats`: finished jobs per hour or day, from the history rollups. */
+  stats: JobStatsQueries;
   /** Batched job lookups, made fresh for each request. */
   loaders: JobLoaders;
   /** The API key's name, "admin" (ADMIN_API_KEY), "job-token", or "anonymous" while auth is open. */

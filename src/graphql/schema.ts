@@ -9,9 +9,11 @@ import "./types/queue.ts";
 import "./types/access.ts";
 import "./mutations/enqueue.ts";
 import "./mutations/job-actions.ts";
+import "./mutations/failed-job-inbox.ts";
 import "./mutations/queue-actions.ts";
 import "./queries/jobs.ts";
 import "./queries/audit-trail.ts";
+import "./queries/job-stats.ts";
 import "./subscriptions/job-events.ts";
 
 /**

@@ -12,6 +12,32 @@ export interface JobDefaults {
    * `WORKER_RATE_LIMIT_<QUEUE>` overrides it.
    */
   rateLimit?: { max: number; durationMs: number };
+  /**
+   * The longest one attempt may run, in ms (at most 2147483647). Past it the processor's AbortSignal
+   * fires and the attempt fails "timed out after N ms", retried like any failure; a processor that
+   * ignores the signal is ended after CANCEL_GRACE_MS. `WORKER_TIMEOUT_MS_<QUEUE>` overrides it for
+   * every job type of the queue. Unset: no limit.
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * A recurring job declared in code: workers upsert it at start (idempotent across workers) and remove
+ * the ones their code no longer declares; schedulers created through the API are left alone.
+ */
+export interface DeclaredSchedule {
+  /** Unique within the queue (the BullMQ job scheduler id); no ':'. */
+  id: string;
+  /** A cron pattern, optionally in `tz`; or `everyMs`: exactly one. */
+  pattern?: string;
+  tz?: string;
+  everyMs?: number;
+  /** The payload of each job, validated against the definition's schema when a worker starts. */
+  data: unknown;
+  /** At most this many jobs, then the scheduler stops. */
+  limit?: number;
+  startDate?: Date;
+  endDate?: Date;
 }
 
 /**
@@ -31,6 +57,8 @@ export interface JobDefinition<Schema extends z.ZodType = z.ZodType> {
    * audit rows, operator actions, `Job.data`, events, schedulers) has "[redacted]" there.
    */
   secret: readonly string[];
+  /** Recurring jobs of this type, kept in place by the workers that run it. */
+  schedules?: DeclaredSchedule[];
 }
 
 export type JobData<D extends JobDefinition> = z.output<D["schema"]>;
@@ -42,6 +70,7 @@ export function defineJob<Schema extends z.ZodType>(def: {
   schema: Schema;
   defaults?: JobDefaults;
   secret?: readonly string[];
+  schedules?: DeclaredSchedule[];
 }): JobDefinition<Schema> {
   return { ...def, defaults: def.defaults ?? {}, secret: def.secret ?? [] };
 }

@@ -13,6 +13,7 @@ import { bearerMatches, publicChecks } from "../infra/probe-answers.ts";
 import type { Authenticate } from "./auth.ts";
 import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { demoPagePlugin } from "./demo-page.ts";
+import { httpMetricsPlugin } from "./http-metrics.ts";
 import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
 import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
@@ -129,8 +130,10 @@ function graphqlJsSubscriptions(): Plugin {
 /** Builds the API: nothing listens until `start`. */
 export function buildApp(deps: AppDeps): App {
   // One registry per app (not prom-client's global one), so building two apps in a process works.
-  const metrics = deps.metrics ?? new Registry();
-  collectDefaultMetrics({ register: metrics });
+  const own = new Registry();
+  collectDefaultMetrics({ register: own });
+  const httpMetrics = httpMetricsPlugin(own);
+  const metrics = deps.metrics ? Registry.merge([own, deps.metrics]) : own;
   const limits = deps.limits ?? DEFAULT_LIMITS;
   const protect = deps.protections !== false;
   const guard = requestGuardPlugin({ authenticate: deps.authenticate, graphqlEndpoint: "/graphql" });
@@ -177,6 +180,7 @@ export function buildApp(deps: AppDeps): App {
       return deps.context(await deps.authenticate(authorization, address), transport);
     },
     plugins: [
+      httpMetrics,
       healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),
       ...(deps.demoPage ? [demoPagePlugin({ log: deps.log, rebuildOnLoad: deps.demoPage === "rebuild" })] : []),
       ...(protect ? [guard.plugin] : []),

@@ -10,7 +10,7 @@ import type { Principal } from "../access/principal.ts";
 import { addressBucket, bucketOf, RateLimiter } from "../access/rate-limiter.ts";
 import { RedisRevocationBus } from "../access/revocation-bus.ts";
 import { TenantCache } from "../access/tenant-cache.ts";
-import type { Config } from "../config.ts";
+import { type Config, ConfigError } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import { runReadyChecks } from "../infra/health-server.ts";
 import type { Logger } from "../infra/logger.ts";
@@ -19,10 +19,20 @@ import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import { JobControl, JobService, OperatorActionLog, QueueService, RecoveryReconciler } from "../jobs/control/index.ts";
 import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
-import { DurableRecords, HistoryQuarantine, HistoryQueries, HistoryStore, lazyJobLoaders } from "../jobs/history/index.ts";
+import {
+  DurableRecords,
+  FailedJobInbox,
+  HistoryQuarantine,
+  HistoryQueries,
+  HistoryStore,
+  JobLogStore,
+  JobStatsQueries,
+  lazyJobLoaders,
+} from "../jobs/history/index.ts";
 import { loadJobTypes } from "../jobs/jobs-module.ts";
 import type { JobRegistry } from "../jobs/registry.ts";
 import type { Authenticate } from "./auth.ts";
+import { QueueMetrics } from "./queue-metrics.ts";
 
 export interface ApiRuntime {
   registry: JobRegistry;
@@ -98,6 +108,10 @@ function recoveryMetrics(metrics: Registry) {
 export async function createApiRuntime(config: Config, log: Logger): Promise<ApiRuntime> {
   // Throws a ConfigError (before connecting anything) when JOBS_MODULE cannot be loaded.
   const { registry } = await loadJobTypes({ demoQueue: config.demoQueue, jobsModule: config.jobsModule });
+  const unknown = config.readyzRequireWorkers.filter((q) => !registry.hasQueue(q));
+  if (unknown.length > 0) {
+    throw new ConfigError(unknown.map((q) => `READYZ_REQUIRE_WORKERS: unknown queue "${q}" (registered: ${registry.queues().join(", ")})`));
+  }
   const redis = createRedis(config, "request");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
   const publisher = createRedis(config, "subscriber");
@@ -114,6 +128,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   );
   const history = new HistoryStore(db, {}, quarantine);
   const historyQueries = new HistoryQueries(db, { maxPageSize: config.maxPageSize });
+  const stats = new JobStatsQueries(db);
   const actions = new OperatorActionLog(db, log);
   const queueService = new QueueService(registry, queues, actions, {
     maxPayloadBytes: config.maxPayloadBytes,
@@ -132,13 +147,19 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       maxBulkEnqueue: config.maxBulkEnqueue,
       maxDataDepth: config.limits.maxDataDepth,
       enqueueAck: config.enqueueAck,
+      logs: new JobLogStore(db),
     },
     records,
   );
-  const control = new JobControl(jobs, queues, history, actions, redis, {
-    cancelWaitMs: config.cancelWaitMs,
-    maxBulkRetry: config.maxBulkRetry,
-  });
+  const control = new JobControl(
+    jobs,
+    queues,
+    history,
+    actions,
+    redis,
+    { cancelWaitMs: config.cancelWaitMs, maxBulkRetry: config.maxBulkRetry },
+    new FailedJobInbox(db),
+  );
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
   // One Redis subscription per watched channel, shared by all of this process's subscriptions.
@@ -199,6 +220,8 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     maxBuffer: config.subscriberMaxBuffer,
   });
 
+  const queueMetrics = new QueueMetrics({ queues, redis: queueConnection, names: registry.queues(), relay, channels, log });
+
   return {
     registry,
     jobs,
@@ -206,13 +229,15 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     feeds,
     channels,
     access,
-    metrics,
+    // One registry for /metrics: enqueues per key, the recovery reconciler's, queues, relay, subscriptions.
+    metrics: Registry.merge([metrics, queueMetrics.registry]),
     context: (principal, transport) => ({
       jobs,
       control,
       queues: queueService,
       feeds,
       history: historyQueries,
+      stats,
       loaders: lazyJobLoaders(liveJob, historyQueries),
       actor: principal.actor,
       principal,
@@ -228,7 +253,21 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       config.rateLimitPerMinute > 0 ? new RateLimiter(redis, config.queuePrefix, config.rateLimitPerMinute, log) : null,
     ),
     recovery,
-    ready: () => runReadyChecks({ redis: () => redis.ping(), postgres: () => db.$queryRaw`SELECT 1` }),
+    ready: () =>
+      runReadyChecks({
+        redis: () => redis.ping(),
+        postgres: () => db.$queryRaw`SELECT 1`,
+        // READYZ_REQUIRE_WORKERS: each named queue needs at least one worker connection.
+        ...Object.fromEntries(
+          config.readyzRequireWorkers.map((q) => [
+            `workers:${q}`,
+            async () => {
+              const n = await queues.get(q)?.getWorkersCount();
+              if (!n) throw new Error(`no worker serves queue "${q}"`);
+            },
+          ]),
+        ),
+      }),
     close: async () => {
       await recovery.stop();
       await relay.stop();

@@ -49,6 +49,7 @@ export type JobEventType =
   | 'COMPLETED'
   | 'DELAYED'
   | 'FAILED'
+  | 'LOG'
   | 'PROGRESS'
   | 'REMOVED'
   | 'RETRYING'

@@ -9,7 +9,7 @@ const JobActionSuccess = builder.objectRef<{ job: JobView }>("JobActionSuccess")
   fields: (t) => ({ job: t.field({ type: JobRef, resolve: (r) => r.job }) }),
 });
 
-const BulkActionSuccess = builder.objectRef<{ count: number }>("BulkActionSuccess").implement({
+export const BulkActionSuccess = builder.objectRef<{ count: number }>("BulkActionSuccess").implement({
   fields: (t) => ({ count: t.exposeInt("count") }),
 });
 
@@ -18,6 +18,13 @@ const jobActionErrors = {
   types: [NotFoundError, InvalidStateError, ValidationError, ForbiddenError],
   union: { name: "JobActionResult" },
   result: { name: "JobActionSuccess" },
+};
+
+/** The errors of BulkActionResult, shared by every field answering it. */
+export const bulkActionErrors = {
+  types: [NotFoundError, ValidationError, ForbiddenError],
+  union: { name: "BulkActionResult" },
+  result: { name: "BulkActionSuccess" },
 };
 
 builder.mutationFields((t) => ({
@@ -46,7 +53,7 @@ builder.mutationFields((t) => ({
     type: BulkActionSuccess,
     description: "Every FAILED job of the queue (at most `limit`; cancelled ones excluded) goes back to WAITING.",
     args: { queue: t.arg.string({ required: true }), limit: t.arg.int({ defaultValue: 1000 }) },
-    errors: { types: [NotFoundError, ValidationError, ForbiddenError], union: { name: "BulkActionResult" } },
+    errors: bulkActionErrors,
     resolve: async (_root, args, ctx) => {
       assertQueueVisible(ctx.principal, args.queue);
       return { count: await ctx.control.retryFailed(args.queue, args.limit ?? 1000, actingAs(ctx.principal), ctx.principal.tenant) };

@@ -22,6 +22,9 @@ const UpsertJobSchedulerInput = builder.inputType("UpsertJobSchedulerInput", {
     pattern: t.string({ description: "Cron pattern; exactly one of pattern and everyMs" }),
     everyMs: t.int(),
     tz: t.string({ description: "IANA time zone of the cron pattern, e.g. Europe/Paris" }),
+    limit: t.int({ description: "At most this many jobs (1 to 1000000000), then the scheduler stops" }),
+    startDate: t.field({ type: "DateTime", description: "No job before it" }),
+    endDate: t.field({ type: "DateTime", description: "No job after it; must be in the future and after startDate" }),
   }),
 });
 

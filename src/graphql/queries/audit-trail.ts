@@ -11,10 +11,12 @@ const OperatorActionConnection = connectionOf("OperatorAction", OperatorActionRe
 builder.queryFields((t) => ({
   failedJobAudits: t.field({
     type: FailedJobAuditConnection,
-    description: "Final failures, newest first (failedAt desc); optionally of one queue and one job",
+    description:
+      "Final failures, newest first (failedAt desc); optionally of one queue and one job. `unresolved: true` is the failed-job inbox (neither retried, replayed nor dismissed); `false`, the resolved ones; unset, all.",
     args: {
       queue: t.arg.string(),
       jobId: t.arg.id(),
+      unresolved: t.arg.boolean(),
       first: t.arg.int({ defaultValue: 20 }),
       after: t.arg.string(),
     },
@@ -25,6 +27,7 @@ builder.queryFields((t) => ({
             queue: args.queue,
             jobId: args.jobId === null || args.jobId === undefined ? args.jobId : String(args.jobId),
             ...accessFilter(ctx.principal),
+            unresolved: args.unresolved,
           },
           { first: args.first, after: args.after },
         ),

@@ -16,6 +16,7 @@ const JobEventRef = builder.objectRef<JobEvent>("JobEvent").implement({
     progress: t.expose("progress", { type: "JSON", nullable: true, description: "PROGRESS and SNAPSHOT" }),
     failedReason: t.exposeString("failedReason", { nullable: true, description: "FAILED and RETRYING" }),
     job: t.field({ type: JobRef, nullable: true, description: "SNAPSHOT and the terminal events", resolve: (e) => e.job }),
+    log: t.exposeString("log", { nullable: true, description: "LOG: the line the processor wrote with job.log" }),
     resync: t.boolean({
       description: "True on a SNAPSHOT sent instead of the events after `since`, because the stream no longer holds them",
       resolve: (e) => e.resync ?? false,

@@ -11,8 +11,10 @@ export {
   markCancelled,
   whichCancelled,
 } from "./cancellation.ts";
-export { appendCancelledEvent, finishedPage, isSchedulerJob, prefixOf } from "./internals.ts";
+export * from "./declared-schedules.ts";
+export { appendCancelledEvent, appendLogEvent, finishedPage, isSchedulerJob, prefixOf } from "./internals.ts";
 export * from "./job-ids.ts";
 export { channels, keys } from "./keys.ts";
 export { Lease } from "./lease.ts";
+export * from "./queue-gauges.ts";
 export { KEEP_COMPLETED, KEEP_FAILED, QueueSet } from "./queue-set.ts";

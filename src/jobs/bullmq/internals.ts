@@ -26,6 +26,14 @@ export async function appendCancelledEvent(
 }
 
 /**
+ * Appends a `log` entry (a processor's `job.log` line) to the events stream at `eventsKey`, so
+ * subscribers see it as a LOG event in order with the job's other events.
+ */
+export async function appendLogEvent(redis: RedisClient, eventsKey: string, maxLen: number, jobId: string, line: string): Promise<void> {
+  await redis.xadd(eventsKey, "MAXLEN", "~", String(maxLen), "*", "event", "log", "jobId", jobId, "line", line);
+}
+
+/**
  * One page of a queue's finished set (`completed` or `failed`): the jobs that finished from `from`
  * to `to` (epoch ms, inclusive), oldest first, skipping `offset`.
  */

@@ -14,7 +14,8 @@ export class QueueSet {
   private readonly queues = new Map<string, Queue>();
 
   private readonly registry: JobRegistry;
-  private readonly connection: RedisClient;
+  /** The connection the queues share (for the few reads BullMQ has no call for). */
+  readonly connection: RedisClient;
   readonly prefix: string;
   readonly eventsMaxLen;
   /** Job ids reserved before the add (durable enqueue: the history row is committed first). */

@@ -11,6 +11,7 @@ export {
   type QueueView,
   type SchedulerLimits,
   type SchedulerView,
+  schedulerOptions,
   toJobCounts,
   type UpsertSchedulerInput,
 } from "./queue-service.ts";

@@ -5,6 +5,7 @@ import { cancellation, clearCancelMark, markCancelled } from "../bullmq/cancella
 import { appendCancelledEvent } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
+import type { FailedJobInbox } from "../history/failed-job-inbox.ts";
 import type { HistoryStore } from "../history/history-store.ts";
 import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, splitData, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
 import type { EnqueueInput, JobService } from "./job-service.ts";
@@ -22,6 +23,11 @@ const WAITING_STATES: ReadonlySet<JobState> = new Set(["WAITING", "PRIORITIZED",
 const RETRYABLE_STATES: ReadonlySet<JobState> = new Set(["FAILED", "CANCELLED"]);
 
 const reasonSchema = z.string().max(1000, "must be at most 1000 characters");
+
+/** When a failed job's last failure happened (its audit row's failedAt), or null when unknown. */
+function failureTime(job: Job): Date | null {
+  return job.finishedOn ? new Date(job.finishedOn) : null;
+}
 
 /** BullMQ's backoff option as our enqueue input spells it. */
 function backoffInput(backoff: unknown): EnqueueInput["backoff"] {
@@ -46,6 +52,7 @@ export class JobControl {
   private readonly actions: OperatorActionLog;
   private readonly redis: RedisClient;
   private readonly options: JobControlOptions;
+  private readonly inbox: FailedJobInbox | undefined;
 
   constructor(
     jobs: JobService,
@@ -54,6 +61,8 @@ export class JobControl {
     actions: OperatorActionLog,
     redis: RedisClient,
     options: JobControlOptions,
+    /** Marks the failed-job audit rows of retried and replayed jobs resolved. */
+    inbox?: FailedJobInbox,
   ) {
     this.jobs = jobs;
     this.queues = queues;
@@ -61,6 +70,27 @@ export class JobControl {
     this.actions = actions;
     this.redis = redis;
     this.options = options;
+    this.inbox = inbox;
+  }
+
+  /**
+   * Takes failed-job audit rows out of the inbox (DISMISSED), recording one operator action per queue
+   * they belong to. Returns how many it dismissed; see FailedJobInbox.dismiss for what it refuses.
+   */
+  /** `access`: a tenant-bound or queue-limited key dismisses only rows it may see (others count as unknown ids). */
+  async dismissFailedJobAudits(
+    ids: readonly string[],
+    actor: string,
+    access: { tenant?: string; queues?: readonly string[] } = {},
+  ): Promise<number> {
+    if (!this.inbox) throw new Error("no failed-job inbox configured");
+    const dismissed = await this.inbox.dismiss(ids, actor, access);
+    const byQueue = new Map<string, string[]>();
+    for (const row of dismissed) byQueue.set(row.queue, [...(byQueue.get(row.queue) ?? []), row.id]);
+    for (const [queue, auditIds] of byQueue) {
+      await this.actions.record({ actor, action: "dismissFailedJobAudits", queue, details: { ids: auditIds } });
+    }
+    return dismissed.length;
   }
 
   private queueOrThrow(name: string) {
@@ -147,7 +177,9 @@ export class JobControl {
     const { job, state } = found;
     if (!RETRYABLE_STATES.has(state))
       throw new InvalidStateError(`Only FAILED or CANCELLED jobs can be retried; job "${id}" is ${state}`, state);
+    const failedAt = failureTime(job);
     const view = await this.retryOne(job);
+    await this.inbox?.resolveJobs([{ queue: queueName, id, upTo: failedAt }], "RETRIED", actorName(actor));
     await this.actions.record({ actor, action: "retryJob", queue: queueName, jobId: id, details: { previousState: state } });
     return view;
   }
@@ -182,8 +214,15 @@ export class JobControl {
     }
     let count = 0;
     for (let i = 0; i < picked.length; i += 50) {
-      const results = await Promise.allSettled(picked.slice(i, i + 50).map((job) => this.retryOne(job)));
-      count += results.filter((r) => r.status === "fulfilled").length;
+      const chunk = picked.slice(i, i + 50);
+      // Read before the retry resets them.
+      const failedAt = chunk.map(failureTime);
+      const results = await Promise.allSettled(chunk.map((job) => this.retryOne(job)));
+      const retried = chunk.flatMap((job, k) =>
+        results[k]?.status === "fulfilled" ? [{ queue: queueName, id: String(job.id), upTo: failedAt[k] }] : [],
+      );
+      await this.inbox?.resolveJobs(retried, "RETRIED", actorName(actor));
+      count += retried.length;
     }
     await this.actions.record({ actor, action: "retryFailedJobs", queue: queueName, details: { limit, count } });
     return count;
@@ -228,6 +267,7 @@ export class JobControl {
       },
       { replayOf: id, ...(original.tenant ? { tenant: original.tenant } : {}) },
     );
+    await this.inbox?.resolveJobs([{ queue: queueName, id }], "REPLAYED", actorName(actor));
     await this.actions.record({
       actor,
       action: "replayJob",

@@ -5,6 +5,7 @@ import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, UnavailableError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { DurableRecords } from "../history/durable-records.ts";
 import type { HistoryStore } from "../history/history-store.ts";
+import type { JobLogStore } from "../history/job-logs.ts";
 import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
 import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, redact, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
@@ -46,6 +47,8 @@ export interface JobServiceOptions {
    * loses before its row commits cannot be recovered, and a failed row write is only logged).
    */
   enqueueAck?: "record" | "redis";
+  /** Where `getLogs` reads a job's lines once Redis no longer has them. */
+  logs?: JobLogStore;
 }
 
 const optionsSchema = z.object({
@@ -370,12 +373,16 @@ export class JobService {
     return (await this.getLive(queue, id)) ?? (await this.history.get(queue, id));
   }
 
-  /** Lines the processor wrote with `job.log`, oldest first, at most `limit`. */
+  /**
+   * Lines the processor wrote with `job.log`, oldest first, at most `limit`: from Redis while it holds
+   * them, else the ones history kept (the first 1,000 lines / 64 KiB of the job).
+   */
   async getLogs(queueName: string, id: string, limit = 1000): Promise<string[]> {
     const queue = this.queues.get(queueName);
     if (!queue) return [];
     const { logs } = await queue.getJobLogs(id, 0, limit - 1, true);
-    return logs;
+    if (logs.length > 0 || !this.options.logs) return logs;
+    return this.options.logs.list(queueName, id, limit);
   }
 
   /** `data` as anyone but the processor may see it: the job type's secret paths masked. */

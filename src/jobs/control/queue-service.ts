@@ -1,6 +1,8 @@
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
+import { declaredSchedulerIds } from "../bullmq/declared-schedules.ts";
 import { isSchedulerJob } from "../bullmq/internals.ts";
+import { type JobCounts, readJobCounts } from "../bullmq/queue-gauges.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
@@ -9,14 +11,7 @@ import { META_KEY, redact, splitData } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type Actor, actorTenant, type OperatorActionLog } from "./operator-actions.ts";
 
-export interface JobCounts {
-  waiting: number;
-  prioritized: number;
-  delayed: number;
-  active: number;
-  completed: number;
-  failed: number;
-}
+export type { JobCounts };
 
 export interface QueueView {
   name: string;
@@ -50,6 +45,12 @@ export interface SchedulerView {
   nextRunAt: Date | null;
   /** The tenant of the key that created it; its jobs carry it too. */
   tenant: string | null;
+  /** At most this many jobs; null: no limit. */
+  limit: number | null;
+  startDate: Date | null;
+  endDate: Date | null;
+  /** True when a job definition declares it (workers keep it in place); false when made through the API. */
+  declaredInCode: boolean;
 }
 
 export interface UpsertSchedulerInput {
@@ -60,6 +61,9 @@ export interface UpsertSchedulerInput {
   pattern?: string | null;
   everyMs?: number | null;
   tz?: string | null;
+  limit?: number | null;
+  startDate?: Date | null;
+  endDate?: Date | null;
 }
 
 /** The JSON Schema of a job type's payload, derived from its zod schema (never written by hand). */
@@ -110,6 +114,59 @@ function shortestCronGap(pattern: string, tz: string | null | undefined): number
   return shortest;
 }
 
+/**
+ * The BullMQ repeat options and parsed payload of a scheduler, for the API and for schedules declared in
+ * code alike: a cron `pattern` (optionally in `tz`) or `everyMs`, exactly one; `limit`, `startDate`,
+ * `endDate`; the payload validated against the job type. Throws ValidationError naming every problem.
+ */
+export function schedulerOptions(
+  def: JobDefinition,
+  input: Omit<UpsertSchedulerInput, "queue" | "name">,
+): { repeat: { pattern?: string; tz?: string; every?: number; limit?: number; startDate?: Date; endDate?: Date }; data: unknown } {
+  const issues: ValidationIssue[] = [];
+  if (!input.id || input.id.length > 256 || input.id.includes(":")) {
+    issues.push({ path: ["id"], message: "must be 1 to 256 characters, without ':'" });
+  }
+  const parsed = def.schema.safeParse(input.data);
+  if (!parsed.success) issues.push(...parsed.error.issues.map((i) => ({ path: ["data", ...i.path.map(String)], message: i.message })));
+  const hasPattern = input.pattern != null;
+  const hasEvery = input.everyMs != null;
+  if (hasPattern === hasEvery) {
+    issues.push({ path: hasPattern ? ["everyMs"] : ["pattern"], message: "give exactly one of pattern and everyMs" });
+  }
+  if (hasEvery && (!Number.isInteger(input.everyMs) || (input.everyMs ?? 0) < 100)) {
+    issues.push({ path: ["everyMs"], message: "must be an integer of at least 100 (milliseconds)" });
+  }
+  if (input.tz != null && !isValidTimeZone(input.tz)) issues.push({ path: ["tz"], message: `unknown time zone "${input.tz}"` });
+  if (input.tz != null && !hasPattern) issues.push({ path: ["tz"], message: "only applies to a cron pattern" });
+  if (hasPattern && issues.length === 0) {
+    try {
+      CronExpressionParser.parse(input.pattern as string, input.tz ? { tz: input.tz } : {});
+    } catch (err) {
+      issues.push({ path: ["pattern"], message: `not a valid cron pattern: ${err instanceof Error ? err.message : String(err)}` });
+    }
+  }
+  if (input.limit != null && (!Number.isInteger(input.limit) || input.limit < 1 || input.limit > 1_000_000_000)) {
+    issues.push({ path: ["limit"], message: "must be an integer from 1 to 1000000000" });
+  }
+  for (const key of ["startDate", "endDate"] as const) {
+    const d = input[key];
+    if (d != null && !Number.isFinite(d.getTime())) issues.push({ path: [key], message: "must be a valid date" });
+  }
+  if (input.startDate && input.endDate && input.endDate.getTime() <= input.startDate.getTime()) {
+    issues.push({ path: ["endDate"], message: "must be after startDate" });
+  }
+  if (issues.length > 0) throw ValidationError.of(issues);
+
+  const repeat = {
+    ...(hasPattern ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) } : { every: input.everyMs as number }),
+    ...(input.limit != null ? { limit: input.limit } : {}),
+    ...(input.startDate ? { startDate: input.startDate } : {}),
+    ...(input.endDate ? { endDate: input.endDate } : {}),
+  };
+  return { repeat, data: parsed.data };
+}
+
 /** Queues as a whole: live counts, pause / resume, and BullMQ job schedulers. */
 export class QueueService {
   private readonly schemas = new Map<JobDefinition, unknown>();
@@ -142,16 +199,12 @@ export class QueueService {
     const queue = this.queues.get(name);
     if (!queue) return null;
     // Counts of every state come from one script call; the three reads go out together.
-    const [counts, paused, workers] = await Promise.all([
-      queue.getJobCounts("waiting", "prioritized", "delayed", "active", "completed", "failed"),
-      queue.isPaused(),
-      queue.getWorkersCount(),
-    ]);
+    const [counts, paused, workers] = await Promise.all([readJobCounts(queue), queue.isPaused(), queue.getWorkersCount()]);
     return {
       name,
       paused,
       workers,
-      counts: toJobCounts(counts),
+      counts,
       jobTypes: this.registry.ofQueue(name).map((def) => {
         let schema = this.schemas.get(def);
         if (schema === undefined) {
@@ -195,13 +248,14 @@ export class QueueService {
     }
     const queue = this.queues.get(name);
     if (!queue) return [];
+    const declared = await declaredSchedulerIds(queue, this.queues.connection);
     if (tenant === null) {
       const list = await queue.getJobSchedulers(offset, offset + limit - 1, true);
-      return list.map((s) => this.view(name, s));
+      return list.map((s) => this.view(name, s, declared));
     }
     const all = await queue.getJobSchedulers(0, -1, true);
     return all
-      .map((s) => this.view(name, s))
+      .map((s) => this.view(name, s, declared))
       .filter((v) => v.tenant === tenant)
       .slice(offset, offset + limit);
   }
@@ -212,7 +266,7 @@ export class QueueService {
     if (!queue) return 0;
     if (tenant === null) return queue.getJobSchedulersCount();
     const all = await queue.getJobSchedulers(0, -1, true);
-    return all.filter((s) => this.view(name, s).tenant === tenant).length;
+    return all.filter((s) => this.view(name, s, new Set()).tenant === tenant).length;
   }
 
   private view(
@@ -225,7 +279,11 @@ export class QueueService {
       every?: number | null;
       tz?: string | null;
       next?: number | null;
+      limit?: number | null;
+      startDate?: number | null;
+      endDate?: number | null;
     },
+    declared: ReadonlySet<string>,
   ): SchedulerView {
     const { data, meta } = splitData(s.template?.data ?? {});
     return {
@@ -238,6 +296,10 @@ export class QueueService {
       tz: s.tz ?? null,
       nextRunAt: s.next ? new Date(s.next) : null,
       tenant: meta.tenant ?? null,
+      limit: s.limit ?? null,
+      startDate: s.startDate ? new Date(s.startDate) : null,
+      endDate: s.endDate ? new Date(s.endDate) : null,
+      declaredInCode: declared.has(s.key),
     };
   }
 
@@ -246,7 +308,9 @@ export class QueueService {
     const queue = this.queues.get(name);
     if (!queue) return null;
     const found = await queue.getJobScheduler(id);
-    const view = found ? this.view(name, { ...found, key: found.key ?? id }) : null;
+    const view = found
+      ? this.view(name, { ...found, key: found.key ?? id }, await declaredSchedulerIds(queue, this.queues.connection))
+      : null;
     return view && (tenant === null || view.tenant === tenant) ? view : null;
   }
 
@@ -259,6 +323,10 @@ export class QueueService {
     const def = this.registry.get(input.queue, input.name);
     if (!def) {
       throw ValidationError.at(["name"], `unknown job name "${input.name}" in queue "${input.queue}"`);
+    }
+    const declared = await declaredSchedulerIds(queue, this.queues.connection);
+    if (declared.has(input.id)) {
+      throw ValidationError.at(["id"], `scheduler "${input.id}" is declared in code (job definition schedules): change it there`);
     }
     const issues: ValidationIssue[] = [];
     if (!input.id || input.id.length > 256 || input.id.includes(":")) {
@@ -315,9 +383,9 @@ export class QueueService {
     }
     const tenant = bound ?? existing?.tenant ?? null;
 
-    const repeat = hasPattern
-      ? { pattern: input.pattern as string, ...(input.tz ? { tz: input.tz } : {}) }
-      : { every: input.everyMs as number };
+    if (input.endDate && input.endDate.getTime() <= Date.now()) throw ValidationError.at(["endDate"], "must be in the future");
+    // limit, startDate and endDate (and the checks above, again) as schedules declared in code get them.
+    const { repeat } = schedulerOptions(def, input);
     // Its jobs carry the tenant and the type's secret paths like an enqueued job.
     const meta = { ...(tenant !== null ? { tenant } : {}), ...(def.secret.length > 0 ? { secret: def.secret } : {}) };
     const data = Object.keys(meta).length === 0 ? parsed.data : { ...(parsed.data as object), [META_KEY]: meta };
@@ -335,6 +403,9 @@ export class QueueService {
         pattern: input.pattern ?? null,
         everyMs: input.everyMs ?? null,
         tz: input.tz ?? null,
+        limit: input.limit ?? null,
+        startDate: input.startDate ?? null,
+        endDate: input.endDate ?? null,
       },
     });
     return view;
@@ -348,6 +419,9 @@ export class QueueService {
     const queue = this.queueOrThrow(name);
     const view = await this.scheduler(name, id, actorTenant(actor));
     if (!view) throw new NotFoundError(`No scheduler "${id}" in queue "${name}"`);
+    if (view.declaredInCode) {
+      throw ValidationError.at(["id"], `scheduler "${id}" is declared in code (job definition schedules): remove it there`);
+    }
     await queue.removeJobScheduler(id);
     // BullMQ removes the scheduler's next job while it is delayed; one already promoted to waiting
     // would still start, so take those out too.

@@ -95,6 +95,13 @@ export class EventChannels implements LocalDelivery {
     return this.channels.get(name)?.listeners.size ?? 0;
   }
 
+  /** Listeners of every channel in this process: the subscriptions open (for /metrics). */
+  listenerTotal(): number {
+    let n = 0;
+    for (const channel of this.channels.values()) n += channel.listeners.size;
+    return n;
+  }
+
   private onMessage(name: string, message: string): void {
     const channel = this.channels.get(name);
     if (!channel) return;

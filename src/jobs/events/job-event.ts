@@ -15,6 +15,7 @@ export const JOB_EVENT_TYPES = [
   "CANCELLED",
   "STALLED",
   "REMOVED",
+  "LOG",
 ] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
 
@@ -30,6 +31,8 @@ export interface JobEvent {
   job: JobView | null;
   /** True on a SNAPSHOT sent because the events after `since` are no longer held. */
   resync?: boolean;
+  /** LOG: the line the processor wrote with `job.log`. */
+  log?: string | null;
 }
 
 export const TERMINAL_EVENTS: ReadonlySet<JobEventType> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
@@ -62,6 +65,7 @@ const jobEventSchema = z.object({
   progress: z.unknown(),
   failedReason: z.string().nullable(),
   job: jobViewSchema.nullable(),
+  log: z.string().nullable().optional(),
 });
 
 export function parseJobEvent(payload: unknown): JobEvent {
@@ -131,6 +135,9 @@ export async function translate(
       return { ...base, type: "REMOVED" };
     case "progress":
       return { ...base, type: "PROGRESS", progress: args.data ?? null };
+    case "log":
+      // Written by the worker next to each `job.log` line (see workers/job-logs.ts).
+      return { ...base, type: "LOG", log: typeof args.line === "string" ? args.line : "" };
     case "waiting":
     case "delayed": {
       const fromAttempt = name === "waiting" ? args.prev === "active" : true;

@@ -8,8 +8,20 @@ import { Lease } from "../bullmq/lease.ts";
 import type { LocalDelivery } from "./channels.ts";
 import { type JobEvent, type LoadJob, translate } from "./job-event.ts";
 
-/** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself). */
-const RELAYED = ["added", "waiting", "delayed", "active", "progress", "completed", "failed", "removed", "stalled", "cancelled"] as const;
+/** BullMQ event names we turn into JobEvents ("cancelled" is written by cancelJob itself, "log" by the workers). */
+const RELAYED = [
+  "added",
+  "waiting",
+  "delayed",
+  "active",
+  "progress",
+  "completed",
+  "failed",
+  "removed",
+  "stalled",
+  "cancelled",
+  "log",
+] as const;
 
 export interface EventRelayOptions {
   /** What each queue's `QueueEvents` connects with (see `bullConnection`). */
@@ -82,6 +94,17 @@ export class EventRelay {
     this.loop = new Periodic(() => this.tick(), { intervalMs: every, firstDelayMs: every });
     this.loop.start();
   }
+
+  /** True while this instance holds the lease on relaying `queue`'s events (the `event_relay_leader` gauge). */
+  isLeader(queue: string): boolean {
+    return this.leading.has(queue);
+  }
+
+  /** Events of `queue` this instance has published since it started (for /metrics). */
+  relayedCount(queue: string): number {
+    return this.relayed.get(queue) ?? 0;
+  }
+  private readonly relayed = new Map<string, number>();
 
   /** One round: renew held leases (dropping lost ones), try to take free ones. */
   private async tick(): Promise<void> {
@@ -160,6 +183,7 @@ export class EventRelay {
       const last = batch.at(-1)?.id as string;
       try {
         await publisher.eval(PUBLISH_BATCH, 1, this.positionKey(queue), last, ...args);
+        this.relayed.set(queue, (this.relayed.get(queue) ?? 0) + args.length / 3);
       } catch (err) {
         log.error("publishing relayed events failed", {
           queue,

@@ -57,6 +57,10 @@ export interface FailedJobAuditView {
   attemptsMade: number;
   failedAt: Date;
   workerId: string;
+  /** When and by whom it left the inbox, and how; null while unresolved. */
+  resolvedAt: Date | null;
+  resolvedBy: string | null;
+  resolution: "RETRIED" | "REPLAYED" | "DISMISSED" | null;
 }
 
 /** One control action taken through the API. */
@@ -252,9 +256,12 @@ export class HistoryQueries {
     return toPage(rows, first, (j) => encodeJobCursor(j));
   }
 
-  /** Final failures, newest first (failedAt desc, id desc); optionally of one queue and/or one job. */
+  /**
+   * Final failures, newest first (failedAt desc, id desc); optionally of one queue and/or one job, and
+   * only the unresolved ones (not retried, replayed or dismissed: the inbox) or only the resolved ones.
+   */
   async listFailedJobAudits(
-    filter: { queue?: string | null; jobId?: string | null } & AccessFilter,
+    filter: { queue?: string | null; jobId?: string | null; unresolved?: boolean | null } & AccessFilter,
     page: PageArgs,
   ): Promise<Page<FailedJobAuditView>> {
     const issues: ValidationIssue[] = [];
@@ -274,10 +281,13 @@ export class HistoryQueries {
         Prisma.sql`EXISTS (SELECT 1 FROM job_history h WHERE h.queue = failed_job_audit.queue AND h.id = failed_job_audit.job_id AND h.tenant = ${filter.tenant})`,
       );
     }
+    if (filter.unresolved === true) where.push(Prisma.sql`resolved_at IS NULL`);
+    if (filter.unresolved === false) where.push(Prisma.sql`resolved_at IS NOT NULL`);
     if (after) where.push(Prisma.sql`(failed_at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
     const rows = await this.db.$queryRaw<FailedJobAuditView[]>(Prisma.sql`
       SELECT id::text AS id, queue, job_id AS "jobId", job_name AS "jobName", data, failed_reason AS "failedReason",
-        COALESCE(stacktrace, '{}') AS stacktrace, attempts_made AS "attemptsMade", failed_at AS "failedAt", worker_id AS "workerId"
+        COALESCE(stacktrace, '{}') AS stacktrace, attempts_made AS "attemptsMade", failed_at AS "failedAt", worker_id AS "workerId",
+        resolved_at AS "resolvedAt", resolved_by AS "resolvedBy", resolution::text AS resolution
       FROM failed_job_audit
       ${where.length > 0 ? Prisma.sql`WHERE ${Prisma.join(where, " AND ")}` : Prisma.empty}
       ORDER BY failed_at DESC, id DESC

@@ -1,6 +1,7 @@
 // Public face of src/jobs/history. History rows in PostgreSQL: the store and its group commit, the queries and their cursors, per-request loaders, retention.
 // Code outside src/jobs imports this file only (npm run lint checks it).
 export * from "./durable-records.ts";
+export * from "./failed-job-inbox.ts";
 export { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 export {
   DEFAULT_PAGE_SIZE,
@@ -16,6 +17,8 @@ export {
 } from "./history-queries.ts";
 export { HistoryStore } from "./history-store.ts";
 export { createJobLoaders, type JobLoaders, type JobRef, type LiveLookup, lazyJobLoaders } from "./job-loaders.ts";
+export * from "./job-logs.ts";
+export * from "./job-stats.ts";
 export { encodeJobCursor, encodeTimeIdCursor } from "./page-cursor.ts";
 export { HistoryQuarantine, isDataError, type QuarantineKind } from "./quarantine.ts";
 export { HistoryRetention, type HistoryRetentionOptions, retentionLockKey } from "./retention.ts";

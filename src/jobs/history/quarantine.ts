@@ -29,7 +29,7 @@ const storable = (s: string) => s.replaceAll("\u0000", "\\u0000");
  * queue (`<prefix>:<queue>:quarantine`, field `<kind>:<job id>`, the row as JSON) that the reconciler
  * consults to skip them, and in PostgreSQL (`history_quarantine`, the row as text, NUL escaped) for
  * whoever repairs them. The `history_quarantined` gauge counts the Redis entries per queue (alert
- * rule `HistoryRowsQuarantined` in ops/prometheus-alerts.yml). Never throws: quarantining is itself
+ * rule `HistoryRowsQuarantined` in deploy/prometheus/alerts.yml). Never throws: quarantining is itself
  * best effort, and a failure is logged by the caller's `onError`.
  */
 export class HistoryQuarantine {
