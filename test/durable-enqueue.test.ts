@@ -191,14 +191,21 @@ describe("durable enqueue", () => {
       MIGRATE_ON_START: "false",
       ENQUEUE_ACK: "redis",
       LOG_LEVEL: "silent",
+      // A key the API checks without PostgreSQL (open auth asks the database whether any key exists).
+      ADMIN_API_KEY: "durable-enqueue-admin-key",
     });
     try {
       // The counter exists (the tests above seeded it): no history read is needed for an id.
       await pgp.stop();
       let id = "";
       try {
-        const res = await gql(fast.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
-        id = (res.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
+        const res = await fetch(fast.url, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: "Bearer durable-enqueue-admin-key" },
+          body: JSON.stringify({ query: ENQUEUE, variables: { input: { queue: "demo", name: "noop", data: {} } } }),
+        });
+        const body = (await res.json()) as { data?: { enqueueJob?: { job?: { id: string } } } };
+        id = body.data?.enqueueJob?.job?.id ?? "";
         expect(id).not.toBe("");
         expect(await queue.getJob(id)).toBeDefined();
       } finally {

@@ -29,14 +29,14 @@ describe("READYZ_REQUIRE_WORKERS", () => {
     expect(none.body.checks).toEqual({
       redis: "ok",
       postgres: "ok",
-      "workers:demo": 'failed: no worker serves queue "demo"',
-      "workers:report": 'failed: no worker serves queue "report"',
+      "workers:demo": "failed",
+      "workers:report": "failed",
     });
 
     const demo = await startWorker({ ...stack.env, WORKER_QUEUES: "demo" });
     const half = await until("demo has a worker", readyz, (r) => r.body.checks["workers:demo"] === "ok");
     expect(half.status).toBe(503);
-    expect(half.body.checks["workers:report"]).toBe('failed: no worker serves queue "report"');
+    expect(half.body.checks["workers:report"]).toBe("failed");
 
     const report = await startWorker({ ...stack.env, WORKER_QUEUES: "report" });
     const ready = await until("both have workers", readyz, (r) => r.status === 200);
@@ -47,7 +47,7 @@ describe("READYZ_REQUIRE_WORKERS", () => {
 
     expect(await report.stop()).toBe(0);
     const gone = await until("report's worker gone", readyz, (r) => r.status === 503);
-    expect(gone.body.checks["workers:report"]).toBe('failed: no worker serves queue "report"');
+    expect(gone.body.checks["workers:report"]).toBe("failed");
     expect(await demo.stop()).toBe(0);
   });
 

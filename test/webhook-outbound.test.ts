@@ -185,7 +185,13 @@ describe("signatures", () => {
   it("cover `<timestamp>.<body>` with the timestamp in X-Webhook-Timestamp", async () => {
     const { default: processor } = await import("../workers/processors/webhook-deliver.ts");
     const config = loadConfig({ WEBHOOK_SECRET: SECRET, WEBHOOK_ALLOWED_HOSTS: "127.0.0.1" });
-    const ctx = { config, signal: new AbortController().signal, job: { queueName: "webhook", id: "sig-1" } };
+    const ctx = {
+      config,
+      signal: new AbortController().signal,
+      job: { queueName: "webhook", id: "sig-1" },
+      idempotencyKey: "webhook:sig-1",
+      attempt: 1,
+    };
     await processor.run({ url: `http://127.0.0.1:${port}/signed`, payload: { n: 1 }, timeoutMs: 5_000 }, ctx as never);
     const got = hits.find((h) => h.path === "/signed");
     const timestamp = String(got?.headers["x-webhook-timestamp"]);

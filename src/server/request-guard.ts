@@ -86,7 +86,12 @@ export function requestGuardPlugin(options: { authenticate: Authenticate; graphq
         const address = (serverContext as { req?: { socket?: { remoteAddress?: string } } } | undefined)?.req?.socket?.remoteAddress;
         principals.set(request, await options.authenticate(request.headers.get("authorization"), address));
       } catch (err) {
-        if (!(err instanceof GraphQLError)) throw err;
+        // A store the check needs did not answer (PostgreSQL down while auth may be open and the key
+        // cache is cold): refuse, as unavailable rather than as a masked 500.
+        if (!(err instanceof GraphQLError)) {
+          endResponse(errorResponse(503, "Could not check the credential right now (a store did not answer); retry", "UNAVAILABLE"));
+          return;
+        }
         const http = (err.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };
         endResponse(
           Response.json({ errors: [err.toJSON()] }, { status: http.status ?? 401, ...(http.headers ? { headers: http.headers } : {}) }),
