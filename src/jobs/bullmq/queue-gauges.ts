@@ -5,17 +5,21 @@ import type { RedisClient } from "../../infra/redis.ts";
 const COUNTED = ["waiting", "prioritized", "delayed", "active", "completed", "failed"] as const;
 export type JobCounts = Record<(typeof COUNTED)[number], number>;
 
+/** JobCounts from counts by lower-case state name (BullMQ's, or history's); a state left out is 0. */
+export function toJobCounts(counts: Partial<Record<string, number>>): JobCounts {
+  return {
+    waiting: counts.waiting ?? 0,
+    prioritized: counts.prioritized ?? 0,
+    delayed: counts.delayed ?? 0,
+    active: counts.active ?? 0,
+    completed: counts.completed ?? 0,
+    failed: counts.failed ?? 0,
+  };
+}
+
 /** A queue's jobs by state, from one BullMQ script call (`getJobCounts`). */
 export async function readJobCounts(queue: Queue): Promise<JobCounts> {
-  const raw = await queue.getJobCounts(...COUNTED);
-  return {
-    waiting: raw.waiting ?? 0,
-    prioritized: raw.prioritized ?? 0,
-    delayed: raw.delayed ?? 0,
-    active: raw.active ?? 0,
-    completed: raw.completed ?? 0,
-    failed: raw.failed ?? 0,
-  };
+  return toJobCounts(await queue.getJobCounts(...COUNTED));
 }
 
 /** What `/metrics` reports of one queue: BullMQ's own counts and worker count, and the oldest wait. */

@@ -2,7 +2,7 @@ import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 import { declaredSchedulerIds } from "../bullmq/declared-schedules.ts";
 import { isSchedulerJob } from "../bullmq/internals.ts";
-import { type JobCounts, readJobCounts } from "../bullmq/queue-gauges.ts";
+import { type JobCounts, readJobCounts, toJobCounts } from "../bullmq/queue-gauges.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import type { JobDefinition } from "../define-job.ts";
 import { NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
@@ -12,6 +12,7 @@ import type { JobRegistry } from "../registry.ts";
 import { type Actor, actorTenant, type OperatorActionLog } from "./operator-actions.ts";
 
 export type { JobCounts };
+export { toJobCounts };
 
 export interface QueueView {
   name: string;
@@ -20,18 +21,6 @@ export interface QueueView {
   /** Worker connections currently serving this queue. */
   workers: number;
   jobTypes: { name: string; payloadSchema: unknown }[];
-}
-
-/** JobCounts from counts by lower-case state name (BullMQ's, or history's); a state left out is 0. */
-export function toJobCounts(counts: Partial<Record<string, number>>): JobCounts {
-  return {
-    waiting: counts.waiting ?? 0,
-    prioritized: counts.prioritized ?? 0,
-    delayed: counts.delayed ?? 0,
-    active: counts.active ?? 0,
-    completed: counts.completed ?? 0,
-    failed: counts.failed ?? 0,
-  };
 }
 
 export interface SchedulerView {
