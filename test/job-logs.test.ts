@@ -91,6 +91,13 @@ describe("job logs", () => {
       () => keptLines(id),
       (rows) => rows.length === 2,
     );
+    // The worker writes the final row after the fact (group commit): wait for it before Redis forgets the job.
+    await until(
+      "the COMPLETED row in history",
+      async () =>
+        (await sql.query<{ state: string }>(`SELECT state FROM job_history WHERE queue = 'demo' AND id = $1`, [id])).rows[0]?.state,
+      (state) => state === "COMPLETED",
+    );
     await (await stack.queue.getJob(id))?.remove();
     expect(await stack.queue.getJob(id)).toBeUndefined();
     // From history now.
