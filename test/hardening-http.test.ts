@@ -329,10 +329,11 @@ describe("/metrics and /readyz", () => {
 describe("/readyz with a dependency down", () => {
   it("names the failed dependency without its error text", async () => {
     // Nothing listens on port 1: PostgreSQL is down from the start (Prisma connects lazily).
+    const downPrefix = uniquePrefix();
     const down = await startTestApi({
       DATABASE_URL: "postgresql://postgres:secret-password@127.0.0.1:1/jobs",
       REDIS_URL: testRedisUrl,
-      QUEUE_PREFIX: uniquePrefix(),
+      QUEUE_PREFIX: downPrefix,
       LOG_LEVEL: "silent",
     });
     try {
@@ -343,6 +344,7 @@ describe("/readyz with a dependency down", () => {
       expect(text).not.toMatch(/ECONNREFUSED|127\.0\.0\.1|secret/);
     } finally {
       await down.stop();
+      await deletePrefix(downPrefix);
     }
   });
 });
