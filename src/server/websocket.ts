@@ -15,6 +15,8 @@ import { originAllowed } from "./request-guard.ts";
 /** Close codes of our own (graphql-ws uses 44xx; 4000-4399 are free for applications). */
 export const CLOSE_SLOW_CONSUMER = 4008;
 export const CLOSE_TOO_MANY_SUBSCRIPTIONS = 4029;
+/** RFC 6455's "Try Again Later": the credential could not be checked (a store did not answer). */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
 
 /**
  * Largest message read before the connection is authenticated: `connection_init` carries a key, not
@@ -268,7 +270,10 @@ export function attachGraphqlWs(
       let principal: Principal;
       try {
         principal = await authenticate(authorization, ctx.extra.remoteAddress);
-      } catch {
+      } catch (err) {
+        // A store the check needs did not answer (PostgreSQL down, key cache cold): "try again
+        // later" (1013), as HTTP answers 503, rather than 4403, which tells a client its key is bad.
+        if (!(err instanceof GraphQLError)) ctx.extra.close(CLOSE_TRY_AGAIN_LATER, "Could not check the credential right now; retry");
         return false;
       }
       const conn = ctx.extra;
