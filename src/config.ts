@@ -180,6 +180,15 @@ export const envSchema = z.object({
     .min(0, "RATE_LIMIT_PER_MINUTE must be an integer >= 0")
     .default(6_000)
     .describe("requests per credential per minute, across all API instances (0: off); without a valid credential, per client address"),
+  TRUST_PROXY_HOPS: z.coerce
+    .number({ error: "TRUST_PROXY_HOPS must be an integer from 0 to 16" })
+    .int("TRUST_PROXY_HOPS must be an integer from 0 to 16")
+    .min(0, "TRUST_PROXY_HOPS must be an integer from 0 to 16")
+    .max(16, "TRUST_PROXY_HOPS must be an integer from 0 to 16")
+    .default(0)
+    .describe(
+      "(API) proxies in front of the API that append to X-Forwarded-For; the client's address (per-address rate and connection limits) is the entry that many places from the right (0: the socket's address, X-Forwarded-For never read)",
+    ),
   JOB_TOKEN_SECRET: z
     .string()
     .min(32, "JOB_TOKEN_SECRET must be at least 32 characters")
@@ -452,6 +461,8 @@ export interface Config {
   adminApiKey: string | undefined;
   /** Requests per credential per minute, counted in Redis (0: no limit). */
   rateLimitPerMinute: number;
+  /** Proxies whose X-Forwarded-For entries are trusted for the client's address (0: none; src/server/client-address.ts). */
+  trustProxyHops: number;
   /** HMAC key of job tokens; unset outside production = a random one per process (tokens work on that instance only). */
   jobTokenSecret: string | undefined;
   /** Most inputs one enqueueJobs call takes. */
@@ -617,6 +628,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminApiKey: e.ADMIN_API_KEY,
     jobTokenSecret: e.JOB_TOKEN_SECRET,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    trustProxyHops: e.TRUST_PROXY_HOPS,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,

@@ -2,6 +2,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { RateLimiter } from "../src/access/rate-limiter.ts";
 import { createLogger } from "../src/infra/logger.ts";
+import { clientAddress } from "../src/server/client-address.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
@@ -140,6 +141,100 @@ describe("rate limits", () => {
       await off.stop();
       await deletePrefix(offPrefix);
       await offDb.drop();
+    }
+  });
+});
+
+describe("the client's address behind proxies (TRUST_PROXY_HOPS)", () => {
+  const wrongKey = `Bearer jca_${"y".repeat(43)}`;
+  async function postFrom(url: string, forwardedFor: string | undefined) {
+    const response = await fetch(url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: wrongKey,
+        ...(forwardedFor ? { "x-forwarded-for": forwardedFor } : {}),
+      },
+      body: JSON.stringify({ query: "{ viewer { actor } }" }),
+    });
+    await response.body?.cancel();
+    return response.status;
+  }
+  async function withApi(hops: string | undefined, run: (url: string) => Promise<void>) {
+    const ownPrefix = uniquePrefix();
+    const api = await startTestApi({
+      DATABASE_URL: db.url,
+      REDIS_URL: testRedisUrl,
+      QUEUE_PREFIX: ownPrefix,
+      ADMIN_API_KEY: ADMIN,
+      RATE_LIMIT_PER_MINUTE: String(LIMIT),
+      ...(hops === undefined ? {} : { TRUST_PROXY_HOPS: hops }),
+    });
+    try {
+      await run(api.url);
+    } finally {
+      await api.stop();
+      await deletePrefix(ownPrefix);
+    }
+  }
+
+  it("not trusted (default 0): a spoofed X-Forwarded-For, different on every request, still spends the socket address's budget", async () => {
+    await withApi(undefined, async (url) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < LIMIT + 2; i++) statuses.push(await postFrom(url, `198.51.100.${i}, 203.0.113.${i}`));
+      expect(statuses.slice(0, LIMIT)).toEqual(Array(LIMIT).fill(401));
+      expect(statuses.slice(LIMIT)).toEqual([429, 429]);
+      // Huge, malformed or absent: the same budget, still refused.
+      expect(await postFrom(url, `${"1.2.3.4, ".repeat(1500)}5.6.7.8`)).toBe(429);
+      expect(await postFrom(url, "not-an-address")).toBe(429);
+      expect(await postFrom(url, undefined)).toBe(429);
+    });
+  });
+
+  it("TRUST_PROXY_HOPS=1: the entry the proxy appended is the client; what the client wrote left of it is ignored", async () => {
+    await withApi("1", async (url) => {
+      const statuses: number[] = [];
+      // A client spoofing a new leftmost entry each time; the proxy appends the real address.
+      for (let i = 0; i < LIMIT + 2; i++) statuses.push(await postFrom(url, `198.51.100.${i}, 203.0.113.7`));
+      expect(statuses.slice(0, LIMIT)).toEqual(Array(LIMIT).fill(401));
+      expect(statuses.slice(LIMIT)).toEqual([429, 429]);
+      expect(await postFrom(url, "203.0.113.7")).toBe(429);
+      // Another client behind the same proxy has a budget of its own, and so does the proxy itself (the socket).
+      expect(await postFrom(url, "198.51.100.1, 203.0.113.8")).toBe(401);
+      expect(await postFrom(url, undefined)).toBe(401);
+      // An entry that is not an address (a proxy misconfigured): the socket's address, never the text.
+      expect(await postFrom(url, "203.0.113.7, garbage")).toBe(401);
+    });
+  });
+
+  it("TRUST_PROXY_HOPS=2: two proxies; the entry two from the right is the client", async () => {
+    await withApi("2", async (url) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < LIMIT + 1; i++) statuses.push(await postFrom(url, `10.9.9.${i}, 192.0.2.44, 10.0.0.${i}`));
+      expect(statuses).toEqual([...Array(LIMIT).fill(401), 429]);
+    });
+  });
+
+  it("clientAddress picks the right hop and never reads more of the header than the hops need", () => {
+    expect(clientAddress("10.0.0.1", "6.6.6.6", 0)).toBe("10.0.0.1");
+    expect(clientAddress("10.0.0.1", "6.6.6.6, 1.1.1.1", 1)).toBe("1.1.1.1");
+    expect(clientAddress("10.0.0.1", "6.6.6.6, 1.1.1.1, 10.0.0.2", 2)).toBe("1.1.1.1");
+    expect(clientAddress("10.0.0.1", ["6.6.6.6", "1.1.1.1"], 1)).toBe("1.1.1.1");
+    // Shorter chain than configured: its leftmost entry.
+    expect(clientAddress("10.0.0.1", "1.1.1.1", 3)).toBe("1.1.1.1");
+    // Not an address: the nearest valid one to its right, else the socket's.
+    expect(clientAddress("10.0.0.1", "x, 2001:db8::1", 2)).toBe("2001:db8::1");
+    expect(clientAddress("10.0.0.1", "1.1.1.1:80", 1)).toBe("10.0.0.1");
+    expect(clientAddress("10.0.0.1", `${"a".repeat(100_000)},`, 1)).toBe("10.0.0.1");
+    expect(clientAddress("10.0.0.1", "", 1)).toBe("10.0.0.1");
+    expect(clientAddress(undefined, undefined, 1)).toBeUndefined();
+  });
+
+  it("TRUST_PROXY_HOPS must be an integer from 0 to 16", () => {
+    for (const bad of ["-1", "17", "1.5", "all"]) {
+      expect(configProblems({ TRUST_PROXY_HOPS: bad })).toEqual([
+        `TRUST_PROXY_HOPS: TRUST_PROXY_HOPS must be an integer from 0 to 16 (got ${JSON.stringify(bad)})`,
+      ]);
     }
   });
 });

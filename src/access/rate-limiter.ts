@@ -75,7 +75,7 @@ export class RateLimiter {
   }
 }
 
-/** Requests without a valid credential: by client address (behind a proxy, the proxy's). */
+/** Requests without a valid credential: by client address (the socket's, or per TRUST_PROXY_HOPS: src/server/client-address.ts). */
 export function addressBucket(address: string | undefined): string {
   return `addr:${address ?? "unknown"}`;
 }

@@ -11,6 +11,7 @@ import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import { bearerMatches, publicChecks } from "../infra/probe-answers.ts";
 import type { Authenticate } from "./auth.ts";
+import { requestAddress } from "./client-address.ts";
 import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { demoPagePlugin } from "./demo-page.ts";
 import { httpMetricsPlugin } from "./http-metrics.ts";
@@ -52,6 +53,8 @@ export interface AppDeps {
   protections?: boolean | undefined;
   /** Serves the demo page at `/demo` (DEMO_PAGE); `"rebuild"` bundles it again on each page load (development). */
   demoPage?: boolean | "rebuild";
+  /** TRUST_PROXY_HOPS: proxies whose X-Forwarded-For entry is trusted for the client's address (0: none). */
+  trustProxyHops?: number | undefined;
 }
 
 /** The defaults of config.ts, for callers that build an app without a Config. */
@@ -136,7 +139,8 @@ export function buildApp(deps: AppDeps): App {
   const metrics = deps.metrics ? Registry.merge([own, deps.metrics]) : own;
   const limits = deps.limits ?? DEFAULT_LIMITS;
   const protect = deps.protections !== false;
-  const guard = requestGuardPlugin({ authenticate: deps.authenticate, graphqlEndpoint: "/graphql" });
+  const trustProxyHops = deps.trustProxyHops ?? 0;
+  const guard = requestGuardPlugin({ authenticate: deps.authenticate, graphqlEndpoint: "/graphql", trustProxyHops });
   const connections = new ConnectionLimits(limits.maxConnectionsPerAddress, limits.maxConnectionsPerCredential);
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,
@@ -175,7 +179,7 @@ export function buildApp(deps: AppDeps): App {
       const fromSocket = (initial as { connectionParams?: { authorization?: unknown } }).connectionParams?.authorization;
       const authorization = typeof fromSocket === "string" ? fromSocket : initial.request?.headers.get("authorization");
       const address =
-        (initial as { req?: { socket?: { remoteAddress?: string } } }).req?.socket?.remoteAddress ??
+        requestAddress((initial as { req?: http.IncomingMessage }).req, trustProxyHops) ??
         (initial as { remoteAddress?: string }).remoteAddress;
       return deps.context(await deps.authenticate(authorization, address), transport);
     },
@@ -197,7 +201,7 @@ export function buildApp(deps: AppDeps): App {
   const server = http.createServer(
     withRequestId((req, res) => {
       if (!protect || !req.headers.accept?.includes("text/event-stream")) return void yoga(req, res);
-      const release = connections.acquireBoth(req.socket.remoteAddress ?? "", credentialKey(req.headers.authorization));
+      const release = connections.acquireBoth(requestAddress(req, trustProxyHops) ?? "", credentialKey(req.headers.authorization));
       if (typeof release === "string") {
         res.writeHead(429, { "content-type": "application/json" });
         res.end(JSON.stringify({ errors: [{ message: release, extensions: { code: "TOO_MANY_CONNECTIONS" } }] }));
@@ -216,6 +220,7 @@ export function buildApp(deps: AppDeps): App {
     maxPayloadBytes: limits.maxRequestBytes,
     maxDataDepth: limits.maxDataDepth,
     corsOrigins: deps.corsOrigins ?? [],
+    trustProxyHops,
     log: deps.log,
     // The same masking as maskedErrors above; what it hides is logged as Yoga logs it.
     maskErrors: (errors) =>

@@ -23,6 +23,7 @@ export function buildAppFrom(config: Config, runtime: ApiRuntime, log: Logger, o
     metricsToken: config.metricsToken,
     limits: config.limits,
     corsOrigins: config.corsOrigins,
+    trustProxyHops: config.trustProxyHops,
     metrics: runtime.metrics,
     ...overrides,
   });

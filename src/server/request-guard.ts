@@ -1,6 +1,8 @@
+import type http from "node:http";
 import { GraphQLError } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import type { Authenticate } from "./auth.ts";
+import { requestAddress } from "./client-address.ts";
 import { badGetParameter } from "./input-guard.ts";
 
 /** What `authenticate` resolves to (an actor today; a principal once keys have scopes). */
@@ -52,7 +54,12 @@ export function corsFor(allowed: readonly string[]) {
  *   costs a header check and is answered 401 before its body is read or parsed. The result is kept
  *   for the request's context (`principalOf`), so it is not authenticated twice.
  */
-export function requestGuardPlugin(options: { authenticate: Authenticate; graphqlEndpoint: string }): {
+export function requestGuardPlugin(options: {
+  authenticate: Authenticate;
+  graphqlEndpoint: string;
+  /** TRUST_PROXY_HOPS: how the client's address is read (see client-address.ts). */
+  trustProxyHops: number;
+}): {
   plugin: Plugin;
   principalOf: (request: Request) => Principal | undefined;
 } {
@@ -83,7 +90,7 @@ export function requestGuardPlugin(options: { authenticate: Authenticate; graphq
       }
       try {
         // The client's address: rate limits for requests without a valid credential are per address.
-        const address = (serverContext as { req?: { socket?: { remoteAddress?: string } } } | undefined)?.req?.socket?.remoteAddress;
+        const address = requestAddress((serverContext as { req?: http.IncomingMessage } | undefined)?.req, options.trustProxyHops);
         principals.set(request, await options.authenticate(request.headers.get("authorization"), address));
       } catch (err) {
         // A store the check needs did not answer (PostgreSQL down while auth may be open and the key

@@ -8,6 +8,7 @@ import type { Config } from "../config.ts";
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import type { Authenticate } from "./auth.ts";
+import { requestAddress } from "./client-address.ts";
 import { CLOSE_TOO_MANY_CONNECTIONS, type ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { operationInputProblem } from "./input-guard.ts";
 import { originAllowed } from "./request-guard.ts";
@@ -56,6 +57,8 @@ export interface GraphqlWsOptions {
   maxDataDepth: number;
   /** Browser origins allowed besides the API's own (CORS_ORIGINS); others are refused at the upgrade. */
   corsOrigins: readonly string[];
+  /** TRUST_PROXY_HOPS: how the client's address is read from the upgrade request (client-address.ts). */
+  trustProxyHops?: number | undefined;
   log: Logger;
   /** The error masking Yoga applies (same function, same message), for what subscriptions send. */
   maskErrors: (errors: readonly GraphQLError[]) => GraphQLFormattedError[];
@@ -246,6 +249,7 @@ export function attachGraphqlWs(
     maxPayloadBytes,
     maxDataDepth,
     corsOrigins,
+    trustProxyHops = 0,
     log,
     maskErrors,
     trackConnection,
@@ -389,14 +393,15 @@ export function attachGraphqlWs(
 
   wss.on("error", (err) => log.error("WebSocket server error", { err }));
   wss.on("connection", (socket, req) => {
-    const address = connectionLimits.acquireAddress(req.socket.remoteAddress ?? "");
+    const remoteAddress = requestAddress(req, trustProxyHops);
+    const address = connectionLimits.acquireAddress(remoteAddress ?? "");
     if (typeof address === "string") {
       socket.close(CLOSE_TOO_MANY_CONNECTIONS, address.slice(0, 120));
       return;
     }
     const conn = watch.open(socket);
     conn.release = address;
-    conn.remoteAddress = req.socket.remoteAddress;
+    conn.remoteAddress = remoteAddress;
     connections.set(socket, conn);
     socket.on("message", onSocketMessage);
     socket.on("pong", onSocketPong);
