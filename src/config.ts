@@ -354,6 +354,21 @@ export const envSchema = z.object({
     .describe(
       "(API) the recovery pass' lease across API instances, renewed while it runs; another instance can run one this long after a holder died",
     ),
+  RECOVERY_PAGE_SIZE: positiveInt("RECOVERY_PAGE_SIZE")
+    .max(10_000, "RECOVERY_PAGE_SIZE must be at most 10000")
+    .default(200)
+    .describe(
+      "(API) history rows a recovery pass compares with Redis per step (smaller steps hold the API's event loop and Redis for less at a time)",
+    ),
+  RECOVERY_ROWS_PER_SECOND: z.coerce
+    .number({ error: "RECOVERY_ROWS_PER_SECOND must be an integer >= 0" })
+    .int("RECOVERY_ROWS_PER_SECOND must be an integer >= 0")
+    .min(0, "RECOVERY_ROWS_PER_SECOND must be an integer >= 0")
+    .max(1_000_000, "RECOVERY_ROWS_PER_SECOND must be at most 1000000")
+    .default(4_000)
+    .describe(
+      "(API) most pending history rows a recovery pass checks per second (0: no limit); 100,000 pending jobs then take at least 25 s, with the API's latency barely moved",
+    ),
   READYZ_REQUIRE_WORKERS: z
     .string()
     .regex(/^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$/, "READYZ_REQUIRE_WORKERS must be a comma-separated list of queue names")
@@ -513,8 +528,8 @@ export interface Config {
   metricsToken: string | undefined;
   /** When enqueues answer: after the history row's commit (`record`) or after the add to Redis (`redis`). */
   enqueueAck: "record" | "redis";
-  /** Durable enqueue's recovery reconciler (API): periodic interval (0 off), watch, grace and lease. */
-  recovery: { intervalMs: number; watchMs: number; graceMs: number; leaseMs: number };
+  /** Durable enqueue's recovery reconciler (API): periodic interval (0 off), watch, grace, lease, and its pace (rows per step, rows per second). */
+  recovery: { intervalMs: number; watchMs: number; graceMs: number; leaseMs: number; pageSize: number; rowsPerSecond: number };
   /** Largest `first` the paginated queries (`jobs`, `failedJobAudits`, `operatorActions`) accept. */
   maxPageSize: number;
   /** Finished jobs' history rows older than this many days are deleted by the workers; undefined = kept for good. */
@@ -652,6 +667,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       watchMs: e.RECOVERY_WATCH_MS,
       graceMs: e.RECOVERY_GRACE_MS,
       leaseMs: e.RECOVERY_LEASE_MS,
+      pageSize: e.RECOVERY_PAGE_SIZE,
+      rowsPerSecond: e.RECOVERY_ROWS_PER_SECOND,
     },
     limits: {
       maxRequestBytes: e.MAX_REQUEST_BYTES,

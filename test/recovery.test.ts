@@ -24,7 +24,15 @@ const redis = new Redis(testRedisUrl);
 beforeAll(async () => {
   stack = await startTestStack({
     worker: false,
-    env: { RECOVERY_INTERVAL_MS: "0", RECOVERY_WATCH_MS: "100", RECOVERY_GRACE_MS: "300", LOG_LEVEL: "silent" },
+    // Pages of 2 rows at 20 rows/s: every pass pages, and is paced (see the pacing test).
+    env: {
+      RECOVERY_INTERVAL_MS: "0",
+      RECOVERY_WATCH_MS: "100",
+      RECOVERY_GRACE_MS: "300",
+      RECOVERY_PAGE_SIZE: "2",
+      RECOVERY_ROWS_PER_SECOND: "20",
+      LOG_LEVEL: "silent",
+    },
   });
   ({ api, queue, prefix } = stack);
 });
@@ -155,6 +163,22 @@ describe("recovery reconciler", () => {
     expect(await queue.getJob("in-ledger")).toBeUndefined();
     const [row] = await rows<{ state: string }>(`SELECT state::text FROM job_history WHERE id = 'tried-twice'`);
     expect(row?.state).toBe("WAITING");
+  });
+
+  it("paces a pass (RECOVERY_ROWS_PER_SECOND) and still re-adds every job, page after page", async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `paced-${i}`);
+    await rows(
+      `INSERT INTO job_history (queue, id, name, data, state, created_at, updated_at)
+       SELECT 'demo', id, 'noop', '{}', 'WAITING', now() - interval '1 minute', now() FROM unnest($1::text[]) AS id`,
+      [ids],
+    );
+    const result = await pass();
+    expect(result?.recovered).toBe(40);
+    // 40 rows and more (earlier tests' jobs, present) at 20 rows/s: at least two seconds, not one burst.
+    expect(result?.checked).toBeGreaterThanOrEqual(40);
+    expect(result?.ms).toBeGreaterThanOrEqual(((result?.checked ?? 0) / 20) * 1000 - 10);
+    const back = await Promise.all(ids.map((id) => queue.getJob(id)));
+    expect(back.filter(Boolean)).toHaveLength(40);
   });
 
   it("runs one pass at a time across instances: while another holds the lease, a pass does nothing", async () => {

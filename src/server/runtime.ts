@@ -176,8 +176,10 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   });
   await relay.start(registry.queues());
   const metrics = new Registry();
+  // A connection of its own: a pass' pipelines of EXISTS must not queue ahead of the enqueues' commands.
+  const recoveryConnection = createRedis(config, "request");
   const recovery = new RecoveryReconciler({
-    redis: queueConnection,
+    redis: recoveryConnection,
     queues,
     queueNames: registry.queues(),
     records,
@@ -277,6 +279,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
         closeRedis(publisher),
         closeRedis(subscriber),
         closeRedis(queueConnection),
+        closeRedis(recoveryConnection),
         closeRedis(revocations),
       ]);
       await db.$disconnect();

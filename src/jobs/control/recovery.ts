@@ -15,8 +15,10 @@ export interface RecoveryOptions {
   graceMs: number;
   /** The pass' lease across API instances; renewed while the pass runs. */
   leaseMs: number;
-  /** Rows checked against Redis per round trip. */
+  /** Rows checked against Redis per step (one page of history, one pipeline to Redis). */
   pageSize?: number;
+  /** Most rows a pass checks per second (0: no limit). */
+  rowsPerSecond?: number;
 }
 
 export interface RecoveryPass {
@@ -35,6 +37,32 @@ export interface RecoveryPass {
 
 const RETRY_AFTER_FAILURE_MS = 5_000;
 
+/**
+ * The pace of one pass, so a pass over a large backlog barely moves the API's latency (it runs on the
+ * API's event loop, its PostgreSQL pool and Redis): after each step it sleeps long enough that the
+ * pass checks at most `rowsPerSecond` rows a second on average (0: no limit), and after a step that
+ * found nothing lost at least as long as the step took (at most half of the time busy, however slow
+ * the machine). A step that re-added jobs is not held back further: lost jobs are an incident, and
+ * getting them running again comes first.
+ */
+class Pace {
+  private readonly start = performance.now();
+  private rows = 0;
+  private readonly rowsPerSecond: number;
+
+  constructor(rowsPerSecond: number) {
+    this.rowsPerSecond = rowsPerSecond;
+  }
+
+  /** Waits after a step that handled `rows` rows in `busyMs` (0: a step that re-added jobs). */
+  async after(rows: number, busyMs: number): Promise<void> {
+    this.rows += rows;
+    const behind = this.rowsPerSecond > 0 ? (this.rows / this.rowsPerSecond) * 1000 - (performance.now() - this.start) : 0;
+    const ms = Math.max(behind, busyMs);
+    if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms));
+  }
+}
+
 /** Renews the lease only while it is still ours. */
 const RENEW = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`;
 /** Deletes the lease only if it is still ours. (#13 folds the lease copies into bullmq/lease.ts.) */
@@ -52,7 +80,10 @@ const RELEASE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call
  *
  * One pass at a time across all API instances (a Redis lease). A pass runs at start, when Redis lost
  * its data (the epoch key this writes after each pass is gone) or restarted (a new `run_id`), then
- * once more `graceMs` later (for jobs enqueued just before), and every `intervalMs`.
+ * once more `graceMs` later (for jobs enqueued just before), and every `intervalMs`. A pass is paced
+ * (`pageSize` rows a step, at most `rowsPerSecond` a second, at most half of the time busy while it
+ * finds nothing lost: see Pace) so
+ * it barely moves the latency of the requests it shares the process with.
  */
 export class RecoveryReconciler {
   private readonly redis: RedisClient;
@@ -89,7 +120,7 @@ export class RecoveryReconciler {
     this.records = deps.records;
     this.history = deps.history;
     this.log = deps.log;
-    this.options = { pageSize: 1_000, ...deps.options };
+    this.options = { pageSize: 200, rowsPerSecond: 4_000, ...deps.options };
     this.onPass = deps.onPass ?? (() => {});
   }
 
@@ -212,8 +243,9 @@ export class RecoveryReconciler {
     try {
       const runId = await this.currentRunId();
       const before = new Date(started - this.options.graceMs);
+      const pace = new Pace(this.options.rowsPerSecond);
       for (const queue of this.queueNames) {
-        const recovered = await this.recoverQueue(queue, before, runId, pass);
+        const recovered = await this.recoverQueue(queue, before, runId, pass, pace);
         perQueue.set(queue, recovered);
         pass.recovered += recovered;
       }
@@ -231,7 +263,7 @@ export class RecoveryReconciler {
     }
   }
 
-  private async recoverQueue(queue: string, before: Date, runId: string, pass: RecoveryPass): Promise<number> {
+  private async recoverQueue(queue: string, before: Date, runId: string, pass: RecoveryPass, pace: Pace): Promise<number> {
     let recovered = 0;
     let ledger: Set<string> | null = null;
     for (const state of PENDING_STATES) {
@@ -250,19 +282,16 @@ export class RecoveryReconciler {
           page.map((p) => p.id),
         );
         pass.phases.redis += performance.now() - t;
-        if (missing.length === 0) {
-          // Nothing lost on this page (a periodic pass, mostly): pause as long as the page took, so a
-          // pass over a large backlog takes at most half of this process' time from the API's requests.
-          await new Promise((resolve) => setTimeout(resolve, performance.now() - pageStart));
-          continue;
+        if (missing.length > 0) {
+          ledger ??= await this.ledgerIds(queue);
+          const lost = missing.filter((id) => !ledger?.has(id));
+          pass.inLedger += missing.length - lost.length;
+          t = performance.now();
+          const rows = await this.records.pendingRows(queue, lost);
+          pass.phases.rows += performance.now() - t;
+          recovered += await this.readd(queue, rows, runId, pass);
         }
-        ledger ??= await this.ledgerIds(queue);
-        const lost = missing.filter((id) => !ledger?.has(id));
-        pass.inLedger += missing.length - lost.length;
-        t = performance.now();
-        const rows = await this.records.pendingRows(queue, lost);
-        pass.phases.rows += performance.now() - t;
-        recovered += await this.readd(queue, rows, runId, pass);
+        await pace.after(page.length, missing.length > 0 ? 0 : performance.now() - pageStart);
       }
     }
     return recovered;
