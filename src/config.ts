@@ -136,6 +136,26 @@ export const envSchema = z.object({
     .describe("largest job payload accepted at enqueue"),
   MAX_BULK_ENQUEUE: positiveInt("MAX_BULK_ENQUEUE").default(1_000).describe("most inputs one `enqueueJobs` call takes"),
   MAX_BULK_RETRY: positiveInt("MAX_BULK_RETRY").default(10_000).describe("the largest `limit` of `retryFailedJobs`"),
+  BULK_MAX_SELECTION: positiveInt("BULK_MAX_SELECTION")
+    .default(50_000)
+    .describe(
+      "(API) most jobs one `bulkJobAction` may select; a filter matching more is refused with `SelectionTooLargeError` naming the count",
+    ),
+  BULK_SELECTION_TTL_MS: positiveInt("BULK_SELECTION_TTL_MS")
+    .default(15 * 60_000)
+    .describe(
+      "(API) how long a dry run's frozen selection may be confirmed (`confirmBulkJobAction`); kept in PostgreSQL, it outlives API restarts and Redis",
+    ),
+  BULK_BATCH_SIZE: positiveInt("BULK_BATCH_SIZE")
+    .default(100)
+    .describe(
+      "(API) jobs a confirmed bulk action works through per batch; each batch's outcomes and counts are written at once and reported",
+    ),
+  BULK_LEASE_MS: positiveInt("BULK_LEASE_MS")
+    .default(30_000)
+    .describe(
+      "(API) the lease of the API instance running a bulk action, renewed while it runs; another instance resumes the action this long after the holder died",
+    ),
   CANCEL_WAIT_MS: positiveInt("CANCEL_WAIT_MS")
     .default(2_000)
     .describe("how long `cancelJob` waits for an active job to end before answering with its state then"),
@@ -486,6 +506,8 @@ export interface Config {
   maxBulkRetry: number;
   /** How long cancelJob waits for an active job to end before answering. */
   cancelWaitMs: number;
+  /** Bulk actions: most jobs per selection, a dry run's lifetime, jobs per batch, the runner's lease. */
+  bulk: { maxSelection: number; selectionTtlMs: number; batchSize: number; leaseMs: number };
   /** After a cancel, how long a processor that ignores its AbortSignal may keep the job. */
   cancelGraceMs: number;
   /** Events held for a subscriber that is not reading before it is cut off. */
@@ -632,6 +654,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBulkEnqueue: e.MAX_BULK_ENQUEUE,
     maxBulkRetry: e.MAX_BULK_RETRY,
     cancelWaitMs: e.CANCEL_WAIT_MS,
+    bulk: {
+      maxSelection: e.BULK_MAX_SELECTION,
+      selectionTtlMs: e.BULK_SELECTION_TTL_MS,
+      batchSize: e.BULK_BATCH_SIZE,
+      leaseMs: e.BULK_LEASE_MS,
+    },
     cancelGraceMs: e.CANCEL_GRACE_MS,
     subscriberMaxBuffer: e.SUBSCRIBER_MAX_BUFFER,
     relayLeaseMs: e.RELAY_LEASE_MS,

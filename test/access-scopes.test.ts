@@ -39,6 +39,7 @@ const OPERATIONS: Operation[] = [
   q("jobs", () => "{ jobs { edges { node { id } } } }"),
   q("failedJobAudits", () => "{ failedJobAudits { edges { node { id } } } }"),
   q("operatorActions", () => "{ operatorActions { edges { node { id } } } }"),
+  q("bulkAction", () => `{ bulkAction(selectionId: "${randomUUID()}") { status } }`),
   m("enqueueJob", () => `mutation { enqueueJob(input: { queue: "demo", name: "noop", data: {} }) { ${union} } }`),
   m("enqueueJobs", () => `mutation { enqueueJobs(inputs: [{ queue: "demo", name: "noop", data: {} }]) { ${union} } }`),
   m("cancelJob", () => `mutation { cancelJob(queue: "demo", id: "missing-job") { ${union} } }`),
@@ -55,14 +56,31 @@ const OPERATIONS: Operation[] = [
   m("removeJobScheduler", () => `mutation { removeJobScheduler(queue: "no-such-queue", id: "s") { ${union} } }`),
   m("createApiKey", () => `mutation { createApiKey(input: { name: "k-${randomUUID()}", scopes: [READ] }) { ${union} } }`),
   m("revokeApiKey", () => `mutation { revokeApiKey(id: "${randomUUID()}") { ${union} } }`),
+  m("bulkJobAction", () => `mutation { bulkJobAction(action: CANCEL, filter: { queue: "demo", states: [DELAYED] }) { ${union} } }`),
+  m("confirmBulkJobAction", () => `mutation { confirmBulkJobAction(selectionId: "${randomUUID()}") { ${union} } }`),
   m("createJobToken", () => `mutation { createJobToken(queue: "demo", id: "${jobId}") { ${union} } }`),
   s("jobEvents", () => `subscription { jobEvents(queue: "demo", id: "${jobId}") { type } }`),
   // From the stream's start: the queue's earlier events come at once.
   s("queueEvents", () => `subscription { queueEvents(queue: "demo", since: "0-0") { type } }`),
+  // An unknown selection: NOT_FOUND, which is not FORBIDDEN.
+  s("bulkActionEvents", () => `subscription { bulkActionEvents(selectionId: "${randomUUID()}") { type } }`),
 ];
 
 const BY_SCOPE: Record<string, string[]> = {
-  READ: ["viewer", "queues", "queue", "job", "jobs", "failedJobAudits", "operatorActions", "createJobToken", "jobEvents", "queueEvents"],
+  READ: [
+    "viewer",
+    "queues",
+    "queue",
+    "job",
+    "jobs",
+    "failedJobAudits",
+    "operatorActions",
+    "createJobToken",
+    "jobEvents",
+    "queueEvents",
+    "bulkAction",
+    "bulkActionEvents",
+  ],
   ENQUEUE: ["viewer", "enqueueJob", "enqueueJobs"],
   CONTROL: [
     "viewer",
@@ -74,11 +92,23 @@ const BY_SCOPE: Record<string, string[]> = {
     "resumeQueue",
     "upsertJobScheduler",
     "removeJobScheduler",
+    "bulkJobAction",
+    "confirmBulkJobAction",
   ],
   ADMIN: OPERATIONS.map((o) => o.field),
   JOB_TOKEN: ["viewer", "job", "jobEvents"],
   // Tenant-bound CONTROL: everything CONTROL has but the two queue-wide switches.
-  TENANT_CONTROL: ["viewer", "cancelJob", "retryJob", "retryFailedJobs", "replayJob", "upsertJobScheduler", "removeJobScheduler"],
+  TENANT_CONTROL: [
+    "viewer",
+    "cancelJob",
+    "retryJob",
+    "retryFailedJobs",
+    "replayJob",
+    "upsertJobScheduler",
+    "removeJobScheduler",
+    "bulkJobAction",
+    "confirmBulkJobAction",
+  ],
 };
 
 beforeAll(async () => {

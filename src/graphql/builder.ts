@@ -3,7 +3,7 @@ import ErrorsPlugin from "@pothos/plugin-errors";
 import type { AccessService } from "../access/access-service.ts";
 import type { Transport } from "../access/live-sessions.ts";
 import type { Principal } from "../access/principal.ts";
-import type { JobControl, JobService, QueueService } from "../jobs/control/index.ts";
+import type { BulkActions, JobControl, JobService, QueueService } from "../jobs/control/index.ts";
 import type { EventFeeds } from "../jobs/events/index.ts";
 import type { HistoryQueries, JobLoaders, JobStatsQueries } from "../jobs/history/index.ts";
 import type { JobView } from "../jobs/job-view.ts";
@@ -13,6 +13,8 @@ export interface Context {
   jobs: JobService;
   /** cancel / retry / replay, each writing an operator action. */
   control: JobControl;
+  /** Bulk actions: dry runs over a frozen selection, their confirmation and progress. */
+  bulk: BulkActions;
   queues: QueueService;
   feeds: EventFeeds;
   /** Paginated reads of history, failed-job audits and operator actions. */

@@ -72,3 +72,26 @@ export async function* onlyTenant(
     if (owner === tenant) yield event;
   }
 }
+
+/** A bulk selection the caller may not see answers as one that does not exist (or has expired). */
+export const noSelection = (id: string) =>
+  new NotFoundError(`No bulk selection "${id}": unknown, or a dry run not confirmed in time (BULK_SELECTION_TTL_MS)`);
+
+/**
+ * Whether the caller could have made a bulk selection, and so may see and confirm it: a tenant-bound
+ * key only its tenant's selections (a selection over every tenant is for unbound keys), a
+ * queue-limited key only selections confined to its queues.
+ */
+export function canUseSelection(
+  p: Principal,
+  s: { tenant: string | null; scopeQueues: readonly string[]; queues: readonly string[] },
+): boolean {
+  if (p.job) return false;
+  if (p.tenant !== null && s.tenant !== p.tenant) return false;
+  if (p.queues !== null) {
+    const limit = p.queues;
+    if (s.scopeQueues.length === 0 || !s.scopeQueues.every((q) => limit.includes(q)) || !s.queues.every((q) => limit.includes(q)))
+      return false;
+  }
+  return true;
+}

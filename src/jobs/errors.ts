@@ -77,3 +77,32 @@ export class UnavailableError extends Error {
     this.name = "UnavailableError";
   }
 }
+
+/**
+ * A bulk action's filter matches more jobs than one selection may hold (BULK_MAX_SELECTION): nothing
+ * was selected. `count` is how many it matches now; narrow the filter (by queue, state, time).
+ */
+export class SelectionTooLargeError extends Error {
+  readonly code = "VALIDATION";
+  readonly count: number;
+  readonly max: number;
+
+  constructor(count: number, max: number) {
+    super(`The filter matches ${count} jobs, more than the ${max} one bulk action may select (BULK_MAX_SELECTION): narrow it`);
+    this.count = count;
+    this.max = max;
+    this.name = "SelectionTooLargeError";
+  }
+}
+
+/** Another bulk action is running on one of the selection's queues: confirm again once it is DONE. */
+export class BulkActionRunningError extends Error {
+  readonly code = "CONFLICT";
+  readonly queue: string;
+
+  constructor(queue: string) {
+    super(`A bulk action is already running on queue "${queue}" (one at a time per queue): confirm again once it is done`);
+    this.queue = queue;
+    this.name = "BulkActionRunningError";
+  }
+}

@@ -17,9 +17,10 @@ import type { Logger } from "../infra/logger.ts";
 import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
-import { JobControl, JobService, OperatorActionLog, QueueService, RecoveryReconciler } from "../jobs/control/index.ts";
-import { EventChannels, EventFeeds, EventRelay, EventStream } from "../jobs/events/index.ts";
+import { BulkActions, JobControl, JobService, OperatorActionLog, QueueService, RecoveryReconciler } from "../jobs/control/index.ts";
+import { type BulkActionEvent, EventChannels, EventFeeds, EventRelay, EventStream, parseBulkActionEvent } from "../jobs/events/index.ts";
 import {
+  BulkSelectionStore,
   DurableRecords,
   FailedJobInbox,
   HistoryQuarantine,
@@ -175,6 +176,20 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     local: channels,
   });
   await relay.start(registry.queues());
+  // Bulk actions: selections in PostgreSQL, progress over the same pub/sub connection as job events.
+  const bulk = new BulkActions({
+    db,
+    store: new BulkSelectionStore(db),
+    control,
+    jobs,
+    actions,
+    redis,
+    prefix: config.queuePrefix,
+    channels: new EventChannels<BulkActionEvent>(pubsub, log, parseBulkActionEvent),
+    log,
+    options: config.bulk,
+  });
+  bulk.start();
   const metrics = new Registry();
   // A connection of its own: a pass' pipelines of EXISTS must not queue ahead of the enqueues' commands.
   const recoveryConnection = createRedis(config, "request");
@@ -236,6 +251,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     context: (principal, transport) => ({
       jobs,
       control,
+      bulk,
       queues: queueService,
       feeds,
       history: historyQueries,
@@ -271,6 +287,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
         ),
       }),
     close: async () => {
+      await bulk.stop();
       await recovery.stop();
       await relay.stop();
       await queues.close();

@@ -5,7 +5,7 @@ import { connectionOf } from "../types/connection.ts";
 import { JobStateEnum } from "../types/errors.ts";
 import { JobRef } from "../types/job.ts";
 
-const JobFilter = builder.inputType("JobFilter", {
+export const JobFilter = builder.inputType("JobFilter", {
   description: "Every field optional; the ones given must all match",
   fields: (t) => ({
     queue: t.string(),

@@ -25,6 +25,8 @@ export const keys = {
   relayPosition: (prefix: string, queue: string) => `${prefix}:relay:${queue}:position`,
   /** The lease (never released: it expires) that allows one history retention sweep per interval. */
   retentionLease: (prefix: string) => `${prefix}:maintenance:history-retention`,
+  /** The lease of the API instance running a confirmed bulk action's batches. */
+  bulkLease: (prefix: string, selectionId: string) => `${prefix}:bulk:${selectionId}:runner`,
 };
 
 /** Pub/sub channel names. */
@@ -35,4 +37,6 @@ export const channels = {
   queue: (prefix: string, queue: string) => `${prefix}:ev:${queue}:all`,
   /** cancelJob's requests to every worker process. */
   cancel: (prefix: string) => `${prefix}:control:cancel`,
+  /** Progress of one bulk action (bulkActionEvents). */
+  bulk: (prefix: string, selectionId: string) => `${prefix}:ev:bulk:${selectionId}`,
 };

@@ -9,7 +9,7 @@ const RELEASE = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call
  * A Redis lease: one key holding its owner's random token, which expires by itself `ttlMs` after it
  * was taken or last renewed. At most one process holds it at a time; a holder that dies loses it at
  * expiry. This is the only lease/lock in the project (the event relay, the ledger reconciler and
- * history retention use it).
+ * history retention use it; so does each running bulk action).
  */
 export class Lease {
   readonly key: string;

@@ -19,6 +19,18 @@ export interface JobControlOptions {
   maxBulkRetry: number;
 }
 
+/**
+ * How a bulk action (bulk-actions.ts) calls the per-job paths: `audit: false` leaves out the per-job
+ * operator action (the bulk action writes one row with its counts), `wait: false` answers a cancel of
+ * an active job at once (the worker is told; the job ends CANCELLED when it stops), `jobId` gives a
+ * replay a fixed id (so replaying again, after a restart, finds it instead of enqueueing another).
+ */
+export interface PerJobOptions {
+  audit?: boolean;
+  wait?: boolean;
+  jobId?: string;
+}
+
 const WAITING_STATES: ReadonlySet<JobState> = new Set(["WAITING", "PRIORITIZED", "DELAYED", "WAITING_CHILDREN"]);
 const RETRYABLE_STATES: ReadonlySet<JobState> = new Set(["FAILED", "CANCELLED"]);
 
@@ -113,7 +125,13 @@ export class JobControl {
    * CANCELLED. An active job's worker (any process) is told to abort it; the answer comes once the
    * job has ended, or after `cancelWaitMs` with its state then (the subscription sees the end).
    */
-  async cancel(queueName: string, id: string, reason: string | null | undefined, actor: Actor): Promise<JobView> {
+  async cancel(
+    queueName: string,
+    id: string,
+    reason: string | null | undefined,
+    actor: Actor,
+    options: PerJobOptions = {},
+  ): Promise<JobView> {
     const why = reasonSchema.safeParse(reason ?? "");
     if (!why.success) throw ValidationError.at(["reason"], why.error.issues[0]?.message ?? "invalid");
     const text = why.data.trim() || `cancelled by ${actorName(actor)}`;
@@ -136,9 +154,19 @@ export class JobControl {
       await appendCancelledEvent(this.redis, prefix, queueName, this.queues.eventsMaxLen, id, text);
     } else {
       await this.redis.publish(cancellation.channel(prefix), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
-      view = await this.waitForEnd(queueName, id);
+      view =
+        options.wait === false
+          ? ((await this.jobs.getJob(queueName, id)) ?? viewFromBull(job, state))
+          : await this.waitForEnd(queueName, id);
     }
-    await this.actions.record({ actor, action: "cancelJob", queue: queueName, jobId: id, details: { reason: text, previousState: state } });
+    if (options.audit !== false)
+      await this.actions.record({
+        actor,
+        action: "cancelJob",
+        queue: queueName,
+        jobId: id,
+        details: { reason: text, previousState: state },
+      });
     return view;
   }
 
@@ -163,7 +191,7 @@ export class JobControl {
   }
 
   /** A FAILED or CANCELLED job still held by the queue goes back to WAITING with a fresh set of attempts. */
-  async retry(queueName: string, id: string, actor: Actor): Promise<JobView> {
+  async retry(queueName: string, id: string, actor: Actor, options: PerJobOptions = {}): Promise<JobView> {
     const found = await this.liveJob(queueName, id);
     if (!found.job) {
       if (found.known) {
@@ -180,7 +208,8 @@ export class JobControl {
     const failedAt = failureTime(job);
     const view = await this.retryOne(job);
     await this.inbox?.resolveJobs([{ queue: queueName, id, upTo: failedAt }], "RETRIED", actorName(actor));
-    await this.actions.record({ actor, action: "retryJob", queue: queueName, jobId: id, details: { previousState: state } });
+    if (options.audit !== false)
+      await this.actions.record({ actor, action: "retryJob", queue: queueName, jobId: id, details: { previousState: state } });
     return view;
   }
 
@@ -233,7 +262,14 @@ export class JobControl {
    * id), read from Redis or, once the original has left it, from history. `data` replaces the
    * payload; `dataPatch` is an RFC 7386 merge patch over it; the result is validated again.
    */
-  async replay(queueName: string, id: string, data: unknown, dataPatch: unknown, actor: Actor): Promise<JobView> {
+  async replay(
+    queueName: string,
+    id: string,
+    data: unknown,
+    dataPatch: unknown,
+    actor: Actor,
+    perJob: PerJobOptions = {},
+  ): Promise<JobView> {
     this.queueOrThrow(queueName);
     if (data !== undefined && dataPatch !== undefined) {
       throw ValidationError.at(["dataPatch"], "give either data or dataPatch, not both");
@@ -264,10 +300,12 @@ export class JobControl {
         attempts: options.attempts,
         backoff: options.backoff,
         priority: options.priority > 0 ? options.priority : null,
+        jobId: perJob.jobId ?? null,
       },
       { replayOf: id, ...(original.tenant ? { tenant: original.tenant } : {}) },
     );
     await this.inbox?.resolveJobs([{ queue: queueName, id }], "REPLAYED", actorName(actor));
+    if (perJob.audit === false) return replay;
     await this.actions.record({
       actor,
       action: "replayJob",

@@ -1,3 +1,4 @@
+import type { Prisma } from "../../generated/prisma/client.ts";
 import type { Logger } from "../../infra/logger.ts";
 import type { Db } from "../../infra/prisma.ts";
 
@@ -41,18 +42,26 @@ export class OperatorActionLog {
    */
   async record(input: OperatorActionInput): Promise<void> {
     try {
-      await this.db.operatorAction.create({
-        data: {
-          actor: actorName(input.actor),
-          tenant: actorTenant(input.actor),
-          action: input.action,
-          queue: input.queue,
-          jobId: input.jobId ?? null,
-          details: (input.details ?? {}) as object,
-        },
-      });
+      await this.recordIn(this.db, input);
     } catch (err) {
       this.log.error("operator action could not be recorded", { ...input, err });
     }
+  }
+
+  /**
+   * Records an action inside the caller's transaction, throwing when it cannot: for an action whose
+   * end and audit row must commit together (a bulk action's DONE, written once).
+   */
+  async recordIn(tx: Prisma.TransactionClient | Db, input: OperatorActionInput): Promise<void> {
+    await tx.operatorAction.create({
+      data: {
+        actor: actorName(input.actor),
+        tenant: actorTenant(input.actor),
+        action: input.action,
+        queue: input.queue,
+        jobId: input.jobId ?? null,
+        details: (input.details ?? {}) as object,
+      },
+    });
   }
 }

@@ -2,18 +2,23 @@ import type { RedisPubSub } from "graphql-redis-subscriptions";
 import type { Logger } from "../../infra/logger.ts";
 import { compareEventIds, type JobEvent, parseJobEvent } from "./job-event.ts";
 
+/** What crosses a channel: anything with an id that increases along the channel. */
+export interface ChannelEvent {
+  id: string;
+}
+
 /** Something that takes a channel's events in order (a subscription's feed). */
-export interface ChannelListener {
-  push(event: JobEvent): void;
+export interface ChannelListener<E extends ChannelEvent = JobEvent> {
+  push(event: E): void;
 }
 
 /** Where the relay hands events in its own process (see `EventChannels.emit`). */
-export interface LocalDelivery {
-  emit(channel: string, event: JobEvent): void;
+export interface LocalDelivery<E extends ChannelEvent = JobEvent> {
+  emit(channel: string, event: E): void;
 }
 
-interface Channel {
-  readonly listeners: Set<ChannelListener>;
+interface Channel<E extends ChannelEvent> {
+  readonly listeners: Set<ChannelListener<E>>;
   /** The channel's one RedisPubSub subscription; settles once Redis confirmed the SUBSCRIBE (rejects if it failed). */
   readonly subscription: Promise<number>;
   /** The newest event id handed to the listeners, from either source. */
@@ -33,23 +38,28 @@ interface Channel {
  * dropped here, before it is even validated. A listener that joins later starts from a stream
  * position it reads after joining, which is past every event handed out before it joined.
  */
-export class EventChannels implements LocalDelivery {
-  private readonly channels = new Map<string, Channel>();
+export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDelivery<E> {
+  private readonly channels = new Map<string, Channel<E>>();
 
   private readonly pubsub: RedisPubSub;
   private readonly log: Logger;
+  private readonly parse: (payload: unknown) => E;
 
-  /** `pubsub` must deliver messages as text: `new RedisPubSub({ ..., deserializer: (b) => b.toString() })`. */
-  constructor(pubsub: RedisPubSub, log: Logger) {
+  /**
+   * `pubsub` must deliver messages as text: `new RedisPubSub({ ..., deserializer: (b) => b.toString() })`.
+   * `parse` validates a message's JSON (job events by default; bulk actions' progress has its own).
+   */
+  constructor(pubsub: RedisPubSub, log: Logger, parse?: (payload: unknown) => E) {
     this.pubsub = pubsub;
     this.log = log;
+    this.parse = parse ?? (parseJobEvent as unknown as (payload: unknown) => E);
   }
 
   /**
    * Adds `listener` to `channel`; resolves once Redis confirmed the channel's subscription, so
    * nothing published after that is missed. Returns the function that removes the listener.
    */
-  async join(name: string, listener: ChannelListener): Promise<() => void> {
+  async join(name: string, listener: ChannelListener<E>): Promise<() => void> {
     let channel = this.channels.get(name);
     if (!channel) {
       const subscription = this.pubsub.subscribe<string>(name, (message) => this.onMessage(name, message));
@@ -73,7 +83,7 @@ export class EventChannels implements LocalDelivery {
     return leave;
   }
 
-  private leave(name: string, channel: Channel, listener: ChannelListener): void {
+  private leave(name: string, channel: Channel<E>, listener: ChannelListener<E>): void {
     if (!channel.listeners.delete(listener) || channel.listeners.size > 0) return;
     if (this.channels.get(name) !== channel) return;
     this.channels.delete(name);
@@ -85,7 +95,7 @@ export class EventChannels implements LocalDelivery {
   }
 
   /** Hands an event of this process's relay to the channel's listeners. */
-  emit(name: string, event: JobEvent): void {
+  emit(name: string, event: E): void {
     const channel = this.channels.get(name);
     if (channel) this.deliver(channel, event);
   }
@@ -105,11 +115,11 @@ export class EventChannels implements LocalDelivery {
   private onMessage(name: string, message: string): void {
     const channel = this.channels.get(name);
     if (!channel) return;
-    let event: JobEvent;
+    let event: E;
     try {
       const payload = JSON.parse(message) as { id?: unknown };
       if (typeof payload.id === "string" && channel.last !== null && compareEventIds(payload.id, channel.last) <= 0) return;
-      event = parseJobEvent(payload);
+      event = this.parse(payload);
     } catch (err) {
       this.log.error("dropping a malformed event from pub/sub", { channel: name, err });
       return;
@@ -117,7 +127,7 @@ export class EventChannels implements LocalDelivery {
     this.deliver(channel, event);
   }
 
-  private deliver(channel: Channel, event: JobEvent): void {
+  private deliver(channel: Channel<E>, event: E): void {
     if (channel.last !== null && compareEventIds(event.id, channel.last) <= 0) return;
     channel.last = event.id;
     for (const listener of channel.listeners) listener.push(event);

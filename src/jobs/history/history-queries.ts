@@ -141,42 +141,9 @@ export class HistoryQueries {
 
   /** History rows matching `filter`, newest first (createdAt desc, id desc, queue desc). */
   async listJobs(filter: JobListFilter | null | undefined, page: PageArgs): Promise<Page<JobView>> {
-    const f = filter ?? {};
     const issues: ValidationIssue[] = [];
     const first = this.pageSize(page.first, issues);
-    checkText(issues, ["filter", "queue"], f.queue);
-    checkText(issues, ["filter", "name"], f.name);
-    checkText(issues, ["filter", "tenant"], f.tenant);
-    if (f.states) {
-      if (f.states.length === 0) issues.push({ path: ["filter", "states"], message: "must list at least one state (omit it for all)" });
-      const unknown = f.states.filter((s) => !JOB_STATES.includes(s));
-      if (unknown.length > 0) issues.push({ path: ["filter", "states"], message: `unknown states: ${unknown.join(", ")}` });
-    }
-    if (f.createdAfter && f.createdBefore && f.createdAfter.getTime() >= f.createdBefore.getTime()) {
-      issues.push({
-        path: ["filter", "createdAfter"],
-        message: `must be earlier than filter.createdBefore (${f.createdAfter.toISOString()} is not before ${f.createdBefore.toISOString()})`,
-      });
-    }
-    if (f.search !== undefined && f.search !== null) {
-      if (f.search.length < MIN_SEARCH_LENGTH || f.search.length > MAX_SEARCH_LENGTH) {
-        issues.push({
-          path: ["filter", "search"],
-          message: `must be ${MIN_SEARCH_LENGTH} to ${MAX_SEARCH_LENGTH} characters (got ${f.search.length})`,
-        });
-      }
-    }
-    let dataContains: string | null = null;
-    if (f.dataContains !== undefined && f.dataContains !== null) {
-      if (!isPlainObject(f.dataContains)) {
-        issues.push({ path: ["filter", "dataContains"], message: 'must be a JSON object, e.g. {"customerId": 42}' });
-      } else {
-        dataContains = JSON.stringify(f.dataContains);
-        if (Buffer.byteLength(dataContains) > MAX_DATA_CONTAINS_BYTES) {
-          issues.push({ path: ["filter", "dataContains"], message: `must be at most ${MAX_DATA_CONTAINS_BYTES} bytes of JSON` });
-        }
-      }
-    }
+    const where = jobFilterSql(filter ?? {}, issues);
     let after: JobCursor | null = null;
     if (page.after !== undefined && page.after !== null) {
       try {
@@ -187,28 +154,10 @@ export class HistoryQueries {
       }
     }
     if (issues.length > 0) throw ValidationError.of(issues);
+    const { range, rest, search } = where;
+    if (after) range.push(jobKeyset(after, filter?.queue ?? null));
 
-    // `range`: the conditions one index in (created_at, id, queue) order serves as a contiguous run
-    // (a queue and/or one state, else a tenant; the createdAt bounds and the cursor on its tail).
-    // `rest`: the other filters, checked row by row within that run.
-    const range: Prisma.Sql[] = [];
-    const rest: Prisma.Sql[] = [];
-    const states = f.states ? [...new Set(f.states)] : null;
-    if (f.queue) range.push(Prisma.sql`queue = ${f.queue}`);
-    // One state as `=`, not `= ANY(...)`: only then does the planner walk (queue, state, created_at,
-    // id) or (state, created_at, id, queue) in order and stop after one page, instead of filtering
-    // the (created_at, id, queue) index.
-    if (states?.length === 1) range.push(Prisma.sql`state = ${states[0]}::"JobState"`);
-    else if (states) rest.push(Prisma.sql`state = ANY(${states}::"JobState"[])`);
-    if (f.tenant) (range.length === 0 ? range : rest).push(Prisma.sql`tenant = ${f.tenant}`);
-    if (f.name) rest.push(Prisma.sql`name = ${f.name}`);
-    if (f.queues) rest.push(Prisma.sql`queue = ANY(${[...f.queues]}::text[])`);
-    if (f.createdAfter) range.push(Prisma.sql`created_at > ${f.createdAfter}::timestamptz`);
-    if (f.createdBefore) range.push(Prisma.sql`created_at < ${f.createdBefore}::timestamptz`);
-    if (dataContains) rest.push(Prisma.sql`data @> ${dataContains}::jsonb`);
-    if (after) range.push(jobKeyset(after, f.queue ?? null));
-
-    if (f.search) return this.searchJobs(range, rest, likePattern(f.search), first);
+    if (search) return this.searchJobs(range, rest, search, first);
     const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
       SELECT ${JOB_COLUMNS} FROM job_history ${whereAll([...range, ...rest])}
       ORDER BY created_at DESC, id DESC, queue DESC
@@ -373,6 +322,69 @@ export class HistoryQueries {
     }
     return found;
   }
+}
+
+/**
+ * The SQL conditions of a `jobs` filter (`JobFilter`), checked: each problem is pushed to `issues`
+ * under `["filter", field]`. `range`: the conditions one index in (created_at, id, queue) order
+ * serves as a contiguous run (a queue and/or one state, else a tenant; the createdAt bounds);
+ * `rest`: the other filters, checked row by row within that run; `search`: the ILIKE pattern of
+ * `filter.search`, when given (the caller decides how to apply it). `jobs` and bulk selections
+ * (bulkJobAction) both read history through it, so a filter selects the same rows in both.
+ */
+export function jobFilterSql(
+  f: JobListFilter,
+  issues: ValidationIssue[],
+): { range: Prisma.Sql[]; rest: Prisma.Sql[]; search: string | null } {
+  checkText(issues, ["filter", "queue"], f.queue);
+  checkText(issues, ["filter", "name"], f.name);
+  checkText(issues, ["filter", "tenant"], f.tenant);
+  if (f.states) {
+    if (f.states.length === 0) issues.push({ path: ["filter", "states"], message: "must list at least one state (omit it for all)" });
+    const unknown = f.states.filter((s) => !JOB_STATES.includes(s));
+    if (unknown.length > 0) issues.push({ path: ["filter", "states"], message: `unknown states: ${unknown.join(", ")}` });
+  }
+  if (f.createdAfter && f.createdBefore && f.createdAfter.getTime() >= f.createdBefore.getTime()) {
+    issues.push({
+      path: ["filter", "createdAfter"],
+      message: `must be earlier than filter.createdBefore (${f.createdAfter.toISOString()} is not before ${f.createdBefore.toISOString()})`,
+    });
+  }
+  if (f.search !== undefined && f.search !== null) {
+    if (f.search.length < MIN_SEARCH_LENGTH || f.search.length > MAX_SEARCH_LENGTH) {
+      issues.push({
+        path: ["filter", "search"],
+        message: `must be ${MIN_SEARCH_LENGTH} to ${MAX_SEARCH_LENGTH} characters (got ${f.search.length})`,
+      });
+    }
+  }
+  let dataContains: string | null = null;
+  if (f.dataContains !== undefined && f.dataContains !== null) {
+    if (!isPlainObject(f.dataContains)) {
+      issues.push({ path: ["filter", "dataContains"], message: 'must be a JSON object, e.g. {"customerId": 42}' });
+    } else {
+      dataContains = JSON.stringify(f.dataContains);
+      if (Buffer.byteLength(dataContains) > MAX_DATA_CONTAINS_BYTES) {
+        issues.push({ path: ["filter", "dataContains"], message: `must be at most ${MAX_DATA_CONTAINS_BYTES} bytes of JSON` });
+      }
+    }
+  }
+  const range: Prisma.Sql[] = [];
+  const rest: Prisma.Sql[] = [];
+  const states = f.states ? [...new Set(f.states)] : null;
+  if (f.queue) range.push(Prisma.sql`queue = ${f.queue}`);
+  // One state as `=`, not `= ANY(...)`: only then does the planner walk (queue, state, created_at,
+  // id) or (state, created_at, id, queue) in order and stop after one page, instead of filtering
+  // the (created_at, id, queue) index.
+  if (states?.length === 1) range.push(Prisma.sql`state = ${states[0]}::"JobState"`);
+  else if (states) rest.push(Prisma.sql`state = ANY(${states}::"JobState"[])`);
+  if (f.tenant) (range.length === 0 ? range : rest).push(Prisma.sql`tenant = ${f.tenant}`);
+  if (f.name) rest.push(Prisma.sql`name = ${f.name}`);
+  if (f.queues) rest.push(Prisma.sql`queue = ANY(${[...f.queues]}::text[])`);
+  if (f.createdAfter) range.push(Prisma.sql`created_at > ${f.createdAfter}::timestamptz`);
+  if (f.createdBefore) range.push(Prisma.sql`created_at < ${f.createdBefore}::timestamptz`);
+  if (dataContains) rest.push(Prisma.sql`data @> ${dataContains}::jsonb`);
+  return { range, rest, search: f.search ? likePattern(f.search) : null };
 }
 
 /** The key getMany / replaysOfMany results are stored under. */

@@ -1,5 +1,7 @@
 // Public face of src/jobs/history. History rows in PostgreSQL: the store and its group commit, the queries and their cursors, per-request loaders, retention.
 // Code outside src/jobs imports this file only (npm run lint checks it).
+
+export * from "./bulk-selections.ts";
 export * from "./durable-records.ts";
 export * from "./failed-job-inbox.ts";
 export { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
@@ -10,6 +12,7 @@ export {
   HistoryQueries,
   type HistoryQueriesOptions,
   type JobListFilter,
+  jobFilterSql,
   type OperatorActionView,
   type Page,
   type PageArgs,
