@@ -23,7 +23,7 @@ const JobStatsBucketRef = builder.objectRef<JobStatsBucketView>("JobStatsBucket"
     durationP50Ms: t.exposeFloat("durationP50Ms", {
       nullable: true,
       description:
-        "Median of finishedAt - startedAt over the jobs that started, in ms (from a histogram: within 5% of the exact percentile). Null when none started",
+        "Median of finishedAt - startedAt over the jobs that started, in ms, from a histogram with 5%-wide buckets: within 5% + 1 ms of percentile_cont over the same rows (the same for p95 and p99). Null when none started",
     }),
     durationP95Ms: t.exposeFloat("durationP95Ms", { nullable: true }),
     durationP99Ms: t.exposeFloat("durationP99Ms", { nullable: true }),
