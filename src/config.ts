@@ -54,6 +54,30 @@ export function hasHashTag(prefix: string): boolean {
   return close > open + 1;
 }
 
+/** Variables whose value a config error never quotes. */
+const NOT_ECHOED = new Set(["PAYLOAD_ENCRYPTION_KEYS"]);
+
+/** A PAYLOAD_ENCRYPTION_KEYS entry: the id kept with each ciphertext, and 32 bytes of AES-256 key. */
+export interface PayloadKeyConfig {
+  id: string;
+  key: Buffer;
+}
+
+/** `<id>:<base64 key>[,...]`: ids of letters, digits, `_` and `-` (at most 32), unique; keys of exactly 32 bytes. */
+function parsePayloadKeys(value: string): PayloadKeyConfig[] | string {
+  const keys: PayloadKeyConfig[] = [];
+  for (const [i, entry] of value.split(",").entries()) {
+    const [id, key, ...rest] = entry.trim().split(":");
+    if (!id || key === undefined || rest.length > 0) return `entry ${i + 1} must be <id>:<base64 key>`;
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id)) return `entry ${i + 1}: the id must be 1-32 letters, digits, _ or -`;
+    if (keys.some((k) => k.id === id)) return `entry ${i + 1}: the id "${id}" appears twice`;
+    const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(key) ? Buffer.from(key, "base64") : Buffer.alloc(0);
+    if (bytes.length !== 32) return `entry ${i + 1} ("${id}"): the key must be 32 bytes in base64 (e.g. \`openssl rand -base64 32\`)`;
+    keys.push({ id, key: bytes });
+  }
+  return keys;
+}
+
 const positiveInt = (name: string) =>
   z.coerce
     .number({ error: `${name} must be a positive integer` })
@@ -208,6 +232,20 @@ export const envSchema = z.object({
     .default(0)
     .describe(
       "(API) proxies in front of the API that append to X-Forwarded-For; the client's address (per-address rate and connection limits) is the entry that many places from the right (0: the socket's address, X-Forwarded-For never read)",
+    ),
+  PAYLOAD_ENCRYPTION_KEYS: z
+    .string()
+    .transform((value, ctx) => {
+      const keys = parsePayloadKeys(value);
+      if (typeof keys === "string") {
+        ctx.addIssue({ code: "custom", message: `PAYLOAD_ENCRYPTION_KEYS ${keys}` });
+        return z.NEVER;
+      }
+      return keys;
+    })
+    .optional()
+    .describe(
+      "(API) keys that encrypt the real values of secret payload fields in history, so replays and recovery send them again: `<id>:<32 bytes in base64>`, comma-separated; the first encrypts, all decrypt (rotation). Unset: history keeps them masked only (README: Secret payload fields)",
     ),
   JOB_TOKEN_SECRET: z
     .string()
@@ -496,6 +534,8 @@ export interface Config {
   adminApiKey: string | undefined;
   /** Requests per credential per minute, counted in Redis (0: no limit). */
   rateLimitPerMinute: number;
+  /** PAYLOAD_ENCRYPTION_KEYS: the first encrypts secret payload fields kept for replays and recovery, all decrypt; undefined: kept masked only. */
+  payloadEncryptionKeys: PayloadKeyConfig[] | undefined;
   /** Proxies whose X-Forwarded-For entries are trusted for the client's address (0: none; src/server/client-address.ts). */
   trustProxyHops: number;
   /** HMAC key of job tokens; unset outside production = a random one per process (tokens work on that instance only). */
@@ -625,6 +665,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success || overrides.problems.length > 0 || clusterProblems.length > 0) {
     const problems = (parsed.error?.issues ?? []).map((issue) => {
       const name = String(issue.path[0] ?? "environment");
+      // Key material is never echoed back (the message names the entry instead).
+      if (NOT_ECHOED.has(name)) return `${name}: ${issue.message}`;
       return `${name}: ${issue.message} (got ${JSON.stringify(present[name])})`;
     });
     throw new ConfigError([...new Set([...problems, ...overrides.problems, ...clusterProblems])]);
@@ -672,6 +714,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobTokenSecret: e.JOB_TOKEN_SECRET,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     trustProxyHops: e.TRUST_PROXY_HOPS,
+    payloadEncryptionKeys: e.PAYLOAD_ENCRYPTION_KEYS,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,
     queueRateLimit: overrides.rateLimit,

@@ -85,6 +85,8 @@ beforeAll(async () => {
       WEBHOOK_ALLOW_PRIVATE: "true",
       REPORT_DIR: reportDir,
       LOG_LEVEL: "debug",
+      // Real values kept encrypted for replays (job_secret): they must not surface anywhere either.
+      PAYLOAD_ENCRYPTION_KEYS: `k1:${Buffer.alloc(32, 7).toString("base64")}`,
     },
   });
 }, 60_000);
@@ -186,7 +188,7 @@ describe("redaction of secret payload paths", () => {
     // The tables themselves.
     const rows = await queryRows<{ t: string }>(
       stack.databaseUrl,
-      "SELECT data::text AS t FROM job_history UNION ALL SELECT data::text FROM failed_job_audit UNION ALL SELECT coalesce(details::text, '') FROM operator_action",
+      "SELECT data::text AS t FROM job_history UNION ALL SELECT data::text FROM failed_job_audit UNION ALL SELECT coalesce(details::text, '') FROM operator_action UNION ALL SELECT sealed FROM job_secret",
     );
 
     const everything = JSON.stringify({

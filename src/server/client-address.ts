@@ -26,7 +26,7 @@ export function clientAddress(
   while (entries.length < trustedHops && end > 0) {
     const comma = header.lastIndexOf(",", end - 1);
     entries.unshift(header.slice(comma + 1, end).trim());
-    end = comma < 0 ? 0 : comma;
+    end = Math.max(comma, 0);
   }
   // entries[0] is the candidate (or the leftmost, when the chain is short); to its right, trusted hops.
   for (const entry of entries) if (isIP(entry)) return entry;

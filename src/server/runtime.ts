@@ -17,7 +17,16 @@ import type { Logger } from "../infra/logger.ts";
 import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
-import { BulkActions, JobControl, JobService, OperatorActionLog, QueueService, RecoveryReconciler } from "../jobs/control/index.ts";
+import {
+  BulkActions,
+  JobControl,
+  JobService,
+  OperatorActionLog,
+  PayloadCipher,
+  PayloadSecrets,
+  QueueService,
+  RecoveryReconciler,
+} from "../jobs/control/index.ts";
 import { type BulkActionEvent, EventChannels, EventFeeds, EventRelay, EventStream, parseBulkActionEvent } from "../jobs/events/index.ts";
 import {
   BulkSelectionStore,
@@ -27,6 +36,7 @@ import {
   HistoryQueries,
   HistoryStore,
   JobLogStore,
+  JobSecretStore,
   JobStatsQueries,
   lazyJobLoaders,
 } from "../jobs/history/index.ts";
@@ -94,9 +104,16 @@ function recoveryMetrics(metrics: Registry) {
     help: "Duration of this instance's last recovery pass",
     registers: [metrics],
   });
-  return (pass: { recovered: number; ms: number }, perQueue: Map<string, number>) => {
+  const notRecovered = new Counter({
+    name: "jobs_not_recovered_total",
+    help: "Jobs Redis lost that the recovery reconciler did not re-add because their secret payload fields could not be restored (marked FAILED, operator action NOT_RECOVERED)",
+    labelNames: ["queue"],
+    registers: [metrics],
+  });
+  return (pass: { recovered: number; ms: number }, perQueue: Map<string, number>, lost: Map<string, number>) => {
     passes.inc();
     for (const [queue, n] of perQueue) recovered.inc({ queue }, n);
+    for (const [queue, n] of lost) if (n > 0) notRecovered.inc({ queue }, n);
     last.set(pass.recovered);
     seconds.set(pass.ms / 1000);
   };
@@ -138,6 +155,13 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     maxPerQueue: config.maxSchedulersPerQueue,
   });
   const records = new DurableRecords(db);
+  // Secret payload fields: masked in history; with PAYLOAD_ENCRYPTION_KEYS also kept encrypted for replays and recovery.
+  const secrets = new PayloadSecrets(
+    registry,
+    new JobSecretStore(db),
+    config.payloadEncryptionKeys ? new PayloadCipher(config.payloadEncryptionKeys) : null,
+    log,
+  );
   const jobs = new JobService(
     registry,
     queues,
@@ -149,6 +173,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       maxDataDepth: config.limits.maxDataDepth,
       enqueueAck: config.enqueueAck,
       logs: new JobLogStore(db),
+      secrets,
     },
     records,
   );
@@ -202,6 +227,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     log,
     options: config.recovery,
     onPass: recoveryMetrics(metrics),
+    secrets,
   });
   recovery.start();
   const liveJob = (queue: string, id: string) => jobs.getLive(queue, id);

@@ -1,10 +1,12 @@
 // Public face of src/jobs/control. What operators and clients do to jobs and queues: enqueue, cancel, retry, replay, schedulers, the operator audit.
 // Code outside src/jobs imports this file only (npm run lint checks it).
 
+export { PayloadCipher, UnsealError } from "../payload-cipher.ts";
 export { type BulkActionOptions, BulkActions, type BulkSelector, bulkReplayId } from "./bulk-actions.ts";
 export { JobControl, type JobControlOptions, type PerJobOptions } from "./job-control.ts";
 export { type EnqueueInput, JobService, type JobServiceOptions, type JobVisibility, MAX_PRIORITY } from "./job-service.ts";
 export { type Actor, actorName, actorTenant, type OperatorActionInput, OperatorActionLog } from "./operator-actions.ts";
+export { PayloadSecrets, type Restored, type SecretJob } from "./payload-secrets.ts";
 export {
   DEFAULT_SCHEDULER_LIMITS,
   type JobCounts,

@@ -7,7 +7,17 @@ import type { QueueSet } from "../bullmq/queue-set.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
 import type { FailedJobInbox } from "../history/failed-job-inbox.ts";
 import type { HistoryStore } from "../history/history-store.ts";
-import { CANCELLED_PREFIX, fromBullState, type JobState, type JobView, splitData, TERMINAL_STATES, viewFromBull } from "../job-view.ts";
+import {
+  CANCELLED_PREFIX,
+  fromBullState,
+  type JobState,
+  type JobView,
+  REDACTED,
+  splitData,
+  TERMINAL_STATES,
+  viewFromBull,
+} from "../job-view.ts";
+import { maskedPaths } from "../payload-cipher.ts";
 import type { EnqueueInput, JobService } from "./job-service.ts";
 import { applyMergePatch } from "./merge-patch.ts";
 import { type Actor, actorName, type OperatorActionLog } from "./operator-actions.ts";
@@ -277,9 +287,11 @@ export class JobControl {
     const live = await this.queueOrThrow(queueName).getJob(id);
     let original: JobView | null;
     let options: { attempts: number; backoff: EnqueueInput["backoff"]; priority: number };
-    // From Redis the payload is the real one (secret values included, so the replay works); from
-    // history, secret values are "[redacted]" (give them again in `data` / `dataPatch`).
+    // From Redis the payload is the real one (secret values included); from history, secret values
+    // are "[redacted]" and come back from their encrypted copy (PAYLOAD_ENCRYPTION_KEYS), else must
+    // be given again in `data` / `dataPatch`: a replay never runs with a masked value.
     let realData: unknown;
+    let unrestored: string | null = null;
     if (live) {
       original = viewFromBull(live, "COMPLETED");
       realData = splitData(live.data).data;
@@ -287,11 +299,26 @@ export class JobControl {
     } else {
       original = await this.history.get(queueName, id);
       realData = original?.data;
+      if (original && this.jobs.secrets && data === undefined) {
+        const restored = (await this.jobs.secrets.restore(queueName, [original])).get(original.id);
+        realData = restored?.data ?? realData;
+        unrestored = restored?.reason ?? null;
+      }
       const stored = original ? await this.history.options(queueName, id) : null;
       options = { attempts: stored?.attempts ?? 1, backoff: backoffInput(stored?.backoff), priority: stored?.priority ?? 0 };
     }
     if (!original) throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
     const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(realData, dataPatch) : realData;
+    const masked = maskedPaths(payload, this.jobs.secretPaths(queueName, original.name));
+    if (masked.length > 0) {
+      const why = unrestored ?? `"${REDACTED}" is not a value it can be sent with`;
+      throw ValidationError.of(
+        masked.map((path) => ({
+          path: ["data", ...path.split(".")],
+          message: `is a secret field that history keeps masked and ${why}; give it again in data or dataPatch`,
+        })),
+      );
+    }
     const replay = await this.jobs.enqueue(
       {
         queue: queueName,

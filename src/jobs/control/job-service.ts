@@ -10,6 +10,7 @@ import { DEFAULT_MAX_DATA_DEPTH, inputProblem } from "../input-checks.ts";
 import { fromBullState, type JobMeta, type JobState, type JobView, META_KEY, redact, viewFromBull } from "../job-view.ts";
 import type { JobRegistry } from "../registry.ts";
 import { DurableEnqueue, type EnqueueWrite } from "./durable-enqueue.ts";
+import type { PayloadSecrets, SecretJob } from "./payload-secrets.ts";
 
 /** BullMQ's priority range: 1 (highest) to 2^21. */
 export const MAX_PRIORITY = 2_097_152;
@@ -49,6 +50,8 @@ export interface JobServiceOptions {
   enqueueAck?: "record" | "redis";
   /** Where `getLogs` reads a job's lines once Redis no longer has them. */
   logs?: JobLogStore;
+  /** Keeps the real values of secret payload fields encrypted for replays and recovery (PAYLOAD_ENCRYPTION_KEYS). */
+  secrets?: PayloadSecrets;
 }
 
 const optionsSchema = z.object({
@@ -225,6 +228,7 @@ export class JobService {
     const writes = [{ view: pending, delayMs: opts.delay ?? 0, backoff: backoffOf(opts), fresh: !opts.jobId }];
     const afterRecord = this.options.enqueueAck !== "redis";
     if (afterRecord) await this.durable.record(writes);
+    await this.keepSecrets([{ queue: input.queue, id: pending.id, name: input.name, data }], afterRecord ? [pending] : []);
     const payload = withMeta(data, full);
     let job: Awaited<ReturnType<typeof queue.add>>;
     try {
@@ -232,6 +236,7 @@ export class JobService {
       job = await queue.add(input.name, payload, { ...opts, jobId: pending.id, timestamp: pending.createdAt.getTime() });
     } catch (err) {
       if (afterRecord) await this.durable.forget([pending]);
+      await this.options.secrets?.forget(input.queue, [pending.id]).catch(() => {});
       throw err;
     }
     if (!afterRecord) this.durable.recordLater(writes);
@@ -310,6 +315,13 @@ export class JobService {
     }
     const afterRecord = this.options.enqueueAck !== "redis";
     if (afterRecord) await this.durable.record(writes);
+    await this.keepSecrets(
+      validated.flatMap((v, i) => {
+        const view = pending[i];
+        return view ? [{ queue: view.queue, id: view.id, name: v.input.name, data: v.data }] : [];
+      }),
+      afterRecord ? writes.map((w) => w.view) : [],
+    );
     const notAdded = new Set(writes.map((w) => w.view));
     try {
       for (const [queueName, indexes] of byQueue) {
@@ -335,10 +347,33 @@ export class JobService {
     } catch (err) {
       if (afterRecord) await this.durable.forget([...notAdded]);
       else this.durable.recordLater(writes.filter((w) => !notAdded.has(w.view)));
+      for (const view of notAdded) await this.options.secrets?.forget(view.queue, [view.id]).catch(() => {});
       throw err;
     }
     if (!afterRecord) this.durable.recordLater(writes);
     return results as JobView[];
+  }
+
+  /**
+   * Stores the jobs' secret values encrypted (PayloadSecrets), before the jobs reach Redis, so a
+   * job recovered from its row has them. When that fails nothing is enqueued: `recorded` rows are
+   * taken back and this throws an UnavailableError.
+   */
+  private async keepSecrets(jobs: SecretJob[], recorded: JobView[]): Promise<void> {
+    if (!this.options.secrets) return;
+    try {
+      await this.options.secrets.keep(jobs);
+    } catch (err) {
+      if (recorded.length > 0) await this.durable.forget(recorded);
+      throw new UnavailableError("The job's secret fields could not be stored (PostgreSQL), so nothing was enqueued; retry later.", {
+        cause: err,
+      });
+    }
+  }
+
+  /** What keeps secret payload fields for replays (none when PAYLOAD_ENCRYPTION_KEYS is unset: then they are only masked). */
+  get secrets(): PayloadSecrets | undefined {
+    return this.options.secrets;
   }
 
   /** The job as Redis holds it now, or null when Redis no longer has it. */
@@ -383,6 +418,11 @@ export class JobService {
     const { logs } = await queue.getJobLogs(id, 0, limit - 1, true);
     if (logs.length > 0 || !this.options.logs) return logs;
     return this.options.logs.list(queueName, id, limit);
+  }
+
+  /** The job type's secret payload paths (none for an unknown type). */
+  secretPaths(queue: string, name: string): readonly string[] {
+    return this.registry.get(queue, name)?.secret ?? [];
   }
 
   /** `data` as anyone but the processor may see it: the job type's secret paths masked. */

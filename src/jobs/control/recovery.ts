@@ -4,7 +4,8 @@ import type { RedisClient } from "../../infra/redis.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { type DurableRecords, PENDING_STATES, type PendingCursor, type PendingRow, type Recovery } from "../history/durable-records.ts";
 import type { HistoryStore } from "../history/history-store.ts";
-import { type JobState, type JobView, META_KEY } from "../job-view.ts";
+import { type JobMeta, type JobState, type JobView, META_KEY } from "../job-view.ts";
+import type { PayloadSecrets, Restored } from "./payload-secrets.ts";
 
 export interface RecoveryOptions {
   /** Time between periodic passes (0: only at start and after Redis lost data). */
@@ -30,6 +31,12 @@ export interface RecoveryPass {
   recovered: number;
   /** Missing jobs left alone because a worker's ledger holds their final record. */
   inLedger: number;
+  /**
+   * Missing jobs not re-added because a secret payload field could not be restored (no
+   * PAYLOAD_ENCRYPTION_KEYS, no encrypted copy, or it did not decrypt): their rows are marked FAILED
+   * and an operator action NOT_RECOVERED says why. Re-adding them would run them with "[redacted]".
+   */
+  notRecovered: number;
   ms: number;
   /** Where the pass' time went, in ms: paging history, asking Redis, reading rows, rows back to pending, re-adding, recording. */
   phases: { page: number; redis: number; rows: number; rowsBack: number; readd: number; record: number };
@@ -93,7 +100,8 @@ export class RecoveryReconciler {
   private readonly history: HistoryStore;
   private readonly log: Logger;
   private readonly options: Required<RecoveryOptions>;
-  private readonly onPass: (pass: RecoveryPass, perQueue: Map<string, number>) => void;
+  private readonly onPass: (pass: RecoveryPass, perQueue: Map<string, number>, notRecovered: Map<string, number>) => void;
+  private readonly secrets: PayloadSecrets | null;
   private readonly timers = new Set<NodeJS.Timeout>();
   private running: Promise<RecoveryPass | null> | null = null;
   private again: string | null = null;
@@ -111,8 +119,10 @@ export class RecoveryReconciler {
     history: HistoryStore;
     log: Logger;
     options: RecoveryOptions;
-    /** Called after every pass that ran (metrics). */
-    onPass?: (pass: RecoveryPass, perQueue: Map<string, number>) => void;
+    /** Called after every pass that ran (metrics): jobs re-added and jobs not re-added (secrets lost), by queue. */
+    onPass?: (pass: RecoveryPass, perQueue: Map<string, number>, notRecovered: Map<string, number>) => void;
+    /** Puts secret payload fields back from their encrypted copies (without it, no job type is taken to have any). */
+    secrets?: PayloadSecrets | undefined;
   }) {
     this.redis = deps.redis;
     this.queues = deps.queues;
@@ -122,6 +132,7 @@ export class RecoveryReconciler {
     this.log = deps.log;
     this.options = { pageSize: 200, rowsPerSecond: 4_000, ...deps.options };
     this.onPass = deps.onPass ?? (() => {});
+    this.secrets = deps.secrets ?? null;
   }
 
   private get epochKey(): string {
@@ -236,25 +247,30 @@ export class RecoveryReconciler {
       checked: 0,
       recovered: 0,
       inLedger: 0,
+      notRecovered: 0,
       ms: 0,
       phases: { page: 0, redis: 0, rows: 0, rowsBack: 0, readd: 0, record: 0 },
     };
     const perQueue = new Map<string, number>();
+    const notRecovered = new Map<string, number>();
     try {
       const runId = await this.currentRunId();
       const before = new Date(started - this.options.graceMs);
       const pace = new Pace(this.options.rowsPerSecond);
       for (const queue of this.queueNames) {
+        const notBefore = pass.notRecovered;
         const recovered = await this.recoverQueue(queue, before, runId, pass, pace);
         perQueue.set(queue, recovered);
+        notRecovered.set(queue, pass.notRecovered - notBefore);
         pass.recovered += recovered;
       }
       await this.redis.set(this.epochKey, runId);
       this.runId = runId;
       pass.ms = Date.now() - started;
-      this.onPass(pass, perQueue);
+      this.onPass(pass, perQueue, notRecovered);
       for (const k of Object.keys(pass.phases) as (keyof RecoveryPass["phases"])[]) pass.phases[k] = Math.round(pass.phases[k]);
-      if (pass.recovered > 0 || pass.inLedger > 0) this.log.warn("recovery pass re-added jobs Redis had lost", { ...pass });
+      if (pass.recovered > 0 || pass.inLedger > 0 || pass.notRecovered > 0)
+        this.log.warn("recovery pass re-added jobs Redis had lost", { ...pass });
       else this.log.debug("recovery pass", { ...pass });
       return pass;
     } finally {
@@ -317,16 +333,59 @@ export class RecoveryReconciler {
   }
 
   /** Puts the rows' jobs back into Redis (one addBulk), then their attempts, history state and records. */
+  /**
+   * Jobs whose secret values cannot be restored are not re-added: their rows become FAILED with the
+   * reason, and the operator audit gets a NOT_RECOVERED action each. The metric counts them.
+   */
+  private async markNotRecovered(queue: string, rows: PendingRow[], restored: Map<string, Restored>, pass: RecoveryPass): Promise<void> {
+    const now = new Date();
+    const failures = rows.map((row) => {
+      const r = restored.get(row.id);
+      const paths = r?.masked ?? [];
+      const reason = `Not recovered after Redis lost it: its secret payload fields (${paths.join(", ")}) are masked in history and ${r?.reason ?? "could not be restored"}; replay it giving them again`;
+      return { row, paths, reason };
+    });
+    await Promise.all(
+      failures.map(({ row, reason }) =>
+        this.history.upsert({ ...recoveredView(row, "FAILED"), attemptsMade: row.attemptsMade, finishedAt: now, failedReason: reason }),
+      ),
+    );
+    await this.records.recordNotRecovered(
+      failures.map(({ row, paths, reason }) => ({ queue, jobId: row.id, state: row.state, paths, reason, passId: pass.passId })),
+    );
+    pass.notRecovered += rows.length;
+    this.log.warn("recovery left jobs out: their secret payload fields could not be restored", {
+      queue,
+      jobIds: rows.map((r) => r.id).slice(0, 20),
+      reason: failures[0]?.reason,
+    });
+  }
+
   private async readd(queue: string, rows: PendingRow[], runId: string, pass: RecoveryPass): Promise<number> {
     const t = performance.now();
     const bull = this.queues.get(queue);
     if (!bull || rows.length === 0) return 0;
+    // Secret payload fields: history holds them masked; their encrypted copies put them back.
+    const restored = this.secrets ? await this.secrets.restore(queue, rows) : new Map<string, Restored>();
+    const unrestorable = rows.filter((row) => (restored.get(row.id)?.masked.length ?? 0) > 0);
+    if (unrestorable.length > 0) {
+      await this.markNotRecovered(queue, unrestorable, restored, pass);
+      rows = rows.filter((row) => !unrestorable.includes(row));
+      if (rows.length === 0) return 0;
+    }
     const now = Date.now();
     const plans = rows.map((row) => {
       const due = row.createdAt.getTime() + row.delayMs;
       const delayed = row.delayMs > 0 && due > now;
-      const meta = { ...(row.replayOfId ? { replayOf: row.replayOfId } : {}), ...(row.tenant ? { tenant: row.tenant } : {}) };
-      const data = Object.keys(meta).length > 0 ? { ...(row.data as object), [META_KEY]: meta } : row.data;
+      const secret = this.secrets?.pathsOf(queue, row.name) ?? [];
+      const meta: JobMeta = {
+        ...(row.replayOfId ? { replayOf: row.replayOfId } : {}),
+        ...(row.tenant ? { tenant: row.tenant } : {}),
+        // So every view of the re-added job masks them again, as at enqueue.
+        ...(secret.length > 0 ? { secret } : {}),
+      };
+      const real = restored.get(row.id)?.data ?? row.data;
+      const data = Object.keys(meta).length > 0 ? { ...(real as object), [META_KEY]: meta } : real;
       const state: JobState = delayed ? "DELAYED" : row.priority > 0 ? "PRIORITIZED" : "WAITING";
       return { row, data, state, remainingMs: delayed ? due - now : 0, delayed };
     });

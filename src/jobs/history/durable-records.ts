@@ -140,6 +140,23 @@ export class DurableRecords {
    * Records re-added jobs: a `job_recovery` row each (the job's history) and an operator action
    * `RECOVERED` each (the audit trail, actor `system:recovery`), in one transaction.
    */
+  /** Jobs a recovery pass did not re-add (secret payload fields it could not restore): one operator action NOT_RECOVERED each. */
+  async recordNotRecovered(
+    jobs: { queue: string; jobId: string; state: JobState; paths: string[]; reason: string; passId: string }[],
+  ): Promise<void> {
+    if (jobs.length === 0) return;
+    await poolOf(this.db).query(
+      `INSERT INTO operator_action (id, actor, action, queue, job_id, details)
+       SELECT gen_random_uuid(), 'system:recovery', 'NOT_RECOVERED', queue, job_id, details
+       FROM unnest($1::text[], $2::text[], $3::jsonb[]) AS r(queue, job_id, details)`,
+      [
+        jobs.map((j) => j.queue),
+        jobs.map((j) => j.jobId),
+        jobs.map((j) => JSON.stringify({ state: j.state, secretPaths: j.paths, reason: j.reason, passId: j.passId })),
+      ],
+    );
+  }
+
   async recordRecoveries(recoveries: Recovery[]): Promise<void> {
     if (recoveries.length === 0) return;
     // One statement (so one transaction) for both tables, the rows as arrays.

@@ -21,6 +21,7 @@ export {
 export { HistoryStore } from "./history-store.ts";
 export { createJobLoaders, type JobLoaders, type JobRef, type LiveLookup, lazyJobLoaders } from "./job-loaders.ts";
 export * from "./job-logs.ts";
+export { JobSecretStore, type SealedSecret } from "./job-secrets.ts";
 export * from "./job-stats.ts";
 export { encodeJobCursor, encodeTimeIdCursor } from "./page-cursor.ts";
 export { HistoryQuarantine, isDataError, type QuarantineKind } from "./quarantine.ts";

@@ -64,13 +64,21 @@ export class HistoryRetention {
     let total = 0;
     for (;;) {
       // created_at bounds the scan (index on created_at); finished/updated time keeps long-delayed jobs.
-      const deleted = await this.db.$executeRaw(Prisma.sql`
-        DELETE FROM job_history WHERE (queue, id) IN (
-          SELECT queue, id FROM job_history
-          WHERE created_at < ${cutoff}::timestamptz
-            AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
-            AND COALESCE(finished_at, updated_at) < ${cutoff}::timestamptz
-          LIMIT ${batch})`);
+      // A deleted row's encrypted secret payload fields (job_secret) go with it, in the same statement.
+      const [counted] = await this.db.$queryRaw<{ n: number }[]>(Prisma.sql`
+        WITH gone AS (
+          DELETE FROM job_history WHERE (queue, id) IN (
+            SELECT queue, id FROM job_history
+            WHERE created_at < ${cutoff}::timestamptz
+              AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')
+              AND COALESCE(finished_at, updated_at) < ${cutoff}::timestamptz
+            LIMIT ${batch})
+          RETURNING queue, id
+        ), secrets AS (
+          DELETE FROM job_secret s USING gone WHERE s.queue = gone.queue AND s.job_id = gone.id
+        )
+        SELECT count(*)::int AS n FROM gone`);
+      const deleted = counted?.n ?? 0;
       total += deleted;
       if (deleted < batch) return total;
     }
