@@ -31,10 +31,15 @@ export function createRedis(target: RedisTarget, role: RedisRole, extra: RedisOp
     ...extra,
   };
   if (!target.redisClusterNodes) return new Redis(target.redisUrl, options);
-  // `lazyConnect` belongs to the Cluster itself: it opens (and lazily re-opens) its node connections.
-  const { lazyConnect, ...redisOptions } = options;
+  // `lazyConnect` and `enableAutoPipelining` belong to the Cluster itself: it opens (and lazily
+  // re-opens) its node connections, and batches commands per node.
+  const { lazyConnect, enableAutoPipelining, ...redisOptions } = options;
   const { username, password } = target.redisClusterAuth;
-  return new Cluster(target.redisClusterNodes, { lazyConnect, redisOptions: { ...redisOptions, username, password } });
+  return new Cluster(target.redisClusterNodes, {
+    lazyConnect,
+    enableAutoPipelining,
+    redisOptions: { ...redisOptions, username, password },
+  });
 }
 
 /**

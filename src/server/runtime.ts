@@ -216,6 +216,11 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   });
   bulk.start();
   const metrics = new Registry();
+  // The rate limiter's script runs on every request: a connection of its own with auto-pipelining, so
+  // the calls of the requests one event-loop turn handles leave in one socket write rather than one
+  // write (a system call, and a wake-up of Redis) each, which had been 14% of the API's CPU time on
+  // the trivial query (profile of bench graphql-layer, 2026-12-06).
+  const limiterConnection = config.rateLimitPerMinute > 0 ? createRedis(config, "request", { enableAutoPipelining: true }) : null;
   // A connection of its own: a pass' pipelines of EXISTS must not queue ahead of the enqueues' commands.
   const recoveryConnection = createRedis(config, "request");
   const recovery = new RecoveryReconciler({
@@ -294,7 +299,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     }),
     authenticate: limited(
       authenticator.authenticate,
-      config.rateLimitPerMinute > 0 ? new RateLimiter(redis, config.queuePrefix, config.rateLimitPerMinute, log) : null,
+      limiterConnection ? new RateLimiter(limiterConnection, config.queuePrefix, config.rateLimitPerMinute, log) : null,
     ),
     recovery,
     ready: () =>
@@ -323,6 +328,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
         closeRedis(subscriber),
         closeRedis(queueConnection),
         closeRedis(recoveryConnection),
+        ...(limiterConnection ? [closeRedis(limiterConnection)] : []),
         closeRedis(revocations),
       ]);
       await db.$disconnect();
