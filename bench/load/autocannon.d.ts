@@ -6,6 +6,7 @@ declare module "autocannon" {
     headers?: Record<string, string>;
     body?: string;
     connections?: number;
+    pipelining?: number;
     duration?: number;
   }
   export interface Instance {

@@ -9,6 +9,8 @@ export interface HttpLoadInput {
   headers: Record<string, string>;
   body?: string;
   connections: number;
+  /** Requests each connection sends without waiting for answers (HTTP pipelining; 1, the default: none). */
+  pipelining?: number;
   warmupSec: number;
   durationSec: number;
 }
@@ -21,11 +23,16 @@ export interface HttpLoadResult {
   requests: number;
   errors: number;
   non2xx: number;
+  /** Responses during the warm-up (with `requests`, every request the server answered). */
+  warmupRequests: number;
+  /** This load generator's own CPU time over the measured window, as a share of one core (near 1: it, not the server, set the pace). */
+  loadCpuShare: number;
 }
 
 function run(input: HttpLoadInput, durationSec: number, latencies: number[] | null) {
-  return new Promise<{ result: Result; ok: number }>((resolve, reject) => {
+  return new Promise<{ result: Result; ok: number; answered: number }>((resolve, reject) => {
     let ok = 0;
+    let answered = 0;
     const instance = autocannon(
       {
         url: input.url,
@@ -33,11 +40,13 @@ function run(input: HttpLoadInput, durationSec: number, latencies: number[] | nu
         headers: input.headers,
         body: input.body,
         connections: input.connections,
+        pipelining: input.pipelining ?? 1,
         duration: durationSec,
       },
-      (err, result) => (err ? reject(err) : resolve({ result, ok })),
+      (err, result) => (err ? reject(err) : resolve({ result, ok, answered })),
     );
     instance.on("response", (_client, status, _bytes, ms) => {
+      answered++;
       if (status >= 200 && status < 300) ok++;
       latencies?.push(ms);
     });
@@ -46,9 +55,12 @@ function run(input: HttpLoadInput, durationSec: number, latencies: number[] | nu
 
 const input = scriptInput<HttpLoadInput>();
 // Warm-up: JIT, connection pools, caches; its numbers are thrown away.
-if (input.warmupSec > 0) await run(input, input.warmupSec, null);
+const warmup = input.warmupSec > 0 ? await run(input, input.warmupSec, null) : null;
 const latencies: number[] = [];
+const cpu = process.cpuUsage();
+const wall = performance.now();
 const { result, ok } = await run(input, input.durationSec, latencies);
+const used = process.cpuUsage(cpu);
 const s = summarize(latencies);
 answer({
   rps: ok / input.durationSec,
@@ -58,4 +70,6 @@ answer({
   requests: latencies.length,
   errors: result.errors + result.timeouts,
   non2xx: result.non2xx,
+  warmupRequests: warmup?.answered ?? 0,
+  loadCpuShare: (used.user + used.system) / 1000 / (performance.now() - wall),
 } satisfies HttpLoadResult);
