@@ -380,9 +380,10 @@ export class JobService {
   async getLive(queueName: string, id: string): Promise<JobView | null> {
     const queue = this.queues.get(queueName);
     if (!queue) return null;
-    let job = await queue.getJob(id);
+    // The hash and the state in one round trip: both commands go out together on the one connection,
+    // and Redis runs them in that order (the hash is read first, as before).
+    let [job, bullState] = await Promise.all([queue.getJob(id), queue.getJobState(id)]);
     if (!job) return null;
-    const bullState = await job.getState();
     // The job finished between the two reads: read it again so its fields match its state.
     if ((bullState === "completed" || bullState === "failed") && !job.finishedOn) job = (await queue.getJob(id)) ?? job;
     const state = fromBullState(bullState, bullState === "failed" && (await this.queues.isCancelled(job)));
