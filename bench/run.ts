@@ -1,4 +1,5 @@
-// `npm run bench [-- --quick] [-- --only <name>]`: every scenario under bench/scenarios/, one table, JSON and SVG under bench/results/.
+// `npm run bench [-- --quick] [-- --only <name>] [-- --seed-rows <n>]`: every scenario under bench/scenarios/, one table,
+// JSON and SVG under bench/results/.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -15,6 +16,13 @@ import { formatTable } from "./lib/table.ts";
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined;
+// An opt-in level of history above the 1M every full run seeds (history-queries), e.g. 10000000.
+const seedRowsArg = args.includes("--seed-rows") ? args[args.indexOf("--seed-rows") + 1] : undefined;
+const seedRows = seedRowsArg === undefined ? null : Number(seedRowsArg);
+if (seedRows !== null && (!Number.isInteger(seedRows) || seedRows <= 1_000_000 || seedRows > 100_000_000 || quick)) {
+  process.stderr.write("--seed-rows takes a whole number of rows above 1000000 (at most 100000000), and not with --quick\n");
+  process.exit(2);
+}
 const started = Date.now();
 const log = (m: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0)}s] ${m}\n`);
 
@@ -38,6 +46,7 @@ try {
 
   const ctx: BenchContext = {
     quick,
+    seedRows,
     redisUrl,
     adminDatabaseUrl,
     apiKey: `bench-${randomBytes(16).toString("hex")}`,
@@ -74,8 +83,8 @@ try {
   const resultsDir = path.join(import.meta.dirname, "results");
   mkdirSync(resultsDir, { recursive: true });
   // A partial run (--only) must not replace the latest complete one.
-  const name = `${only ? `only-${only}-` : ""}${quick ? "latest-quick" : "latest"}`;
-  const report = { mode: quick ? "quick" : "full", date: new Date().toISOString(), seconds, machine, rows, scenarios: outputs };
+  const name = `${only ? `only-${only}-` : ""}${seedRows ? `seed-rows-${seedRows}-` : ""}${quick ? "latest-quick" : "latest"}`;
+  const report = { mode: quick ? "quick" : "full", seedRows, date: new Date().toISOString(), seconds, machine, rows, scenarios: outputs };
   writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(path.join(resultsDir, `${name}.svg`), renderChart(report));
   log(`wrote bench/results/${name}.json and ${name}.svg`);

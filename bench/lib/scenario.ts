@@ -24,6 +24,8 @@ export interface ScenarioOutput {
 
 export interface BenchContext {
   quick: boolean;
+  /** `--seed-rows <n>`: an extra, larger level of history for the scenarios that seed it (null: none). */
+  seedRows: number | null;
   redisUrl: string;
   /** A URL to a database the harness may CREATE DATABASE from. */
   adminDatabaseUrl: string;
