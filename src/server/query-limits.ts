@@ -115,6 +115,10 @@ export const FIELD_COST: Record<string, number> = {
   "Query.jobs": 20,
   "Query.failedJobAudits": 20,
   "Query.operatorActions": 20,
+  "Mutation.bulkJobAction": 20,
+  "BulkAction.sample": 20,
+  "BulkAction.jobs": 20,
+  "BulkAction.outcomeCounts": 5,
 };
 
 /** Each level down multiplies a field's cost by this: nested lists multiply the work. */

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Prisma } from "../../generated/prisma/client.ts";
 import type { Db } from "../../infra/prisma.ts";
 import { BulkActionRunningError, InvalidStateError, SelectionTooLargeError, ValidationError, type ValidationIssue } from "../errors.ts";
+import { resolveJobRows } from "./failed-job-inbox.ts";
 import { type JobListFilter, jobFilterSql } from "./history-queries.ts";
 
 export const BULK_ACTIONS = ["CANCEL", "RETRY", "REPLAY", "DISMISS_AUDIT"] as const;
@@ -233,7 +234,8 @@ export class BulkSelectionStore {
 
   /**
    * DISMISS_AUDIT of a batch, all in one transaction with its outcomes (nothing to redo after a
-   * restart): each job's unresolved failed-job audit rows become DISMISSED by `actor`; a job that had
+   * restart): each job's unresolved failed-job audit rows become DISMISSED by `actor` (the inbox's own
+   * resolveJobRows); a job that had
    * some is ACTED, one that had none SKIPPED (with its history state, null when the row is gone).
    */
   async dismissBatch(id: string, items: readonly BulkSelectionItem[], actor: string): Promise<BulkSelectionView> {
@@ -245,14 +247,12 @@ export class BulkSelectionStore {
         FROM bulk_selection_job j LEFT JOIN job_history h ON h.queue = j.queue AND h.id = j.job_id
         WHERE j.selection_id = ${id}::uuid AND j.seq = ANY(${seqs}::int[]) AND j.outcome IS NULL
         ORDER BY j.seq FOR UPDATE OF j`);
-      const dismissed = await tx.$queryRaw<{ queue: string; jobId: string; n: number }[]>(Prisma.sql`
-        WITH d AS (
-          UPDATE failed_job_audit a SET resolved_at = now(), resolved_by = ${actor}, resolution = 'DISMISSED'
-          FROM unnest(${open.map((o) => o.queue)}::text[], ${open.map((o) => o.jobId)}::text[]) AS j(queue, job_id)
-          WHERE a.queue = j.queue AND a.job_id = j.job_id AND a.resolved_at IS NULL
-          RETURNING a.queue, a.job_id
-        )
-        SELECT queue, job_id AS "jobId", count(*)::int AS n FROM d GROUP BY queue, job_id`);
+      const dismissed = await resolveJobRows(
+        tx,
+        open.map((o) => ({ queue: o.queue, id: o.jobId })),
+        "DISMISSED",
+        actor,
+      );
       const hits = new Map(dismissed.map((d) => [`${d.queue}\u0000${d.jobId}`, d.n]));
       const results: BulkItemResult[] = open.map((o) => {
         const n = hits.get(`${o.queue}\u0000${o.jobId}`) ?? 0;

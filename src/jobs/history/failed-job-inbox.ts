@@ -10,6 +10,29 @@ export const MAX_DISMISS_IDS = 1_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
+ * Resolves the unresolved audit rows of these jobs in `db` (a client or the caller's transaction);
+ * returns, per job that had some, how many. See FailedJobInbox.resolveJobs.
+ */
+export async function resolveJobRows(
+  db: Db | Prisma.TransactionClient,
+  jobs: readonly { queue: string; id: string; upTo?: Date | null }[],
+  resolution: FailedJobResolution,
+  actor: string,
+): Promise<{ queue: string; jobId: string; n: number }[]> {
+  if (jobs.length === 0) return [];
+  return db.$queryRaw<{ queue: string; jobId: string; n: number }[]>(Prisma.sql`
+    WITH resolved AS (
+      UPDATE failed_job_audit a
+      SET resolved_at = now(), resolved_by = ${actor}, resolution = ${resolution}::"FailedJobResolution"
+      FROM unnest(${jobs.map((j) => j.queue)}::text[], ${jobs.map((j) => j.id)}::text[], ${jobs.map((j) => j.upTo?.toISOString() ?? null)}::timestamptz[])
+        AS j(queue, job_id, up_to)
+      WHERE a.queue = j.queue AND a.job_id = j.job_id AND a.resolved_at IS NULL AND (j.up_to IS NULL OR a.failed_at <= j.up_to)
+      RETURNING a.queue, a.job_id
+    )
+    SELECT queue, job_id AS "jobId", count(*)::int AS n FROM resolved GROUP BY queue, job_id`);
+}
+
+/**
  * The failed-job inbox: final-failure audit rows that nobody has acted on yet (`resolved_at IS NULL`).
  * A row leaves it once, with when, who and how: retrying the job (RETRIED), replaying it (REPLAYED) or
  * dismissing the row (DISMISSED). A resolved row is never resolved again (the first resolution stays),
@@ -32,13 +55,8 @@ export class FailedJobInbox {
     resolution: FailedJobResolution,
     actor: string,
   ): Promise<number> {
-    if (jobs.length === 0) return 0;
-    return this.db.$executeRaw(Prisma.sql`
-      UPDATE failed_job_audit a
-      SET resolved_at = now(), resolved_by = ${actor}, resolution = ${resolution}::"FailedJobResolution"
-      FROM unnest(${jobs.map((j) => j.queue)}::text[], ${jobs.map((j) => j.id)}::text[], ${jobs.map((j) => j.upTo?.toISOString() ?? null)}::timestamptz[])
-        AS j(queue, job_id, up_to)
-      WHERE a.queue = j.queue AND a.job_id = j.job_id AND a.resolved_at IS NULL AND (j.up_to IS NULL OR a.failed_at <= j.up_to)`);
+    const resolved = await resolveJobRows(this.db, jobs, resolution, actor);
+    return resolved.reduce((n, r) => n + r.n, 0);
   }
 
   /**
