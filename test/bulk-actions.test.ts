@@ -237,6 +237,74 @@ describe("bulk actions", () => {
   });
 });
 
+describe("bulk actions resumed after a batch was cut short", () => {
+  /** A confirmed selection no instance runs yet (its lease held as by an instance that is about to die). */
+  async function heldRun(action: string, filter: Record<string, unknown>) {
+    const dry = await bulk("admin", action, filter);
+    const lease = `${stack.prefix}:bulk:${dry.selectionId}:runner`;
+    await redis.set(lease, "a-dying-instance", "PX", 60_000);
+    expect(await confirm("admin", dry.selectionId)).toMatchObject({ status: "RUNNING" });
+    const claim = (position: number, state: string) =>
+      db.query(`UPDATE bulk_selection_job SET claimed_state = $3 WHERE selection_id = $1 AND seq = $2`, [dry.selectionId, position, state]);
+    return { dry, claim, die: () => redis.del(lease) };
+  }
+
+  it("CANCEL: a job cancelled before the crash counts ACTED (its reason names the action), a claimed one not yet cancelled is cancelled", async () => {
+    const tag = `bk9-${randomUUID().slice(0, 8)}`;
+    for (let i = 0; i < 3; i++) await enqueue({ name: "noop", data: {}, delayMs: 600_000, jobId: `${tag}-${i}` });
+    const { dry, claim, die } = await heldRun("CANCEL", { search: tag });
+    // The dying instance's batch: position 1 (newest, -2) claimed and cancelled, position 2 claimed only.
+    await claim(1, "DELAYED");
+    await claim(2, "DELAYED");
+    const r = await call("admin", `mutation ($id: ID!, $why: String) { cancelJob(queue: "demo", id: $id, reason: $why) { __typename } }`, {
+      id: `${tag}-2`,
+      why: `bulk action ${dry.selectionId} by admin`,
+    });
+    expect(r.data).toEqual({ cancelJob: { __typename: "JobActionSuccess" } });
+    await die();
+    const end = await done(dry.selectionId);
+    expect(end).toMatchObject({ processed: 3, acted: 3, skipped: 0, failed: 0 });
+    expect(end?.jobs.map((j) => [j.jobId, j.outcome, j.detail ?? null])).toEqual([
+      [`${tag}-2`, "ACTED", "done before a restart"],
+      [`${tag}-1`, "ACTED", null],
+      [`${tag}-0`, "ACTED", null],
+    ]);
+  });
+
+  it("CANCEL: a job someone else cancelled meanwhile is SKIPPED even when claimed", async () => {
+    const tag = `bk10-${randomUUID().slice(0, 8)}`;
+    await enqueue({ name: "noop", data: {}, delayMs: 600_000, jobId: `${tag}-0` });
+    const { dry, claim, die } = await heldRun("CANCEL", { search: tag });
+    await claim(1, "DELAYED");
+    await call("admin", `mutation { cancelJob(queue: "demo", id: "${tag}-0", reason: "by hand") { __typename } }`);
+    await die();
+    expect(await done(dry.selectionId)).toMatchObject({
+      acted: 0,
+      skipped: 1,
+      outcomeCounts: [{ outcome: "SKIPPED", state: "CANCELLED", count: 1 }],
+    });
+  });
+
+  it("REPLAY: a replay made before the crash is found by its fixed id, not made twice", async () => {
+    const tag = `bk11-${randomUUID().slice(0, 8)}`;
+    const id = await enqueue({ name: "noop", data: {}, jobId: `${tag}-0` });
+    await until(
+      "the job completed",
+      () => jobState(id),
+      (s) => s === "COMPLETED",
+    );
+    const { dry, claim, die } = await heldRun("REPLAY", { search: tag, states: ["COMPLETED"] });
+    await claim(1, "COMPLETED");
+    const replayId = `bulk-${dry.selectionId}-1`;
+    // The dying instance had enqueued the replay under its fixed id.
+    await enqueue({ name: "noop", data: {}, jobId: replayId });
+    await die();
+    expect(await done(dry.selectionId)).toMatchObject({ acted: 1, skipped: 0 });
+    const replays = await db.query(`SELECT id FROM job_history WHERE id LIKE $1`, [`bulk-${dry.selectionId}-%`]);
+    expect(replays.rows).toEqual([{ id: replayId }]);
+  });
+});
+
 describe("bulk action limits", () => {
   it("over BULK_MAX_SELECTION: SelectionTooLargeError with the exact count, nothing selected", async () => {
     const tag = `bk4-${randomUUID().slice(0, 8)}`;
