@@ -282,11 +282,14 @@ export class BulkActions {
     let lost = false;
     const renew = setInterval(
       () =>
+        // Not renewed (lost, or Redis did not answer): stop after this batch rather than risk two runners.
         void lease.renew().then(
           (held) => {
             if (!held) lost = true;
           },
-          () => undefined,
+          () => {
+            lost = true;
+          },
         ),
       Math.max(100, Math.floor(this.options.leaseMs / 3)),
     );
