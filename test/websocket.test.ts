@@ -133,6 +133,59 @@ describe("EventChannels", () => {
     expect(got).toEqual(["300-1"]);
     leave();
   });
+
+  it("hands tenant-bound listeners only their tenant's events, in order while tenants are being read", async () => {
+    // Tenants read slowly for job "slow", at once for the others; "unknown" fails; "gone" has none.
+    const reads: string[] = [];
+    let releaseSlow: (tenant: string) => void = () => undefined;
+    const tenantOf = ({ jobId, job }: JobEvent): string | null | Promise<string | null> => {
+      if (job) return job.tenant;
+      reads.push(jobId);
+      if (jobId === "slow")
+        return new Promise<string | null>((resolve) => {
+          releaseSlow = resolve;
+        });
+      if (jobId === "unknown") return Promise.reject(new Error("Redis is down"));
+      if (jobId === "gone") return null;
+      return jobId.startsWith("a") ? "a" : "b";
+    };
+    const tenanted = new EventChannels(new RedisPubSub({ publisher, subscriber, deserializer: (m) => m.toString() }), log, null, tenantOf);
+    const queueChannel = channelNames.queue(prefix, "tenants");
+    const got = { a: [] as string[], b: [] as string[], all: [] as string[] };
+    const leaveA = await tenanted.join(queueChannel, { tenant: "a", push: (e) => got.a.push(`${e.jobId}:${e.id}`) });
+    const leaveB = await tenanted.join(queueChannel, { tenant: "b", push: (e) => got.b.push(`${e.jobId}:${e.id}`) });
+    const leaveAll = await tenanted.join(queueChannel, { push: (e) => got.all.push(`${e.jobId}:${e.id}`) });
+    expect(tenanted.listenerCount(queueChannel)).toBe(3);
+
+    tenanted.emit(queueChannel, event("400-0", "a1"));
+    tenanted.emit(queueChannel, event("400-1", "slow"));
+    // Behind the slow read: these wait, in order, even though their tenants are known.
+    tenanted.emit(queueChannel, event("400-2", "b1"));
+    tenanted.emit(queueChannel, event("400-3", "a1"));
+    tenanted.emit(queueChannel, event("400-4", "unknown"));
+    tenanted.emit(queueChannel, event("400-5", "gone"));
+    // A terminal event carries its job: its tenant is read from there, not looked up.
+    tenanted.emit(queueChannel, { ...event("400-6", "c1"), job: { tenant: "b" } as JobEvent["job"] });
+    expect(got.a).toEqual(["a1:400-0"]);
+    expect(got.b).toEqual([]);
+    releaseSlow("b");
+    await until("the waiting events went out", () => got.all.length === 7);
+    expect(got.a).toEqual(["a1:400-0", "a1:400-3"]);
+    expect(got.b).toEqual(["slow:400-1", "b1:400-2", "c1:400-6"]);
+    // The unbound listener gets everything, in order; failed and tenantless reads reach no bound listener.
+    expect(got.all).toEqual(["a1:400-0", "slow:400-1", "b1:400-2", "a1:400-3", "unknown:400-4", "gone:400-5", "c1:400-6"]);
+    expect(reads).not.toContain("c1");
+
+    // With only unbound listeners left, no tenant is read at all.
+    leaveA();
+    leaveB();
+    expect(tenanted.listenerCount(queueChannel)).toBe(1);
+    reads.length = 0;
+    tenanted.emit(queueChannel, event("400-7", "a2"));
+    expect(got.all.at(-1)).toBe("a2:400-7");
+    expect(reads).toEqual([]);
+    leaveAll();
+  });
 });
 
 describe("graphql-ws transport", () => {

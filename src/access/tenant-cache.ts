@@ -5,7 +5,8 @@
  * oldest entries go first.
  */
 export class TenantCache {
-  private readonly entries = new Map<string, Promise<string | null>>();
+  /** A tenant being read (a promise), or read (`{ tenant }`). */
+  private readonly entries = new Map<string, Promise<string | null> | { tenant: string | null }>();
   private readonly load: (queue: string, id: string) => Promise<{ tenant: string | null } | null>;
   private readonly max: number;
 
@@ -14,10 +15,11 @@ export class TenantCache {
     this.max = max;
   }
 
-  readonly tenantOf = (queue: string, id: string): Promise<string | null> => {
+  /** The tenant itself when it has been read, else a promise of it (what the event fan-out wants: no await per event). */
+  readonly resolve = (queue: string, id: string): string | null | Promise<string | null> => {
     const key = `${queue}\u0000${id}`;
     const hit = this.entries.get(key);
-    if (hit) return hit;
+    if (hit) return hit instanceof Promise ? hit : hit.tenant;
     if (this.entries.size >= this.max) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
@@ -26,6 +28,7 @@ export class TenantCache {
       (job) => {
         // A job not found yet (an event racing its history row) is asked again next time.
         if (!job) this.entries.delete(key);
+        else if (this.entries.get(key) === loading) this.entries.set(key, { tenant: job.tenant });
         return job?.tenant ?? null;
       },
       () => {

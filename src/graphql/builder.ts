@@ -29,8 +29,6 @@ export interface Context {
   principal: Principal;
   /** API keys and job tokens. */
   access: AccessService;
-  /** A job's tenant, read once per instance and cached (filtering queueEvents for tenant-bound subscribers). */
-  tenantOf: (queue: string, id: string) => Promise<string | null>;
   /** The WebSocket connection the operation came on (to close it when its key is revoked); undefined over HTTP and SSE. */
   transport?: Transport | undefined;
   /** Counts enqueued jobs per key name (jobs_enqueued_total). */

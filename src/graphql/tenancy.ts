@@ -1,7 +1,6 @@
 import { canSeeJob, canSeeQueue, type Principal } from "../access/principal.ts";
 import type { Actor, EnqueueInput, JobService } from "../jobs/control/index.ts";
 import { ForbiddenError, NotFoundError } from "../jobs/errors.ts";
-import type { JobEvent } from "../jobs/events/index.ts";
 import type { JobView } from "../jobs/job-view.ts";
 
 /**
@@ -56,21 +55,6 @@ export async function assertJobVisible(p: Principal, jobs: JobService, queue: st
 /** What a paginated history read may show the caller: its tenant's rows, of its queues. */
 export function accessFilter(p: Principal): { tenant?: string; queues?: readonly string[] } {
   return { ...(p.tenant !== null ? { tenant: p.tenant } : {}), ...(p.queues !== null ? { queues: p.queues } : {}) };
-}
-
-/**
- * A tenant-bound subscriber's share of a queue's events: each job's tenant is read once per
- * instance (from the event's job when it carries one, else Redis or history) and kept in `tenantOf`.
- */
-export async function* onlyTenant(
-  events: AsyncIterableIterator<JobEvent>,
-  tenant: string,
-  tenantOf: (queue: string, id: string) => Promise<string | null>,
-): AsyncGenerator<JobEvent> {
-  for await (const event of events) {
-    const owner = event.job ? event.job.tenant : await tenantOf(event.queue, event.jobId);
-    if (owner === tenant) yield event;
-  }
 }
 
 /** A bulk selection the caller may not see answers as one that does not exist (or has expired). */

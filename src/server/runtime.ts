@@ -27,7 +27,15 @@ import {
   QueueService,
   RecoveryReconciler,
 } from "../jobs/control/index.ts";
-import { type BulkActionEvent, EventChannels, EventFeeds, EventRelay, EventStream, parseBulkActionEvent } from "../jobs/events/index.ts";
+import {
+  type BulkActionEvent,
+  EventChannels,
+  EventFeeds,
+  EventRelay,
+  EventStream,
+  type JobEvent,
+  parseBulkActionEvent,
+} from "../jobs/events/index.ts";
 import {
   BulkSelectionStore,
   DurableRecords,
@@ -190,7 +198,11 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const loadJob = (queue: string, id: string) => jobs.getJob(queue, id);
   // One Redis subscription per watched channel, shared by all of this process's subscriptions.
   const pubsub = new RedisPubSub({ publisher, subscriber, deserializer: (message) => message.toString() });
-  const channels = new EventChannels(pubsub, log);
+  // Jobs' tenants, read once per job and instance: tenant-bound queue subscriptions are filtered with them at the fan-out.
+  const tenants = new TenantCache(loadJob);
+  const channels = new EventChannels(pubsub, log, null, (event: JobEvent) =>
+    event.job ? event.job.tenant : tenants.resolve(event.queue, event.jobId),
+  );
   const relay = new EventRelay({
     connection: bullConnection(config),
     prefix: config.queuePrefix,
@@ -252,7 +264,6 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const bus = new RedisRevocationBus(publisher, revocations, config.queuePrefix);
   const access = new AccessService(keyStore, authenticator, new LiveSessions(), bus);
   await bus.start((keyId) => access.revoked(keyId), log);
-  const tenants = new TenantCache(loadJob);
   const enqueued = new Counter({
     name: "jobs_enqueued_total",
     help: "Jobs enqueued through the API, by the enqueuing key's name (never its secret) and queue",
@@ -266,6 +277,7 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
     loadJob,
     hasQueue: (queue) => registry.hasQueue(queue),
     maxBuffer: config.subscriberMaxBuffer,
+    tenantOf: tenants.resolve,
   });
 
   const queueMetrics = new QueueMetrics({ queues, redis: queueConnection, names: registry.queues(), relay, channels, log });
@@ -291,7 +303,6 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
       actor: principal.actor,
       principal,
       access,
-      tenantOf: tenants.tenantOf,
       transport,
       countEnqueued: (jobs) => {
         for (const job of jobs) enqueued.inc({ key: principal.actor, queue: job.queue });

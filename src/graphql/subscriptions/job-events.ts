@@ -1,7 +1,7 @@
 import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events/index.ts";
 import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
-import { assertJobVisible, assertQueueVisible, onlyTenant } from "../tenancy.ts";
+import { assertJobVisible, assertQueueVisible } from "../tenancy.ts";
 import { JobRef } from "../types/job.ts";
 
 const JobEventType = builder.enumType("JobEventType", { values: JOB_EVENT_TYPES });
@@ -51,9 +51,8 @@ builder.subscriptionField("queueEvents", (t) =>
     subscribe: (_root, args, ctx) =>
       withGraphQLErrors(async () => {
         assertQueueVisible(ctx.principal, args.queue);
-        const events = await ctx.feeds.queue(args.queue, args.since, args.types);
-        // Filtered per subscriber at the fan-out: one Redis subscription per queue, whatever the tenants.
-        return ctx.principal.tenant === null ? events : onlyTenant(events, ctx.principal.tenant, ctx.tenantOf);
+        // A tenant-bound key's events are filtered where they fan out: one Redis subscription per queue, whatever the tenants.
+        return ctx.feeds.queue(args.queue, args.since, args.types, ctx.principal.tenant);
       }),
     resolve: (event) => event,
   }),

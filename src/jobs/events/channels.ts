@@ -10,7 +10,18 @@ export interface ChannelEvent {
 /** Something that takes a channel's events in order (a subscription's feed). */
 export interface ChannelListener<E extends ChannelEvent = JobEvent> {
   push(event: E): void;
+  /** Set: this listener takes only the events of this tenant's jobs (filtered by the channel, see `EventChannels`). */
+  readonly tenant?: string | null;
 }
+
+/**
+ * An event's tenant (null: none), as the channel's owner reads it: the value itself when known, else a
+ * promise of it (for job events: from the event's job, else `TenantCache.resolve`, once per job and instance).
+ */
+export type TenantOf<E extends ChannelEvent = JobEvent> = (event: E) => string | null | Promise<string | null>;
+
+/** An event's tenant as the fan-out knows it: a tenant, none (null), or unknown (undefined: bound listeners get nothing). */
+type Owner = string | null | undefined;
 
 /** Where the relay hands events in its own process (see `EventChannels.emit`). */
 export interface LocalDelivery<E extends ChannelEvent = JobEvent> {
@@ -18,11 +29,18 @@ export interface LocalDelivery<E extends ChannelEvent = JobEvent> {
 }
 
 interface Channel<E extends ChannelEvent> {
+  /** Listeners that take every event of the channel. */
   readonly listeners: Set<ChannelListener<E>>;
+  /** Listeners bound to a tenant, by tenant: while there are any, each event's tenant is read before it is handed out. */
+  readonly byTenant: Map<string, Set<ChannelListener<E>>>;
+  /** Listeners in `byTenant`. */
+  tenantBound: number;
   /** The channel's one RedisPubSub subscription; settles once Redis confirmed the SUBSCRIBE (rejects if it failed). */
   readonly subscription: Promise<number>;
   /** The newest event id handed to the listeners, from either source. */
   last: string | null;
+  /** Events waiting, in order, behind one whose tenant is being read (null: none). */
+  waiting: E[] | null;
 }
 
 /**
@@ -37,6 +55,12 @@ interface Channel<E extends ChannelEvent> {
  * pub/sub echo of a local event, or an event a relay that took over published again) and is
  * dropped here, before it is even validated. A listener that joins later starts from a stream
  * position it reads after joining, which is past every event handed out before it joined.
+ *
+ * Tenant-bound listeners (a tenant-bound key's `queueEvents`) are filtered here, at the fan-out: the
+ * event's tenant is read once (`tenantOf`), and the event goes only to the listeners of that tenant
+ * (kept apart, by tenant) and the unbound ones. A queue channel with 10,000 listeners over 100
+ * tenants thus does per event what one with 100 listeners would. Events wait, in order, while a
+ * tenant is being read. Without `tenantOf`, tenant-bound listeners get nothing.
  */
 export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDelivery<E> {
   private readonly channels = new Map<string, Channel<E>>();
@@ -44,15 +68,18 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
   private readonly pubsub: RedisPubSub;
   private readonly log: Logger;
   private readonly parse: (payload: unknown) => E;
+  private readonly tenantOf: TenantOf<E> | null;
 
   /**
    * `pubsub` must deliver messages as text: `new RedisPubSub({ ..., deserializer: (b) => b.toString() })`.
    * `parse` validates a message's JSON (job events by default; bulk actions' progress has its own).
+   * `tenantOf` reads an event's tenant, for tenant-bound listeners.
    */
-  constructor(pubsub: RedisPubSub, log: Logger, parse?: (payload: unknown) => E) {
+  constructor(pubsub: RedisPubSub, log: Logger, parse?: ((payload: unknown) => E) | null, tenantOf: TenantOf<E> | null = null) {
     this.pubsub = pubsub;
     this.log = log;
     this.parse = parse ?? (parseJobEvent as unknown as (payload: unknown) => E);
+    this.tenantOf = tenantOf;
   }
 
   /**
@@ -63,7 +90,7 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
     let channel = this.channels.get(name);
     if (!channel) {
       const subscription = this.pubsub.subscribe<string>(name, (message) => this.onMessage(name, message));
-      channel = { listeners: new Set(), subscription, last: null };
+      channel = { listeners: new Set(), byTenant: new Map(), tenantBound: 0, subscription, last: null, waiting: null };
       this.channels.set(name, channel);
       const created = channel;
       // A failed SUBSCRIBE: forget the channel so the next join tries again (each joiner gets the error).
@@ -71,7 +98,19 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
         if (this.channels.get(name) === created) this.channels.delete(name);
       });
     }
-    channel.listeners.add(listener);
+    const tenant = listener.tenant;
+    if (tenant == null) channel.listeners.add(listener);
+    else {
+      let bound = channel.byTenant.get(tenant);
+      if (!bound) {
+        bound = new Set();
+        channel.byTenant.set(tenant, bound);
+      }
+      if (!bound.has(listener)) {
+        bound.add(listener);
+        channel.tenantBound++;
+      }
+    }
     const joined = channel;
     const leave = () => this.leave(name, joined, listener);
     try {
@@ -84,7 +123,16 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
   }
 
   private leave(name: string, channel: Channel<E>, listener: ChannelListener<E>): void {
-    if (!channel.listeners.delete(listener) || channel.listeners.size > 0) return;
+    const tenant = listener.tenant;
+    if (tenant == null) {
+      if (!channel.listeners.delete(listener)) return;
+    } else {
+      const bound = channel.byTenant.get(tenant);
+      if (!bound?.delete(listener)) return;
+      channel.tenantBound--;
+      if (bound.size === 0) channel.byTenant.delete(tenant);
+    }
+    if (channel.listeners.size + channel.tenantBound > 0) return;
     if (this.channels.get(name) !== channel) return;
     this.channels.delete(name);
     // Redis runs SUBSCRIBE and UNSUBSCRIBE in order, so a join right after this one subscribes again.
@@ -102,13 +150,14 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
 
   /** Listeners of `channel` in this process (for tests). */
   listenerCount(name: string): number {
-    return this.channels.get(name)?.listeners.size ?? 0;
+    const channel = this.channels.get(name);
+    return channel ? channel.listeners.size + channel.tenantBound : 0;
   }
 
   /** Listeners of every channel in this process: the subscriptions open (for /metrics). */
   listenerTotal(): number {
     let n = 0;
-    for (const channel of this.channels.values()) n += channel.listeners.size;
+    for (const channel of this.channels.values()) n += channel.listeners.size + channel.tenantBound;
     return n;
   }
 
@@ -130,6 +179,52 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
   private deliver(channel: Channel<E>, event: E): void {
     if (channel.last !== null && compareEventIds(event.id, channel.last) <= 0) return;
     channel.last = event.id;
+    if (channel.waiting) {
+      channel.waiting.push(event);
+      return;
+    }
+    if (channel.tenantBound === 0) {
+      for (const listener of channel.listeners) listener.push(event);
+      return;
+    }
+    const tenant = this.tenantOfEvent(event);
+    if (!(tenant instanceof Promise)) {
+      this.fanOut(channel, event, tenant);
+      return;
+    }
+    // The tenant is being read: this event and those after it wait, in order.
+    channel.waiting = [event];
+    void this.drainWaiting(channel, tenant);
+  }
+
+  /** The event's tenant; undefined when it can't be known (no resolver): then no tenant-bound listener gets it. */
+  private tenantOfEvent(event: E): Owner | Promise<string | null> {
+    return this.tenantOf ? this.tenantOf(event) : undefined;
+  }
+
+  /** Hands `event` to the unbound listeners and to those bound to `tenant` (null or undefined: to none of the bound). */
+  private fanOut(channel: Channel<E>, event: E, tenant: Owner): void {
     for (const listener of channel.listeners) listener.push(event);
+    if (typeof tenant !== "string") return;
+    const bound = channel.byTenant.get(tenant);
+    if (bound) for (const listener of bound) listener.push(event);
+  }
+
+  private async drainWaiting(channel: Channel<E>, first: Promise<string | null>): Promise<void> {
+    let pending: Owner | Promise<string | null> = first;
+    const waiting = channel.waiting as E[];
+    for (let i = 0; i < waiting.length; i++) {
+      const event = waiting[i] as E;
+      if (i > 0) pending = channel.tenantBound === 0 ? null : this.tenantOfEvent(event);
+      let tenant: Owner;
+      try {
+        tenant = pending instanceof Promise ? await pending : pending;
+      } catch (err) {
+        this.log.error("reading an event's tenant failed; it goes to unbound subscribers only", { id: event.id, err });
+        tenant = undefined;
+      }
+      this.fanOut(channel, event, tenant);
+    }
+    channel.waiting = null;
   }
 }

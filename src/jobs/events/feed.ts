@@ -22,6 +22,8 @@ export interface EventFeedOptions {
   hasQueue: (queue: string) => boolean;
   /** Events held for a subscriber that is not reading; past it the subscription ends with an error. */
   maxBuffer: number;
+  /** Jobs' tenants (cached), for a tenant-bound queue subscription's replay; live events are filtered by `channels`. */
+  tenantOf?: (queue: string, jobId: string) => string | null | Promise<string | null>;
 }
 
 /**
@@ -45,12 +47,21 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
   private readonly completesOnTerminal: boolean;
   private readonly maxBuffer: number;
   private readonly types: ReadonlySet<JobEventType> | null;
+  /** Set: only this tenant's jobs' events reach the feed (the channel filters them, see `EventChannels`). */
+  readonly tenant: string | null;
 
-  constructor(last: string, completesOnTerminal: boolean, maxBuffer: number, types: ReadonlySet<JobEventType> | null) {
+  constructor(
+    last: string,
+    completesOnTerminal: boolean,
+    maxBuffer: number,
+    types: ReadonlySet<JobEventType> | null,
+    tenant: string | null = null,
+  ) {
     this.last = last;
     this.completesOnTerminal = completesOnTerminal;
     this.maxBuffer = maxBuffer;
     this.types = types;
+    this.tenant = tenant;
   }
 
   attach(unsubscribe: () => void): void {
@@ -227,12 +238,21 @@ export class EventFeeds {
     }
   }
 
-  /** Every event of a queue (optionally of some types only), resumable with `since` the same way. */
-  async queue(queue: string, since?: string | null, types?: JobEventType[] | null): Promise<AsyncIterableIterator<JobEvent>> {
-    const { stream, loadJob, prefix } = this.options;
+  /**
+   * Every event of a queue (optionally of some types only), resumable with `since` the same way.
+   * With `tenant`: only the events of that tenant's jobs, filtered where they fan out (one Redis
+   * subscription per queue and instance, whatever the tenants), replayed ones included.
+   */
+  async queue(
+    queue: string,
+    since?: string | null,
+    types?: JobEventType[] | null,
+    tenant: string | null = null,
+  ): Promise<AsyncIterableIterator<JobEvent>> {
+    const { stream, loadJob, prefix, tenantOf } = this.options;
     if (!this.options.hasQueue(queue)) throw new NotFoundError(`No queue named "${queue}"`);
     this.checkSince(since);
-    const feed = new Feed("0-0", false, this.options.maxBuffer, types && types.length > 0 ? new Set(types) : null);
+    const feed = new Feed("0-0", false, this.options.maxBuffer, types && types.length > 0 ? new Set(types) : null, tenant);
     await this.subscribe(feed, channels.queue(prefix, queue));
     try {
       const position = await stream.tail(queue);
@@ -240,7 +260,12 @@ export class EventFeeds {
       if (since != null && !(await this.isTrimmed(queue, since))) {
         for await (const raw of stream.after(queue, since, position)) {
           const event = await translate(queue, raw.id, raw.name, raw.args, loadJob);
-          if (event) missed.push(event);
+          if (!event) continue;
+          if (tenant !== null) {
+            const owner = event.job ? event.job.tenant : tenantOf ? await tenantOf(queue, event.jobId) : undefined;
+            if (owner !== tenant) continue;
+          }
+          missed.push(event);
         }
       }
       feed.setStart(missed, position);

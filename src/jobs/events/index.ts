@@ -3,7 +3,7 @@
 // The pub/sub channel names (built in src/jobs/bullmq/keys.ts).
 export { channels } from "../bullmq/index.ts";
 export * from "./bulk-action-feed.ts";
-export { type ChannelEvent, type ChannelListener, EventChannels, type LocalDelivery } from "./channels.ts";
+export { type ChannelEvent, type ChannelListener, EventChannels, type LocalDelivery, type TenantOf } from "./channels.ts";
 export { type EventFeedOptions, EventFeeds } from "./feed.ts";
 export { compareEventIds, EventStream, JOB_EVENT_TYPES, type JobEvent, type JobEventType, type LoadJob } from "./job-event.ts";
 export { EventRelay, type EventRelayOptions } from "./relay.ts";
