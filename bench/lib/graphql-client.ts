@@ -21,17 +21,21 @@ export async function enqueueNoops(
   apiKey: string,
   count: number,
   data: Record<string, unknown>,
-  options: { parallel?: number; delayMs?: (i: number) => number } = {},
+  options: { parallel?: number; delayMs?: (i: number) => number; tenant?: (i: number) => string } = {},
 ): Promise<string[]> {
   const parallel = options.parallel ?? 32;
   const ids: string[] = new Array(count);
   let next = 0;
-  const query = `mutation($data: JSON!, $delay: Int) { enqueueJob(input: { queue: "demo", name: "noop", data: $data, delayMs: $delay }) { __typename ... on EnqueueJobSuccess { job { id } } } }`;
+  const query = `mutation($data: JSON!, $delay: Int, $tenant: String) { enqueueJob(input: { queue: "demo", name: "noop", data: $data, delayMs: $delay, tenant: $tenant }) { __typename ... on EnqueueJobSuccess { job { id } } } }`;
   await Promise.all(
     Array.from({ length: parallel }, async () => {
       while (next < count) {
         const i = next++;
-        const r = await post<{ enqueueJob: { job?: { id: string } } }>(url, apiKey, query, { data, delay: options.delayMs?.(i) ?? null });
+        const r = await post<{ enqueueJob: { job?: { id: string } } }>(url, apiKey, query, {
+          data,
+          delay: options.delayMs?.(i) ?? null,
+          tenant: options.tenant?.(i) ?? null,
+        });
         if (!r.enqueueJob.job) throw new Error(`enqueue refused: ${JSON.stringify(r)}`);
         ids[i] = r.enqueueJob.job.id;
       }

@@ -17,5 +17,5 @@ await events.waitUntilReady();
 process.send?.({ ready: true });
 process.on("message", async () => {
   await events.close();
-  process.send?.({ type: "report", ...summarize(latencies) }, () => process.exit(0));
+  process.send?.({ type: "report", ...summarize(latencies), samples: latencies }, () => process.exit(0));
 });

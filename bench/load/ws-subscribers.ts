@@ -16,7 +16,14 @@ export interface WsSubscribersInput {
   wsUrl: string;
   apiKey: string;
   queue: string;
+  /** One `jobEvents` subscription per id (one socket each). */
   jobIds: string[];
+  /**
+   * Instead of jobEvents: one `queueEvents(types: [PROGRESS])` subscription per key listed (one socket
+   * each, `connection_init` with that key). No SNAPSHOT comes, so a subscription counts as open once
+   * its subscribe message is sent; gaps are not counted (a queue feed interleaves many jobs' ticks).
+   */
+  queueEventsKeys?: string[];
   /** Sockets being opened at once (keeps the server's accept backlog from overflowing). */
   openConcurrency: number;
 }
@@ -44,6 +51,8 @@ export type WsSubscribersMessage =
       events: number;
       completed: number;
       dropped: number;
+      /** Subscriptions refused after they counted as open (queueEvents mode: no SNAPSHOT to wait for). */
+      errors: number;
       /** performance.timeOrigin + performance.now() minus Date.now() at report time (ms). */
       clockDriftMs: number;
       /** This process's own event-loop delay since "reset" (ms, p99 and max): a busy client delays what it times. */
@@ -51,6 +60,7 @@ export type WsSubscribersMessage =
     };
 
 const QUERY = "subscription($queue: String!, $id: ID!) { jobEvents(queue: $queue, id: $id) { id type progress } }";
+const QUEUE_QUERY = "subscription($queue: String!) { queueEvents(queue: $queue, types: [PROGRESS]) { id type progress } }";
 const input = scriptInput<WsSubscribersInput>();
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 let latencies: number[] = [];
@@ -60,11 +70,15 @@ let duplicates = 0;
 let events = 0;
 let completed = 0;
 let dropped = 0;
+/** Subscriptions refused after they counted as open (queueEvents mode). */
+let errors = 0;
 const sockets: WebSocket[] = [];
 
 type Progress = { tick?: number; at?: number } | null;
+type Delivered = { id?: string; type: string; progress: Progress };
 
-function open(jobId: string): Promise<void> {
+/** Opens one socket with one subscription: to a job's events (`jobId`), or with `queueKey` to the queue's. */
+function open(jobId: string | null, queueKey?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(input.wsUrl, "graphql-transport-ws");
     sockets.push(ws);
@@ -76,22 +90,33 @@ function open(jobId: string): Promise<void> {
       if (err) reject(err);
       else resolve();
     };
-    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${input.apiKey}` } })));
+    const key = queueKey ?? input.apiKey;
+    ws.on("open", () => ws.send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${key}` } })));
     ws.on("message", (raw) => {
       const now = nowMs();
       const msg = JSON.parse(String(raw)) as {
         type: string;
-        payload?: { data?: { jobEvents?: { id?: string; type: string; progress: Progress } } };
+        payload?: { data?: { jobEvents?: Delivered; queueEvents?: Delivered } };
       };
       if (msg.type === "connection_ack") {
-        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: QUERY, variables: { queue: input.queue, id: jobId } } }));
+        const payload = queueKey
+          ? { query: QUEUE_QUERY, variables: { queue: input.queue } }
+          : { query: QUERY, variables: { queue: input.queue, id: jobId } };
+        ws.send(JSON.stringify({ id: "1", type: "subscribe", payload }));
+        if (queueKey) settle();
       } else if (msg.type === "ping") {
         ws.send(JSON.stringify({ type: "pong" }));
       } else if (msg.type === "next") {
-        const event = msg.payload?.data?.jobEvents;
+        const event = msg.payload?.data?.jobEvents ?? msg.payload?.data?.queueEvents;
         if (!event) return settle(new Error(JSON.stringify(msg.payload)));
         const tick = event.progress?.tick;
-        if (event.type === "SNAPSHOT") {
+        if (queueKey) {
+          if (event.type !== "PROGRESS") return;
+          events++;
+          if (typeof event.progress?.at === "number") latencies.push(now - event.progress.at);
+          const streamMs = Number.parseInt(event.id ?? "", 10);
+          if (Number.isFinite(streamMs)) fromStream.push(now - streamMs);
+        } else if (event.type === "SNAPSHOT") {
           if (typeof tick === "number") lastTick = tick;
           settle();
         } else if (event.type === "PROGRESS" && typeof tick === "number") {
@@ -104,6 +129,7 @@ function open(jobId: string): Promise<void> {
           if (Number.isFinite(streamMs)) fromStream.push(now - streamMs);
         }
       } else if (msg.type === "error") {
+        if (settled) errors++;
         settle(new Error(JSON.stringify(msg)));
       } else if (msg.type === "complete") {
         completed++;
@@ -122,12 +148,14 @@ let subscribed = 0;
 let failed = 0;
 let firstError: string | null = null;
 let next = 0;
+const queueKeys = input.queueEventsKeys;
+const total = queueKeys ? queueKeys.length : input.jobIds.length;
 await Promise.all(
   Array.from({ length: input.openConcurrency }, async () => {
-    while (next < input.jobIds.length) {
-      const jobId = input.jobIds[next++] as string;
+    while (next < total) {
+      const i = next++;
       try {
-        await open(jobId);
+        await (queueKeys ? open(null, queueKeys[i]) : open(input.jobIds[i] as string));
         subscribed++;
       } catch (err) {
         failed++;
@@ -157,6 +185,7 @@ process.on("message", (m: string) => {
       events,
       completed,
       dropped,
+      errors,
       clockDriftMs: nowMs() - Date.now(),
       // The histogram records the whole interval between its 10 ms ticks: the delay is what exceeds it.
       loopDelay: { p99: Math.max(0, loopDelay.percentile(99) / 1e6 - 10), max: Math.max(0, loopDelay.max / 1e6 - 10) },
