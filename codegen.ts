@@ -14,7 +14,9 @@ const config: CodegenConfig = {
         enumsAsTypes: true,
         useTypeImports: true,
       },
-      presetConfig: { fragmentMasking: false },
+      // persistedDocuments: each document carries its sha256 (`__meta__.hash`) and persisted-documents.json
+      // maps hash -> text: the manifest PERSISTED_OPERATIONS=only runs (src/server/persisted-operations.ts).
+      presetConfig: { fragmentMasking: false, persistedDocuments: { mode: "embedHashInDocument", hashAlgorithm: "sha256" } },
     },
   },
 };

@@ -224,6 +224,12 @@ export const envSchema = z.object({
     .min(0, "RATE_LIMIT_PER_MINUTE must be an integer >= 0")
     .default(6_000)
     .describe("requests per credential per minute, across all API instances (0: off); without a valid credential, per client address"),
+  PERSISTED_OPERATIONS: z
+    .enum(["only", "allow"], { error: "PERSISTED_OPERATIONS must be only or allow" })
+    .default("allow")
+    .describe(
+      "(API) only: run nothing but the typed client's operations, by hash (extensions.persistedQuery.sha256Hash; GraphiQL off); allow: those by hash and any document",
+    ),
   TRUST_PROXY_HOPS: z.coerce
     .number({ error: "TRUST_PROXY_HOPS must be an integer from 0 to 16" })
     .int("TRUST_PROXY_HOPS must be an integer from 0 to 16")
@@ -536,6 +542,8 @@ export interface Config {
   rateLimitPerMinute: number;
   /** PAYLOAD_ENCRYPTION_KEYS: the first encrypts secret payload fields kept for replays and recovery, all decrypt; undefined: kept masked only. */
   payloadEncryptionKeys: PayloadKeyConfig[] | undefined;
+  /** PERSISTED_OPERATIONS: `only` runs just the manifest's operations (by hash); `allow` those and any document. */
+  persistedOperations: "only" | "allow";
   /** Proxies whose X-Forwarded-For entries are trusted for the client's address (0: none; src/server/client-address.ts). */
   trustProxyHops: number;
   /** HMAC key of job tokens; unset outside production = a random one per process (tokens work on that instance only). */
@@ -714,6 +722,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobTokenSecret: e.JOB_TOKEN_SECRET,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     trustProxyHops: e.TRUST_PROXY_HOPS,
+    persistedOperations: e.PERSISTED_OPERATIONS,
     payloadEncryptionKeys: e.PAYLOAD_ENCRYPTION_KEYS,
     workerQueues: e.WORKER_QUEUES?.split(",").map((q) => q.trim()),
     queueConcurrency: overrides.concurrency,

@@ -7,7 +7,8 @@ import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 let stack: TestStack;
 
 beforeAll(async () => {
-  stack = await startTestStack({ worker: true });
+  // The API runs only persisted operations: the example sends hashes (the typed client).
+  stack = await startTestStack({ worker: true, env: { PERSISTED_OPERATIONS: "only" } });
 });
 
 afterAll(() => stack?.stop());

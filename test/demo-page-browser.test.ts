@@ -30,8 +30,9 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM_PATH)`);
   stack = await startTestStack({ worker: true });
   [openApi, authApi] = await Promise.all([
-    startApi({ ...stack.env, DEMO_PAGE: "true" }),
-    startApi({ ...stack.env, DEMO_PAGE: "true", ADMIN_API_KEY: ADMIN_KEY }),
+    // PERSISTED_OPERATIONS=only: the page sends only its operations' hashes (the typed client).
+    startApi({ ...stack.env, DEMO_PAGE: "true", PERSISTED_OPERATIONS: "only" }),
+    startApi({ ...stack.env, DEMO_PAGE: "true", ADMIN_API_KEY: ADMIN_KEY, PERSISTED_OPERATIONS: "only" }),
   ]);
   userDataDir = await mkdtemp(path.join(os.tmpdir(), "demo-page-chromium-"));
   context = await chromium.launchPersistentContext(userDataDir, {

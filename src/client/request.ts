@@ -42,6 +42,27 @@ export function documentText(document: TypedDocumentNode<unknown, never>): strin
   return text;
 }
 
+/**
+ * The SHA-256 of the document's text that codegen embedded (`__meta__.hash`, client preset
+ * `persistedDocuments`), as Apollo's `extensions.persistedQuery` carries it; undefined for a document
+ * made elsewhere.
+ */
+export function documentHash(document: TypedDocumentNode<unknown, never>): string | undefined {
+  const hash = (document as { __meta__?: { hash?: unknown } }).__meta__?.hash;
+  return typeof hash === "string" ? hash.replace(/^sha256:/, "") : undefined;
+}
+
+/**
+ * What goes on the wire for a document: its hash alone when it has one (works with
+ * PERSISTED_OPERATIONS=only and allow alike), else its text.
+ */
+export function operationPayload(document: TypedDocumentNode<unknown, never>): { query: string; extensions?: Record<string, unknown> } {
+  const hash = documentHash(document);
+  if (hash === undefined) return { query: documentText(document) };
+  // graphql-ws requires `query` to be a string: empty, the server takes the document from the hash.
+  return { query: "", extensions: { persistedQuery: { version: 1, sha256Hash: hash } } };
+}
+
 export interface RequestOptions {
   /** The `Authorization` header: `Bearer <key>`; omit where auth is open. */
   authorization?: string | undefined;
@@ -65,7 +86,7 @@ export async function request<Result, Variables>(
   const response = await fetch(endpoint, {
     method: "POST",
     headers,
-    body: JSON.stringify({ query: documentText(document as TypedDocumentNode<unknown, never>), variables }),
+    body: JSON.stringify({ ...operationPayload(document as TypedDocumentNode<unknown, never>), variables }),
     signal: options.signal,
   });
   const body = (await response.json().catch(() => ({}))) as { data?: Result | null; errors?: GraphQLErrorBody[] };
@@ -84,9 +105,9 @@ export async function* watch<Result, Variables extends Record<string, unknown>>(
   document: TypedDocumentNode<Result, Variables>,
   variables: Variables,
 ): AsyncGenerator<Result> {
-  const query = documentText(document as TypedDocumentNode<unknown, never>);
+  const operation = operationPayload(document as TypedDocumentNode<unknown, never>);
   try {
-    for await (const result of client.iterate<Result>({ query, variables })) {
+    for await (const result of client.iterate<Result>({ ...operation, variables })) {
       if (result.errors && result.errors.length > 0) throw requestError(result.errors, 0);
       if (result.data) yield result.data;
     }

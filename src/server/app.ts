@@ -16,6 +16,7 @@ import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { demoPagePlugin } from "./demo-page.ts";
 import { httpMetricsPlugin } from "./http-metrics.ts";
 import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
+import type { PersistedOperations } from "./persisted-operations.ts";
 import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { corsFor, errorResponse, type Principal, requestGuardPlugin } from "./request-guard.ts";
@@ -53,6 +54,8 @@ export interface AppDeps {
   protections?: boolean | undefined;
   /** Serves the demo page at `/demo` (DEMO_PAGE); `"rebuild"` bundles it again on each page load (development). */
   demoPage?: boolean | "rebuild";
+  /** PERSISTED_OPERATIONS with the typed client's manifest; none: any document runs (as `allow` without hashes). */
+  persisted?: PersistedOperations | undefined;
   /** TRUST_PROXY_HOPS: proxies whose X-Forwarded-For entry is trusted for the client's address (0: none). */
   trustProxyHops?: number | undefined;
 }
@@ -148,13 +151,15 @@ export function buildApp(deps: AppDeps): App {
     landingPage: false,
     // GraphiQL's assets bundled in the page, so it works without reaching a CDN.
     renderGraphiQL,
-    graphiql: deps.graphiql
-      ? {
-          title: "Job control API",
-          subscriptionsProtocol: "WS",
-          defaultQuery: EXAMPLE_OPERATIONS,
-        }
-      : false,
+    // GraphiQL sends documents, which PERSISTED_OPERATIONS=only refuses: not served then.
+    graphiql:
+      deps.graphiql && deps.persisted?.mode !== "only"
+        ? {
+            title: "Job control API",
+            subscriptionsProtocol: "WS",
+            defaultQuery: EXAMPLE_OPERATIONS,
+          }
+        : false,
     // One mapping of the domain's errors for HTTP, SSE and WebSocket (src/graphql/as-graphql-error.ts).
     maskedErrors: { errorMessage: MASKED_ERROR_MESSAGE, maskError: maskUnexpected },
     // Replaced by requestBodyLimitPlugin: same limit, without a stream per request (see its file).
@@ -188,6 +193,7 @@ export function buildApp(deps: AppDeps): App {
       healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),
       ...(deps.demoPage ? [demoPagePlugin({ log: deps.log, rebuildOnLoad: deps.demoPage === "rebuild" })] : []),
       ...(protect ? [guard.plugin] : []),
+      ...(deps.persisted ? [deps.persisted.plugin()] : []),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
       protect ? requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes) : requestBodyLimitPlugin(25_000_000, 25_000_000),
       ...(protect
@@ -221,6 +227,7 @@ export function buildApp(deps: AppDeps): App {
     maxDataDepth: limits.maxDataDepth,
     corsOrigins: deps.corsOrigins ?? [],
     trustProxyHops,
+    persisted: deps.persisted,
     log: deps.log,
     // The same masking as maskedErrors above; what it hides is logged as Yoga logs it.
     maskErrors: (errors) =>

@@ -2,6 +2,7 @@ import type { Config } from "../config.ts";
 import { schema } from "../graphql/schema.ts";
 import type { Logger } from "../infra/logger.ts";
 import { type AppDeps, buildApp } from "./app.ts";
+import { PersistedOperations } from "./persisted-operations.ts";
 import type { ApiRuntime } from "./runtime.ts";
 import { websocketLimits } from "./websocket.ts";
 
@@ -24,6 +25,7 @@ export function buildAppFrom(config: Config, runtime: ApiRuntime, log: Logger, o
     limits: config.limits,
     corsOrigins: config.corsOrigins,
     trustProxyHops: config.trustProxyHops,
+    persisted: PersistedOperations.load(config.persistedOperations),
     metrics: runtime.metrics,
     ...overrides,
   });

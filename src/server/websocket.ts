@@ -11,6 +11,7 @@ import type { Authenticate } from "./auth.ts";
 import { requestAddress } from "./client-address.ts";
 import { CLOSE_TOO_MANY_CONNECTIONS, type ConnectionLimits, credentialKey } from "./connection-limits.ts";
 import { operationInputProblem } from "./input-guard.ts";
+import type { PersistedOperations } from "./persisted-operations.ts";
 import { originAllowed } from "./request-guard.ts";
 
 /** Close codes of our own (graphql-ws uses 44xx; 4000-4399 are free for applications). */
@@ -57,6 +58,8 @@ export interface GraphqlWsOptions {
   maxDataDepth: number;
   /** Browser origins allowed besides the API's own (CORS_ORIGINS); others are refused at the upgrade. */
   corsOrigins: readonly string[];
+  /** PERSISTED_OPERATIONS: subscribe payloads resolved (and refused) as on HTTP. */
+  persisted?: PersistedOperations | undefined;
   /** TRUST_PROXY_HOPS: how the client's address is read from the upgrade request (client-address.ts). */
   trustProxyHops?: number | undefined;
   log: Logger;
@@ -250,6 +253,7 @@ export function attachGraphqlWs(
     maxDataDepth,
     corsOrigins,
     trustProxyHops = 0,
+    persisted,
     log,
     maskErrors,
     trackConnection,
@@ -308,6 +312,16 @@ export function attachGraphqlWs(
         ctx.extra.close(CLOSE_TOO_MANY_SUBSCRIPTIONS, message);
         return [new GraphQLError(message)];
       }
+      // Persisted operations first (by hash, or refused in `only`), as Yoga's onParams does on HTTP.
+      let query = payload.query;
+      if (persisted) {
+        try {
+          query = persisted.resolve(payload) ?? "";
+        } catch (err) {
+          if (err instanceof GraphQLError) return [err];
+          throw err;
+        }
+      }
       const { schema, execute, contextFactory, parse, validate } = yoga.getEnveloped({
         principal: ctx.extra.principal,
         connectionParams: ctx.connectionParams,
@@ -327,7 +341,7 @@ export function attachGraphqlWs(
       const args = {
         schema,
         operationName: payload.operationName,
-        document: parse(payload.query),
+        document: parse(query),
         variableValues: payload.variables,
         contextValue,
         rootValue: { execute } satisfies Enveloped,
