@@ -55,7 +55,7 @@ export function hasHashTag(prefix: string): boolean {
 }
 
 /** Variables whose value a config error never quotes. */
-const NOT_ECHOED = new Set(["PAYLOAD_ENCRYPTION_KEYS"]);
+const NOT_ECHOED = new Set(["PAYLOAD_ENCRYPTION_KEYS", "OTEL_EXPORTER_OTLP_HEADERS"]);
 
 /** A PAYLOAD_ENCRYPTION_KEYS entry: the id kept with each ciphertext, and 32 bytes of AES-256 key. */
 export interface PayloadKeyConfig {
@@ -76,6 +76,30 @@ function parsePayloadKeys(value: string): PayloadKeyConfig[] | string {
     keys.push({ id, key: bytes });
   }
   return keys;
+}
+
+/**
+ * `OTEL_EXPORTER_OTLP_HEADERS` (the OpenTelemetry spec's format: `k=v,k2=v2`, values URL-encoded),
+ * or null when it is not that. Header names are HTTP tokens; values must decode and hold no CR/LF.
+ */
+export function parseOtlpHeaders(value: string): Record<string, string> | null {
+  const headers: Record<string, string> = {};
+  for (const pair of value.split(",")) {
+    if (pair.trim() === "") continue;
+    const eq = pair.indexOf("=");
+    if (eq < 0) return null;
+    const name = pair.slice(0, eq).trim();
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) return null;
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      return null;
+    }
+    if (/[\r\n\0]/.test(decoded)) return null;
+    headers[name.toLowerCase()] = decoded;
+  }
+  return headers;
 }
 
 const positiveInt = (name: string) =>
@@ -433,6 +457,39 @@ export const envSchema = z.object({
     .describe(
       "(API) most pending history rows a recovery pass checks per second (0: no limit); 100,000 pending jobs then take at least 25 s, with the API's latency barely moved",
     ),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z
+    .string()
+    .max(2048, "OTEL_EXPORTER_OTLP_ENDPOINT must be at most 2048 characters")
+    .pipe(url("OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]))
+    .refine((v) => !/[?#]/.test(v), "OTEL_EXPORTER_OTLP_ENDPOINT must be a base URL without ? or # (spans go to <endpoint>/v1/traces)")
+    .optional()
+    .describe(
+      "OpenTelemetry traces (API and worker): the OTLP/HTTP collector's base URL (`http://otel-collector:4318`); spans are POSTed as JSON to `<endpoint>/v1/traces`. Unset: tracing is off and no OpenTelemetry SDK is loaded (see [Traces](#traces))",
+    ),
+  OTEL_EXPORTER_OTLP_HEADERS: z
+    .string()
+    .refine((v) => parseOtlpHeaders(v) !== null, "OTEL_EXPORTER_OTLP_HEADERS must be comma-separated key=value pairs, values URL-encoded")
+    .optional()
+    .describe(
+      "headers sent with every OTLP export, `key=value` comma-separated, values URL-encoded (`authorization=Bearer%20abc`); never logged",
+    ),
+  OTEL_SERVICE_NAME: z
+    .string()
+    .min(1)
+    .max(255, "OTEL_SERVICE_NAME must be at most 255 characters")
+    .optional()
+    .describe("`service.name` of the spans; unset: `job-control-api` for the API, `job-control-worker` for workers"),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce
+    .number({ error: "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1" })
+    .min(0, "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1")
+    .max(1, "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1")
+    .default(1)
+    .describe(
+      "share of new traces recorded (parent-based: a request or job whose caller's trace was sampled is always recorded, one that was not never is); `1`: all",
+    ),
+  OTEL_SDK_DISABLED: bool("OTEL_SDK_DISABLED")
+    .default(false)
+    .describe("`true` turns tracing off even with `OTEL_EXPORTER_OTLP_ENDPOINT` set"),
   READYZ_REQUIRE_WORKERS: z
     .string()
     .regex(/^\s*[A-Za-z0-9_.-]+(\s*,\s*[A-Za-z0-9_.-]+)*\s*$/, "READYZ_REQUIRE_WORKERS must be a comma-separated list of queue names")
@@ -617,6 +674,11 @@ export interface Config {
   /** webhook.deliver's outbound policy. */
   webhookAllowPrivate: boolean;
   webhookAllowedHosts: string[];
+  /**
+   * OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_ENDPOINT); undefined = off (no SDK
+   * loaded, no telemetry option given to BullMQ). `serviceName` undefined: each process' default.
+   */
+  tracing: { endpoint: string; headers: Record<string, string>; serviceName: string | undefined; sampleRatio: number } | undefined;
   /** Shortest scheduler repeat, in ms. */
   schedulerMinIntervalMs: number;
   /** Most schedulers per queue. */
@@ -673,7 +735,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success || overrides.problems.length > 0 || clusterProblems.length > 0) {
     const problems = (parsed.error?.issues ?? []).map((issue) => {
       const name = String(issue.path[0] ?? "environment");
-      // Key material is never echoed back (the message names the entry instead).
+      // Key material and credentials are never echoed back (the message names the entry instead).
       if (NOT_ECHOED.has(name)) return `${name}: ${issue.message}`;
       return `${name}: ${issue.message} (got ${JSON.stringify(present[name])})`;
     });
@@ -768,6 +830,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     webhookAllowedHosts: e.WEBHOOK_ALLOWED_HOSTS ? e.WEBHOOK_ALLOWED_HOSTS.split(",").map((h) => h.trim().toLowerCase()) : [],
     schedulerMinIntervalMs: e.SCHEDULER_MIN_INTERVAL_MS,
     maxSchedulersPerQueue: e.MAX_SCHEDULERS_PER_QUEUE,
+    tracing:
+      e.OTEL_EXPORTER_OTLP_ENDPOINT && !e.OTEL_SDK_DISABLED
+        ? {
+            endpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+            headers: parseOtlpHeaders(e.OTEL_EXPORTER_OTLP_HEADERS ?? "") ?? {},
+            serviceName: e.OTEL_SERVICE_NAME,
+            sampleRatio: e.OTEL_TRACES_SAMPLER_ARG,
+          }
+        : undefined,
   };
 }
 

@@ -4,6 +4,7 @@ import { startHealthServer } from "../src/infra/health-server.ts";
 import { listenErrorLine } from "../src/infra/listen-error.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { prepareDatabase } from "../src/infra/prepare-database.ts";
+import { startTracing } from "../src/infra/tracing.ts";
 import { workerId } from "./lifecycle.ts";
 import { createWorkerRuntime } from "./worker-runtime.ts";
 
@@ -17,7 +18,11 @@ try {
   process.exit(1);
 }
 
-const runtime = await createWorkerRuntime(config, log).catch((err: unknown) => {
+// OTEL_EXPORTER_OTLP_ENDPOINT unset: no SDK is loaded and BullMQ gets no telemetry option.
+const tracing = config.tracing
+  ? await startTracing({ ...config.tracing, serviceName: config.tracing.serviceName ?? "job-control-worker", log })
+  : undefined;
+const runtime = await createWorkerRuntime(config, log, undefined, tracing?.telemetry).catch((err: unknown) => {
   // WORKER_QUEUES and the per-queue variables can only be checked against the registry.
   if (!(err instanceof ConfigError)) throw err;
   for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
@@ -54,6 +59,8 @@ async function shutdown(signal: string) {
   force.unref();
   await runtime.stop();
   await health.close();
+  // The spans of the last jobs, exported before exit (bounded: a collector that is gone can't hold us).
+  await tracing?.shutdown();
   log.info("stopped");
   process.exit(0);
 }

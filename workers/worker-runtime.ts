@@ -4,6 +4,7 @@ import { runReadyChecks } from "../src/infra/health-server.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
+import type { Tracing } from "../src/infra/tracing.ts";
 import { QueueSet, syncDeclaredSchedulers } from "../src/jobs/bullmq/index.ts";
 import { HistoryQuarantine, HistoryRetention, HistoryStore, JobLogStore, retentionLockKey } from "../src/jobs/history/index.ts";
 import { loadJobTypes } from "../src/jobs/jobs-module.ts";
@@ -42,7 +43,13 @@ function describe(err: unknown): string {
  * fails at once, without retries. Throws a ConfigError (before connecting anything) when
  * WORKER_QUEUES or a per-queue variable names an unknown queue, or JOBS_MODULE is wrong.
  */
-export async function createWorkerRuntime(config: Config, log: Logger, builtIn: Processor[] = allProcessors): Promise<WorkerRuntime> {
+export async function createWorkerRuntime(
+  config: Config,
+  log: Logger,
+  builtIn: Processor[] = allProcessors,
+  /** BullMQ's telemetry (tracing on): each job runs in a CONSUMER span, child of its enqueue's. */
+  telemetry?: Tracing["telemetry"],
+): Promise<WorkerRuntime> {
   // The jobs module (JOBS_MODULE): its definitions join the registry, its processors these.
   const { registry, module: jobsModule } = await loadJobTypes({ demoQueue: config.demoQueue, jobsModule: config.jobsModule });
   const processors = [...builtIn, ...checkProcessors(await jobsModule.processors(), registry, jobsModule.source ?? "")];
@@ -106,6 +113,7 @@ export async function createWorkerRuntime(config: Config, log: Logger, builtIn: 
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: config.maxStalledCount,
       autorun: false,
+      ...(telemetry ? { telemetry } : {}),
     });
     worker.on("active", (job) => lifecycle.active(job));
     worker.on("progress", (job) => lifecycle.progress(job));

@@ -1,7 +1,15 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
-import { GraphQLError, type GraphQLSchema, NoSchemaIntrospectionCustomRule, subscribe } from "graphql";
+import {
+  type DefinitionNode,
+  GraphQLError,
+  type GraphQLSchema,
+  Kind,
+  NoSchemaIntrospectionCustomRule,
+  type OperationDefinitionNode,
+  subscribe,
+} from "graphql";
 import { createYoga, type Plugin } from "graphql-yoga";
 import { collectDefaultMetrics, Registry } from "prom-client";
 import type { Transport } from "../access/live-sessions.ts";
@@ -10,6 +18,7 @@ import { MASKED_ERROR_MESSAGE, maskUnexpected } from "../graphql/as-graphql-erro
 import type { Context } from "../graphql/builder.ts";
 import type { Logger } from "../infra/logger.ts";
 import { bearerMatches, publicChecks } from "../infra/probe-answers.ts";
+import type { Tracing } from "../infra/tracing.ts";
 import type { Authenticate } from "./auth.ts";
 import { requestAddress } from "./client-address.ts";
 import { ConnectionLimits, credentialKey } from "./connection-limits.ts";
@@ -58,6 +67,8 @@ export interface AppDeps {
   persisted?: PersistedOperations | undefined;
   /** TRUST_PROXY_HOPS: proxies whose X-Forwarded-For entry is trusted for the client's address (0: none). */
   trustProxyHops?: number | undefined;
+  /** OpenTelemetry (OTEL_EXPORTER_OTLP_ENDPOINT): a SERVER span per `/graphql` HTTP request; unset: none. */
+  tracing?: Pick<Tracing, "serve" | "annotate"> | undefined;
 }
 
 /** The defaults of config.ts, for callers that build an app without a Config. */
@@ -125,6 +136,21 @@ function noIntrospectionPlugin(): Plugin {
  * included), context and validation run as before. This is the SSE path; WebSocket subscriptions
  * call graphql-js' `subscribe` themselves (see websocket.ts).
  */
+/** Names the request's span after the operation it runs (`graphql.operation.name` / `.type`). */
+function operationSpanPlugin(tracing: Pick<Tracing, "annotate">): Plugin {
+  return {
+    onExecute({ args }) {
+      const operation = args.document.definitions.find(
+        (d: DefinitionNode): d is OperationDefinitionNode =>
+          d.kind === Kind.OPERATION_DEFINITION && (args.operationName == null || d.name?.value === args.operationName),
+      );
+      if (operation) {
+        tracing.annotate({ "graphql.operation.type": operation.operation, "graphql.operation.name": operation.name?.value ?? "" });
+      }
+    },
+  };
+}
+
 function graphqlJsSubscriptions(): Plugin {
   return {
     onSubscribe({ setSubscribeFn }) {
@@ -200,24 +226,29 @@ export function buildApp(deps: AppDeps): App {
         ? [queryLimitsPlugin(limits, { suggestions: deps.introspection }), inputGuardPlugin(limits.maxDataDepth), boundedErrorsPlugin()]
         : []),
       graphqlJsSubscriptions(),
+      ...(deps.tracing ? [operationSpanPlugin(deps.tracing)] : []),
     ],
   });
 
   // SSE streams are long-lived: counted per address and per credential while they are open.
-  const server = http.createServer(
-    withRequestId((req, res) => {
-      if (!protect || !req.headers.accept?.includes("text/event-stream")) return void yoga(req, res);
-      const release = connections.acquireBoth(requestAddress(req, trustProxyHops) ?? "", credentialKey(req.headers.authorization));
-      if (typeof release === "string") {
-        res.writeHead(429, { "content-type": "application/json" });
-        res.end(JSON.stringify({ errors: [{ message: release, extensions: { code: "TOO_MANY_CONNECTIONS" } }] }));
-        req.resume();
-        return;
-      }
-      res.once("close", release);
-      void yoga(req, res);
-    }),
-  );
+  const handle: http.RequestListener = (req, res) => {
+    if (!protect || !req.headers.accept?.includes("text/event-stream")) return void yoga(req, res);
+    const release = connections.acquireBoth(requestAddress(req, trustProxyHops) ?? "", credentialKey(req.headers.authorization));
+    if (typeof release === "string") {
+      res.writeHead(429, { "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ message: release, extensions: { code: "TOO_MANY_CONNECTIONS" } }] }));
+      req.resume();
+      return;
+    }
+    res.once("close", release);
+    void yoga(req, res);
+  };
+  // Tracing on: `/graphql` requests (SSE included) run inside a SERVER span; probes and /metrics don't.
+  const tracing = deps.tracing;
+  const traced: http.RequestListener = tracing
+    ? (req, res) => (req.url?.startsWith(yoga.graphqlEndpoint) ? tracing.serve(req, res, () => handle(req, res)) : handle(req, res))
+    : handle;
+  const server = http.createServer(withRequestId(traced));
   const ws = attachGraphqlWs(server, yoga, {
     authenticate: deps.authenticate,
     trackConnection: deps.trackConnection,

@@ -3,6 +3,7 @@ import { apiConfigProblems, ConfigError, loadConfigOrExit } from "../config.ts";
 import { listenErrorLine } from "../infra/listen-error.ts";
 import { createLogger } from "../infra/logger.ts";
 import { prepareDatabase } from "../infra/prepare-database.ts";
+import { startTracing } from "../infra/tracing.ts";
 import { buildAppFrom } from "./compose.ts";
 import { createApiRuntime } from "./runtime.ts";
 
@@ -23,7 +24,11 @@ try {
   process.exit(1);
 }
 
-const runtime = await createApiRuntime(config, log).catch((err: unknown) => {
+// OTEL_EXPORTER_OTLP_ENDPOINT unset: no SDK is loaded and nothing below is traced.
+const tracing = config.tracing
+  ? await startTracing({ ...config.tracing, serviceName: config.tracing.serviceName ?? "job-control-api", log })
+  : undefined;
+const runtime = await createApiRuntime(config, log, tracing?.telemetry).catch((err: unknown) => {
   // JOBS_MODULE can only be checked by loading it.
   if (!(err instanceof ConfigError)) throw err;
   for (const line of err.problems) process.stderr.write(`config error: ${line}\n`);
@@ -34,7 +39,10 @@ if (await runtime.access.authenticator.isOpen().catch(() => true)) {
     "\n  WARNING: AUTH IS OPEN. No ADMIN_API_KEY is set and no API key exists, so anyone who can reach this port\n  can enqueue, cancel and read every job. Set ADMIN_API_KEY or create a key (npm run keys -- create) before\n  exposing it; requests without a key are refused from the moment a key exists.\n\n",
   );
 }
-const app = buildAppFrom(config, runtime, log, { demoPage: config.demoPage && (config.nodeEnv === "development" ? "rebuild" : true) });
+const app = buildAppFrom(config, runtime, log, {
+  demoPage: config.demoPage && (config.nodeEnv === "development" ? "rebuild" : true),
+  tracing,
+});
 const url = await app.start(config.port, config.host).catch((err: unknown) => {
   const line = listenErrorLine(err, config.port, "PORT");
   if (!line) throw err;
@@ -58,6 +66,8 @@ async function shutdown(signal: string) {
   force.unref();
   await app.stop();
   await runtime.close();
+  // The spans of the last requests, exported before exit (bounded: a collector that is gone can't hold us).
+  await tracing?.shutdown();
   log.info("stopped");
   process.exit(0);
 }

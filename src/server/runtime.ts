@@ -16,6 +16,7 @@ import { runReadyChecks } from "../infra/health-server.ts";
 import type { Logger } from "../infra/logger.ts";
 import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
+import type { Tracing } from "../infra/tracing.ts";
 import { QueueSet } from "../jobs/bullmq/index.ts";
 import {
   BulkActions,
@@ -131,7 +132,7 @@ function recoveryMetrics(metrics: Registry) {
  * Connects the API's services: Redis (requests, pub/sub), PostgreSQL, the queues, and the relay that
  * turns BullMQ events into subscription events. `close` releases all of it.
  */
-export async function createApiRuntime(config: Config, log: Logger): Promise<ApiRuntime> {
+export async function createApiRuntime(config: Config, log: Logger, telemetry?: Tracing["telemetry"]): Promise<ApiRuntime> {
   // Throws a ConfigError (before connecting anything) when JOBS_MODULE cannot be loaded.
   const { registry } = await loadJobTypes({ demoQueue: config.demoQueue, jobsModule: config.jobsModule });
   const unknown = config.readyzRequireWorkers.filter((q) => !registry.hasQueue(q));
@@ -146,7 +147,8 @@ export async function createApiRuntime(config: Config, log: Logger): Promise<Api
   const db = createPrisma(config.databaseUrl);
   // The queues share one connection of their own; BullMQ does not close a connection it was given.
   const queueConnection = createRedis(config, "request");
-  const queues = new QueueSet(registry, queueConnection, config.queuePrefix, config.eventsMaxLen);
+  // `telemetry` (tracing on): each add is a PRODUCER span, its context stored in the job for the worker.
+  const queues = new QueueSet(registry, queueConnection, config.queuePrefix, config.eventsMaxLen, telemetry);
   // Made now rather than on first use: each writes the queue's settings (events stream length) to Redis.
   for (const name of registry.queues()) queues.get(name);
   const quarantine = new HistoryQuarantine(poolOf(db), redis, config.queuePrefix, (err) =>

@@ -1,4 +1,4 @@
-import type { Queue } from "bullmq";
+import type { Queue, Telemetry } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
@@ -20,6 +20,7 @@ export class QueueSet {
   readonly eventsMaxLen;
   /** Job ids reserved before the add (durable enqueue: the history row is committed first). */
   readonly ids: JobIds;
+  private readonly telemetry: Telemetry | undefined;
 
   constructor(
     registry: JobRegistry,
@@ -27,7 +28,10 @@ export class QueueSet {
     prefix: string,
     /** Approximate length of each queue's events stream; how far back `since` can resume. */
     eventsMaxLen = 10_000,
+    /** BullMQ's telemetry (OpenTelemetry traces on); undefined: none, `add` calls straight through. */
+    telemetry?: Telemetry,
   ) {
+    this.telemetry = telemetry;
     this.registry = registry;
     this.connection = connection;
     this.prefix = prefix;
@@ -46,6 +50,7 @@ export class QueueSet {
         skipWaitingForReady: true,
         streams: { events: { maxLen: this.eventsMaxLen } },
         defaultJobOptions: { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
+        ...(this.telemetry ? { telemetry: this.telemetry } : {}),
       });
       // Errors surface on the calls that hit them; this only keeps an idle connection error from
       // becoming an unhandled 'error' event.
