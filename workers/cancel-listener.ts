@@ -1,7 +1,7 @@
-import type { Worker } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
 import { cancellation, cancelMessageSchema } from "../src/jobs/bullmq/index.ts";
+import type { RunningJobs } from "./run-job.ts";
 
 /** How many cancel requests for jobs not (yet) running here a process remembers. */
 const REMEMBERED = 10_000;
@@ -13,8 +13,8 @@ export interface CancelListener {
 }
 
 /**
- * Listens for cancelJob requests on the control channel and aborts the job if one of this process's
- * workers is running it (BullMQ's `Worker.cancelJob` fires the processor's AbortSignal). A request
+ * Listens for cancelJob requests on the control channel and stops the job if this process is running
+ * it (`RunningJobs.cancel`: its processor's AbortSignal fires, see run-job.ts). A request
  * for a job not running here is remembered (the newest REMEMBERED of them): the job may be on its
  * way to this worker, taken before the API marked it and not yet tracked by BullMQ. Uses its own
  * connection (subscriber mode).
@@ -22,12 +22,11 @@ export interface CancelListener {
 export async function listenForCancellations(
   subscriber: RedisClient,
   prefix: string,
-  workers: Worker[],
+  running: RunningJobs,
   log: Logger,
 ): Promise<CancelListener> {
   const notRunning = new Map<string, string>();
   const keyOf = (queue: string, jobId: string) => `${queue}\u0000${jobId}`;
-  const byQueue = new Map(workers.map((w) => [w.name, w]));
   const channel = cancellation.channel(prefix);
   subscriber.on("message", (from: string, message: string) => {
     if (from !== channel) return;
@@ -38,7 +37,7 @@ export async function listenForCancellations(
       log.warn("ignoring a malformed cancel request", { message, err: err instanceof Error ? err.message : String(err) });
       return;
     }
-    const cancelled = byQueue.get(parsed.queue)?.cancelJob(parsed.jobId, parsed.reason) ?? false;
+    const cancelled = running.cancel(parsed.queue, parsed.jobId, parsed.reason);
     if (cancelled) {
       log.info("cancelling active job", { queue: parsed.queue, jobId: parsed.jobId, reason: parsed.reason });
       return;

@@ -15,25 +15,3 @@ export class JobTimeoutError extends Error {
     this.name = "JobTimeoutError";
   }
 }
-
-/** A signal that fires when `signal` does (keeping its reason) or after `ms` (a JobTimeoutError). */
-export interface TimedSignal {
-  signal: AbortSignal;
-  /** Stops the timer and detaches from `signal`; call once the attempt has ended. */
-  clear(): void;
-}
-
-export function withTimeout(signal: AbortSignal | undefined, ms: number): TimedSignal {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(new JobTimeoutError(ms)), ms);
-  const forward = () => controller.abort(signal?.reason);
-  if (signal?.aborted) forward();
-  else signal?.addEventListener("abort", forward, { once: true });
-  return {
-    signal: controller.signal,
-    clear: () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", forward);
-    },
-  };
-}

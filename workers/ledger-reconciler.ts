@@ -1,7 +1,7 @@
 import type { Queue } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import { Periodic } from "../src/infra/periodic.ts";
-import type { Db } from "../src/infra/prisma.ts";
+import { type Db, poolOf } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
 import { finishedPage, isCancelled, keys, Lease, prefixOf } from "../src/jobs/bullmq/index.ts";
 import { type Ledger, type LedgerRecord, recordOf } from "./ledger.ts";
@@ -18,6 +18,21 @@ export interface ReconcilerOptions {
 }
 
 const PAGE = 500;
+
+/**
+ * Of a page of finished jobs ($1 ids, $2 finish times) of queue $3, those whose rows disagree: no
+ * history row in a terminal state ($4) with that finish time, or (for the failed set, $5) a final
+ * failure without its audit row.
+ */
+const COMPARE_SQL = `
+  SELECT f.id, h.state::text AS state, h.finished_at AS "finishedAt", a.job_id IS NOT NULL AS audited
+  FROM unnest($1::text[], $2::bigint[]) AS f(id, fin)
+  LEFT JOIN job_history h ON h.queue = $3 AND h.id = f.id
+  LEFT JOIN failed_job_audit a ON a.queue = $3 AND a.job_id = f.id
+    AND (extract(epoch FROM a.failed_at) * 1000)::bigint = f.fin
+  WHERE h.id IS NULL OR NOT (h.state::text = ANY($4::text[]))
+    OR h.finished_at IS NULL OR (extract(epoch FROM h.finished_at) * 1000)::bigint <> f.fin
+    OR ($5::boolean AND h.state::text = 'FAILED' AND a.job_id IS NULL)`;
 
 /**
  * Makes PostgreSQL agree with what BullMQ finished, for the queues this worker serves. Every
@@ -111,15 +126,14 @@ export class LedgerReconciler {
       const ids = page.map((p) => p.id);
       const finishedOn = page.map((p) => p.finishedOn);
       offset += ids.length;
-      const suspects = await this.db.$queryRaw<{ id: string; state: string | null; finishedAt: Date | null; audited: boolean }[]>`
-        SELECT f.id, h.state::text AS state, h.finished_at AS "finishedAt", a.job_id IS NOT NULL AS audited
-        FROM unnest(${ids}::text[], ${finishedOn}::bigint[]) AS f(id, fin)
-        LEFT JOIN job_history h ON h.queue = ${queue.name} AND h.id = f.id
-        LEFT JOIN failed_job_audit a ON a.queue = ${queue.name} AND a.job_id = f.id
-          AND (extract(epoch FROM a.failed_at) * 1000)::bigint = f.fin
-        WHERE h.id IS NULL OR NOT (h.state::text = ANY(${terminal}::text[]))
-          OR h.finished_at IS NULL OR (extract(epoch FROM h.finished_at) * 1000)::bigint <> f.fin
-          OR (${set === "failed"} AND h.state::text = 'FAILED' AND a.job_id IS NULL)`;
+      // Straight on the pool (poolOf): Prisma's raw-query path cost the worker more CPU than the query
+      // itself on a busy queue (every job is compared here once per pass while in the lookback window).
+      const { rows: suspects } = await poolOf(this.db).query<{
+        id: string;
+        state: string | null;
+        finishedAt: Date | null;
+        audited: boolean;
+      }>(COMPARE_SQL, [ids, finishedOn, queue.name, terminal, set === "failed"]);
       for (const suspect of suspects) {
         // A job whose rows PostgreSQL refused is in the quarantine: skipped, not retried every pass.
         if (await this.ledger.isQuarantined(queue.name, suspect.id)) continue;

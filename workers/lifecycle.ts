@@ -29,8 +29,11 @@ export const ACTIVE_WRITE_DELAY_MS = 200;
 export class Lifecycle {
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
   private readonly chains = new Map<string, Promise<unknown>>();
-  /** Jobs started and not yet finished whose ACTIVE row is not written yet, oldest first. */
-  private readonly startedAt = new Map<string, { job: Job; at: number }>();
+  /**
+   * Jobs started and not yet finished whose ACTIVE row is not written yet, in the order they started
+   * (by BullMQ's `processedOn`, the start the row records; the job itself is the entry, no wrapper).
+   */
+  private readonly started = new Map<string, Job>();
   private activeSweep: NodeJS.Timeout | undefined;
 
   private readonly history: HistoryStore;
@@ -74,16 +77,16 @@ export class Lifecycle {
   active(job: Job): void {
     this.metrics?.onActive(job);
     const key = `${job.queueName}:${job.id}`;
-    this.startedAt.delete(key);
-    this.startedAt.set(key, { job, at: Date.now() });
+    this.started.delete(key);
+    this.started.set(key, job);
     this.activeSweep ??= setInterval(() => this.writeLongRunning(), ACTIVE_WRITE_DELAY_MS / 2).unref();
   }
 
   private writeLongRunning(): void {
     const due = Date.now() - ACTIVE_WRITE_DELAY_MS;
-    for (const [key, { job, at }] of this.startedAt) {
-      if (at > due) break;
-      this.startedAt.delete(key);
+    for (const [key, job] of this.started) {
+      if ((job.processedOn ?? 0) > due) break;
+      this.started.delete(key);
       this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
     }
   }
@@ -106,7 +109,7 @@ export class Lifecycle {
       clearTimeout(this.progressTimers.get(key));
       this.progressTimers.delete(key);
     }
-    this.startedAt.delete(key);
+    this.started.delete(key);
     return key;
   }
 
@@ -150,8 +153,8 @@ export class Lifecycle {
     clearInterval(this.activeSweep);
     this.activeSweep = undefined;
     // Jobs still running when the worker gave up waiting: history says they started.
-    for (const { job } of this.startedAt.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
-    this.startedAt.clear();
+    for (const job of this.started.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    this.started.clear();
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
     await this.ledger.settled();
   }

@@ -102,21 +102,28 @@ export class WorkerMetrics {
    * their `collect` hooks. Only the duration histogram is observed per job.
    */
   private series(job: Job): Series {
-    const key = `${job.queueName}\u0000${job.name}`;
-    let s = this.byType.get(key);
+    // By queue, then name: two lookups on the job's own strings, no key built per job.
+    let byName = this.byQueue.get(job.queueName);
+    if (!byName) {
+      byName = new Map();
+      this.byQueue.set(job.queueName, byName);
+    }
+    let s = byName.get(job.name);
     if (!s) {
       const labels = { queue: job.queueName, name: job.name };
       s = { labels, completed: 0, failed: 0, retried: 0, active: 0, duration: this.duration.labels(labels) };
-      this.byType.set(key, s);
+      byName.set(job.name, s);
+      this.byType.push(s);
     }
     return s;
   }
-  private readonly byType = new Map<string, Series>();
+  private readonly byQueue = new Map<string, Map<string, Series>>();
+  private readonly byType: Series[] = [];
 
   /** Adds what the series counted since the last scrape to the prom-client counters, and sets the gauge. */
   private collect(): void {
     const activeByQueue = new Map<string, number>();
-    for (const s of this.byType.values()) {
+    for (const s of this.byType) {
       if (s.completed) this.completed.inc(s.labels, s.completed);
       if (s.failed) this.failed.inc(s.labels, s.failed);
       if (s.retried) this.retried.inc(s.labels, s.retried);

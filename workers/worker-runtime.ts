@@ -17,7 +17,7 @@ import { Lifecycle, workerId } from "./lifecycle.ts";
 import { checkProcessors, type Processor } from "./processor.ts";
 import { processors as allProcessors } from "./processors/index.ts";
 import { type QueueSettings, resolveQueueSettings } from "./queue-settings.ts";
-import { type RunJobOptions, runJob } from "./run-job.ts";
+import { type RunJobOptions, RunningJobs, runJob } from "./run-job.ts";
 import { startStatsFolder } from "./stats-folder.ts";
 import { WorkerMetrics } from "./worker-metrics.ts";
 
@@ -87,7 +87,10 @@ export async function createWorkerRuntime(
   const probe = createRedis(config, "request");
   probe.on("error", () => {});
 
+  // The attempts running here, for cancel requests (run-job.ts).
+  const running = new RunningJobs();
   const runOptions: RunJobOptions = {
+    running,
     cancelRequested: (q, id) => cancelListener?.requested(q, id),
     cancelGraceMs: config.cancelGraceMs,
     services: { config, db },
@@ -104,7 +107,9 @@ export async function createWorkerRuntime(
     const byName = new Map<string, Processor>();
     for (const p of processors) if (p.definition.queue === queue) byName.set(p.definition.name, p);
 
-    const worker = new Worker(queue, (job, _token, signal) => runJob(job, signal, byName.get(job.name), runOptions), {
+    // One argument: BullMQ makes no AbortController per job (it does for a processor taking a signal);
+    // cancels reach the job through `running`, and its signal exists only if the processor reads it.
+    const worker = new Worker(queue, (job) => runJob(job, undefined, byName.get(job.name), runOptions), {
       connection,
       prefix: config.queuePrefix,
       concurrency,
@@ -132,7 +137,7 @@ export async function createWorkerRuntime(
   // cancelJob on an active job reaches whichever worker process runs it through this channel.
   const cancelSubscriber = createRedis(config, "subscriber");
   cancelSubscriber.on("error", (err) => log.debug("cancel listener connection error", { err: describe(err) }));
-  cancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, workers, log);
+  cancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, running, log);
 
   for (const worker of workers) {
     worker.run().catch((err) => log.error("worker stopped with an error", { queue: worker.name, err: describe(err) }));
