@@ -55,7 +55,22 @@ export function hasHashTag(prefix: string): boolean {
 }
 
 /** Variables whose value a config error never quotes. */
-const NOT_ECHOED = new Set(["PAYLOAD_ENCRYPTION_KEYS", "OTEL_EXPORTER_OTLP_HEADERS"]);
+const NOT_ECHOED = new Set([
+  "PAYLOAD_ENCRYPTION_KEYS",
+  "OTEL_EXPORTER_OTLP_HEADERS",
+  "ADMIN_API_KEY",
+  "WEBHOOK_SECRET",
+  "METRICS_TOKEN",
+  "JOB_TOKEN_SECRET",
+  "REDIS_CLUSTER_PASSWORD",
+]);
+
+/** How a rejected value is quoted in a config error: secrets never, a URL's password masked (runtime contract, "Secrets"). */
+function echoed(name: string, value: string | undefined): string {
+  if (NOT_ECHOED.has(name)) return "";
+  const shown = name.endsWith("_URL") && value ? value.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@") : value;
+  return ` (got ${JSON.stringify(shown)})`;
+}
 
 /** A PAYLOAD_ENCRYPTION_KEYS entry: the id kept with each ciphertext, and 32 bytes of AES-256 key. */
 export interface PayloadKeyConfig {
@@ -735,9 +750,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success || overrides.problems.length > 0 || clusterProblems.length > 0) {
     const problems = (parsed.error?.issues ?? []).map((issue) => {
       const name = String(issue.path[0] ?? "environment");
-      // Key material and credentials are never echoed back (the message names the entry instead).
-      if (NOT_ECHOED.has(name)) return `${name}: ${issue.message}`;
-      return `${name}: ${issue.message} (got ${JSON.stringify(present[name])})`;
+      return `${name}: ${issue.message}${echoed(name, present[name])}`;
     });
     throw new ConfigError([...new Set([...problems, ...overrides.problems, ...clusterProblems])]);
   }

@@ -53,6 +53,24 @@ describe("config", () => {
     ]);
   });
 
+  it("never quotes a secret's value in a config error, and masks a URL's password", () => {
+    const secret = "hunter2-not-long";
+    const lines = configProblems({
+      ADMIN_API_KEY: "short-secret",
+      WEBHOOK_SECRET: "short-secret",
+      METRICS_TOKEN: "short-secret",
+      JOB_TOKEN_SECRET: "short-secret",
+      DATABASE_URL: `mysql://app:${secret}@db/jobs`,
+      REDIS_URL: `http://app:${secret}@cache:6379`,
+    });
+    expect(lines.join("\n")).not.toContain("short-secret");
+    expect(lines.join("\n")).not.toContain(secret);
+    expect(lines).toContain(
+      'DATABASE_URL: DATABASE_URL must be a URL starting with postgresql:// or postgres:// (got "mysql://app:***@db/jobs")',
+    );
+    expect(lines.filter((l) => l.startsWith("ADMIN_API_KEY:") || l.startsWith("JOB_TOKEN_SECRET:"))).toHaveLength(2);
+  });
+
   it.each([
     ["src/server/main.ts", "API"],
     ["workers/main.ts", "worker"],

@@ -123,8 +123,8 @@ describe("which queues a worker serves", () => {
       'WORKER_STALLED_INTERVAL_MS: WORKER_STALLED_INTERVAL_MS must be a positive integer (got "soon")',
       'WORKER_MAX_STALLED_COUNT: WORKER_MAX_STALLED_COUNT must be an integer >= 0 (got "1.5")',
       'LEDGER_RECONCILE_MS: LEDGER_RECONCILE_MS must be a positive integer (got "0")',
-      'WEBHOOK_SECRET: WEBHOOK_SECRET must be at least 16 characters (got "short")',
-      'METRICS_TOKEN: METRICS_TOKEN must be at least 16 characters (got "short")',
+      "WEBHOOK_SECRET: WEBHOOK_SECRET must be at least 16 characters",
+      "METRICS_TOKEN: METRICS_TOKEN must be at least 16 characters",
       'WORKER_CONCURRENCY_DEMO: WORKER_CONCURRENCY_DEMO must be a positive integer (got "0")',
       'WORKER_RATE_LIMIT_WEBHOOK: WORKER_RATE_LIMIT_WEBHOOK must be <max jobs>/<milliseconds>, e.g. 100/1000 (got "fast")',
     ]);
