@@ -186,7 +186,13 @@ export const envSchema = z.object({
     .regex(/^[A-Za-z0-9_{}.-]+$/, "QUEUE_PREFIX may only contain letters, digits and _ { } . -")
     .default("{jobs}")
     .describe(
-      "BullMQ key prefix, and the start of every Redis key and channel the product uses; the hash tag keeps them in one Redis Cluster slot",
+      "the start of every Redis key and channel the product uses; with `REDIS_KEY_LAYOUT=per-queue` each queue's keys go under its own hash tag made from it (`{jobs}` -> `{jobs:<queue>}`), with `single` all of them under this one",
+    ),
+  REDIS_KEY_LAYOUT: z
+    .enum(["per-queue", "single"], { error: "REDIS_KEY_LAYOUT must be per-queue or single" })
+    .default("per-queue")
+    .describe(
+      "per-queue: each queue's keys under a hash tag of its own, so a Redis Cluster spreads queues over its shards; single: every key under `QUEUE_PREFIX`'s one tag (one shard; the layout before this setting existed: see [Key layout](#key-layout) to switch)",
     ),
   WORKER_CONCURRENCY: positiveInt("WORKER_CONCURRENCY")
     .optional()
@@ -601,8 +607,10 @@ export interface Config {
   demoPage: boolean;
   migrateOnStart: boolean;
   introspection: boolean;
-  /** BullMQ key prefix. The hash tag keeps every queue's keys in one Redis Cluster slot. */
+  /** The start of every Redis key (see src/jobs/bullmq/keys.ts for how the layout uses it). */
   queuePrefix: string;
+  /** per-queue: a hash tag per queue (queues spread over a cluster's shards); single: one tag for all. */
+  redisKeyLayout: "per-queue" | "single";
   workerConcurrency: number | undefined;
   shutdownGraceMs: number;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
@@ -732,11 +740,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const parsed = envSchema.safeParse(present);
   const overrides = perQueueOverrides(present);
   // BullMQ's scripts touch several keys of a queue at once, and so do ours: on a cluster they must
-  // all hash to one slot, which only a hash tag in the prefix guarantees.
+  // all hash to one slot. The per-queue layout gives every queue a tag of its own; the single one
+  // needs the tag in the prefix.
   const clusterProblems =
-    present.REDIS_CLUSTER_NODES && !hasHashTag(present.QUEUE_PREFIX ?? "{jobs}")
+    present.REDIS_CLUSTER_NODES && present.REDIS_KEY_LAYOUT === "single" && !hasHashTag(present.QUEUE_PREFIX ?? "{jobs}")
       ? [
-          `QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set (got ${JSON.stringify(present.QUEUE_PREFIX)})`,
+          `QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set with REDIS_KEY_LAYOUT=single (got ${JSON.stringify(present.QUEUE_PREFIX)})`,
         ]
       : [];
   // Credentials are never echoed back.
@@ -772,6 +781,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     migrateOnStart: e.MIGRATE_ON_START,
     introspection: e.INTROSPECTION ?? !production,
     queuePrefix: e.QUEUE_PREFIX,
+    redisKeyLayout: e.REDIS_KEY_LAYOUT,
     workerConcurrency: e.WORKER_CONCURRENCY,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     logLevel: e.LOG_LEVEL,

@@ -7,12 +7,19 @@ import {
   channels,
   clearCancelMark,
   finishedPage,
+  hashTagOf,
   isSchedulerJob,
+  type KeySpace,
+  keySpace,
   keys,
   Lease,
+  layoutProblems,
   markCancelled,
+  queuePrefix,
+  queuesLeftInOtherLayout,
+  scanPatterns,
 } from "../src/jobs/bullmq/index.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 
 // src/jobs/bullmq is the only code that knows BullMQ's private layout. These tests pin each thing it
@@ -25,13 +32,13 @@ const cleanups: (() => Promise<unknown>)[] = [];
 function fresh(): { prefix: string; queue: Queue } {
   const prefix = uniquePrefix();
   prefixes.push(prefix);
-  const queue = new Queue("q", { connection: { url: testRedisUrl }, prefix });
+  const queue = new Queue("q", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "q") });
   cleanups.push(() => queue.close());
   return { prefix, queue };
 }
 
 function worker(prefix: string, run: (job: Job) => Promise<unknown>): Worker {
-  const w = new Worker("q", run, { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix });
+  const w = new Worker("q", run, { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix: bullPrefix(prefix, "q") });
   cleanups.push(() => w.close());
   return w;
 }
@@ -49,36 +56,106 @@ describe("keys", () => {
   it("name BullMQ's job hash, events stream and finished sets where BullMQ keeps them", async () => {
     const { prefix, queue } = fresh();
     const job = await queue.add("n", { a: 1 });
-    expect(keys.job(prefix, "q", String(job.id))).toBe(queue.toKey(String(job.id)));
-    expect(await redis.hget(keys.job(prefix, "q", String(job.id)), "name")).toBe("n");
-    const entries = await redis.xrange(keys.events(prefix, "q"), "-", "+");
+    expect(keys.job(keySpace(prefix), "q", String(job.id))).toBe(queue.toKey(String(job.id)));
+    expect(await redis.hget(keys.job(keySpace(prefix), "q", String(job.id)), "name")).toBe("n");
+    const entries = await redis.xrange(keys.events(keySpace(prefix), "q"), "-", "+");
     expect(entries.map(([, fields]) => fields[1])).toContain("added");
     worker(prefix, async () => "done");
     await until(
       "the job completed",
-      () => redis.zscore(keys.finished(prefix, "q", "completed"), String(job.id)),
+      () => redis.zscore(keys.finished(keySpace(prefix), "q", "completed"), String(job.id)),
       (s) => s !== null,
     );
   });
 
-  it("keep every key and channel under the prefix", () => {
-    const p = "{p}";
-    const all = [
-      keys.job(p, "q", "1"),
-      keys.events(p, "q"),
-      keys.finished(p, "q", "failed"),
-      keys.ledgerPending(p, "q"),
-      keys.ledgerLease(p, "q"),
-      keys.ledgerWatermark(p, "q"),
-      keys.relayLease(p, "q"),
-      keys.relayPosition(p, "q"),
-      keys.retentionLease(p),
-      channels.job(p, "q", "1"),
-      channels.queue(p, "q"),
-      channels.cancel(p),
+  const tagOf = (key: string) => {
+    const at = hashTagOf(key);
+    return at ? key.slice(at.open + 1, at.close) : key;
+  };
+  const ofQueue = (space: KeySpace, q: string) => [
+    keys.job(space, q, "1"),
+    keys.events(space, q),
+    keys.finished(space, q, "failed"),
+    keys.meta(space, q),
+    keys.idCounter(space, q),
+    keys.bullIdCounter(space, q),
+    keys.ledgerPending(space, q),
+    keys.ledgerLease(space, q),
+    keys.ledgerWatermark(space, q),
+    keys.quarantine(space, q),
+    keys.relayLease(space, q),
+    keys.relayPosition(space, q),
+    keys.recoveryEpoch(space, q),
+    channels.job(space, q, "1"),
+    channels.queue(space, q),
+    channels.cancel(space, q),
+  ];
+
+  it("per-queue layout: each queue's keys and channels share a hash tag of their own; the keys of no queue stay under the prefix", () => {
+    const space = keySpace("{p}");
+    expect(space.layout).toBe("per-queue");
+    const q = ofQueue(space, "q");
+    const r = ofQueue(space, "r");
+    expect(new Set(q.map(tagOf))).toEqual(new Set(["p:q"]));
+    expect(new Set(r.map(tagOf))).toEqual(new Set(["p:r"]));
+    for (const k of q) expect(k.startsWith("{p:q}:")).toBe(true);
+    expect(new Set([...q, ...r]).size).toBe(q.length + r.length);
+    for (const k of [keys.retentionLease(space), keys.recoveryLease(space)]) expect(k.startsWith("{p}:")).toBe(true);
+    // The tag is the prefix's, wherever it sits; a prefix without one gets one.
+    expect(queuePrefix(keySpace("app{jobs}x"), "mail")).toBe("app{jobs:mail}x");
+    expect(queuePrefix(keySpace("jobs"), "mail")).toBe("jobs{mail}");
+  });
+
+  it("single layout: every key and channel under the prefix, as before", () => {
+    const space = keySpace("{p}", "single");
+    const all = [...ofQueue(space, "q"), ...ofQueue(space, "r"), keys.retentionLease(space), keys.recoveryLease(space)];
+    for (const k of all) expect(k.startsWith("{p}:")).toBe(true);
+    expect(keys.job(space, "q", "1")).toBe("{p}:q:1");
+    expect(channels.cancel(space, "q")).toBe(channels.cancel(space, "r"));
+    expect(keys.recoveryEpoch(space, "q")).toBe("{p}:recovery:epoch");
+  });
+
+  it("scanPatterns match both layouts' keys of a prefix and no other prefix's", async () => {
+    const prefix = uniquePrefix();
+    const other = uniquePrefix();
+    prefixes.push(prefix, other);
+    const mine = [
+      keys.job(keySpace(prefix), "q", "1"),
+      keys.job(keySpace(prefix, "single"), "q", "1"),
+      keys.retentionLease(keySpace(prefix)),
     ];
-    for (const k of all) expect(k.startsWith(`${p}:`)).toBe(true);
-    expect(new Set(all).size).toBe(all.length);
+    for (const k of [...mine, keys.job(keySpace(other), "q", "1")]) await redis.set(k, "x");
+    const found: string[] = [];
+    for (const pattern of scanPatterns(prefix)) {
+      let cursor = "0";
+      do {
+        const [next, page] = await redis.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        cursor = next;
+        found.push(...page);
+      } while (cursor !== "0");
+    }
+    expect(found.sort()).toEqual([...mine].sort());
+  });
+
+  it("the start check finds unfinished jobs and ledger records left under the other layout, and only those", async () => {
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const single = keySpace(prefix, "single");
+    const perQueue = keySpace(prefix);
+    const old = new Queue("q", { connection: { url: testRedisUrl }, prefix: queuePrefix(single, "q") });
+    cleanups.push(() => old.close());
+    expect(await queuesLeftInOtherLayout(redis, perQueue, ["q", "r"])).toEqual([]);
+    await old.add("n", {});
+    expect(await queuesLeftInOtherLayout(redis, perQueue, ["q", "r"])).toEqual(["q"]);
+    expect(await queuesLeftInOtherLayout(redis, single, ["q", "r"])).toEqual([]);
+    expect(layoutProblems(perQueue, ["q"])).toEqual([
+      `REDIS_KEY_LAYOUT: queue "q" has unfinished jobs under the single layout (keys ${prefix}:q:*) that REDIS_KEY_LAYOUT=per-queue would not see; set REDIS_KEY_LAYOUT=single, or drain or move them first (README: Key layout; npm run redis:migrate-layout)`,
+    ]);
+    await old.obliterate({ force: true });
+    // A ledger record waiting for PostgreSQL counts too; finished jobs and queue settings do not.
+    await redis.hset(keys.ledgerPending(single, "r"), "7:1", "{}");
+    await redis.hset(keys.meta(single, "q"), "opts.maxLenEvents", "10");
+    expect(await queuesLeftInOtherLayout(redis, perQueue, ["q", "r"])).toEqual(["r"]);
   });
 });
 
@@ -124,11 +201,11 @@ describe("BullMQ internals", () => {
     const { prefix, queue } = fresh();
     const marked = await queue.add("n", {});
     const cleared = await queue.add("n", {});
-    expect(await markCancelled(redis, prefix, "q", String(marked.id), "Cancelled: stop")).toBe(true);
-    expect(await markCancelled(redis, prefix, "q", String(cleared.id), "Cancelled: stop")).toBe(true);
-    await clearCancelMark(redis, prefix, "q", String(cleared.id));
-    expect(await markCancelled(redis, prefix, "q", "no-such-job", "Cancelled: stop")).toBe(false);
-    expect(await redis.exists(keys.job(prefix, "q", "no-such-job"))).toBe(0);
+    expect(await markCancelled(redis, keySpace(prefix), "q", String(marked.id), "Cancelled: stop")).toBe(true);
+    expect(await markCancelled(redis, keySpace(prefix), "q", String(cleared.id), "Cancelled: stop")).toBe(true);
+    await clearCancelMark(redis, keySpace(prefix), "q", String(cleared.id));
+    expect(await markCancelled(redis, keySpace(prefix), "q", "no-such-job", "Cancelled: stop")).toBe(false);
+    expect(await redis.exists(keys.job(keySpace(prefix), "q", "no-such-job"))).toBe(0);
     const ran: string[] = [];
     worker(prefix, async (job) => {
       ran.push(String(job.id));
@@ -145,13 +222,13 @@ describe("BullMQ internals", () => {
 
   it("appendCancelledEvent writes an entry QueueEvents delivers as `cancelled`", async () => {
     const { prefix } = fresh();
-    const events = new QueueEvents("q", { connection: { url: testRedisUrl }, prefix, lastEventId: "0-0" });
+    const events = new QueueEvents("q", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "q"), lastEventId: "0-0" });
     cleanups.push(() => events.close());
     const seen = new Promise<Record<string, unknown>>((resolve) =>
       events.on("cancelled" as "added", ((args: Record<string, unknown>) => resolve(args)) as never),
     );
     await events.waitUntilReady();
-    await appendCancelledEvent(redis, prefix, "q", 100, "17", "operator said so");
+    await appendCancelledEvent(redis, keySpace(prefix), "q", 100, "17", "operator said so");
     expect(await seen).toMatchObject({ jobId: "17", reason: "operator said so" });
   });
 });
@@ -159,7 +236,7 @@ describe("BullMQ internals", () => {
 describe("Lease", () => {
   it("is held by one owner at a time, renewed and released only by its owner", async () => {
     const { prefix } = fresh();
-    const key = keys.relayLease(prefix, "q");
+    const key = keys.relayLease(keySpace(prefix), "q");
     const a = new Lease(redis, key, 60_000);
     const b = new Lease(redis, key, 60_000);
     expect(await a.acquire()).toBe(true);
@@ -176,7 +253,7 @@ describe("Lease", () => {
 
   it("expires by itself, and a renewal extends it", async () => {
     const { prefix } = fresh();
-    const key = keys.ledgerLease(prefix, "q");
+    const key = keys.ledgerLease(keySpace(prefix), "q");
     const a = new Lease(redis, key, 200);
     expect(await a.acquire()).toBe(true);
     await redis.pexpire(key, 10_000);

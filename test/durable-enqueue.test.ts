@@ -1,12 +1,12 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jobIdCounterKey } from "../src/jobs/bullmq/index.ts";
+import { jobIdCounterKey, keySpace } from "../src/jobs/bullmq/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { type PrivatePostgres, queryRows, startPrivatePostgres } from "../src/testing/private-postgres.ts";
 import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 
 // Durable enqueue (issue #18): the history row is the record, committed before the job reaches
@@ -30,7 +30,7 @@ beforeAll(async () => {
   const env = { DATABASE_URL: pgp.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, MIGRATE_ON_START: "false" };
   api = await startTestApi({ ...env, LOG_LEVEL: "silent" });
   worker = await startWorker({ ...env, WORKER_QUEUES: "demo", LEDGER_RECONCILE_MS: "500" });
-  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
 });
 
 afterAll(async () => {
@@ -48,11 +48,11 @@ async function jobsInRedis(): Promise<string[]> {
   const keys: string[] = [];
   let cursor = "0";
   do {
-    const [next, page] = await redis.scan(cursor, "MATCH", `${prefix}:demo:*`, "COUNT", 1000);
+    const [next, page] = await redis.scan(cursor, "MATCH", `${bullPrefix(prefix, "demo")}:demo:*`, "COUNT", 1000);
     cursor = next;
     keys.push(...page);
   } while (cursor !== "0");
-  const jobKey = new RegExp(`^${prefix.replace(/[{}]/g, "\\$&")}:demo:([^:]+)$`);
+  const jobKey = new RegExp(`^${bullPrefix(prefix, "demo").replace(/[{}]/g, "\\$&")}:demo:([^:]+)$`);
   const ids: string[] = [];
   for (const key of keys) {
     const id = jobKey.exec(key)?.[1];
@@ -128,13 +128,13 @@ describe("durable enqueue", () => {
   it("a Redis without the id counter (it lost its data) continues after the largest id history holds, never reusing one", async () => {
     const before = await rowIds();
     const largest = Math.max(...before.filter((id) => /^\d+$/.test(id)).map(Number));
-    await redis.del(jobIdCounterKey(prefix, "demo"), `${prefix}:demo:id`);
+    await redis.del(jobIdCounterKey(keySpace(prefix), "demo"), `${bullPrefix(prefix, "demo")}:demo:id`);
     const many = await gql(api.url, ENQUEUE_MANY, {
       inputs: Array.from({ length: 5 }, () => ({ queue: "demo", name: "noop", data: {} })),
     });
     const ids = ((many.body.data?.enqueueJobs as { jobs?: { id: string }[] } | undefined)?.jobs ?? []).map((j) => j.id);
     expect(ids).toEqual([1, 2, 3, 4, 5].map((k) => String(largest + k)));
-    expect(await redis.get(jobIdCounterKey(prefix, "demo"))).toBe(String(largest + 5));
+    expect(await redis.get(jobIdCounterKey(keySpace(prefix), "demo"))).toBe(String(largest + 5));
   });
 
   it("a Redis that came back with an older counter (AOF everysec lost its last second) never reuses an id history holds", async () => {
@@ -142,8 +142,8 @@ describe("durable enqueue", () => {
     const largest = Math.max(...before.map((r) => Number(r.id)));
     // The counter is there, but behind: its next id, the largest, was issued before (and BullMQ's
     // own counter, which the API also stays ahead of, is behind too).
-    await redis.set(jobIdCounterKey(prefix, "demo"), String(largest - 1));
-    await redis.del(`${prefix}:demo:id`);
+    await redis.set(jobIdCounterKey(keySpace(prefix), "demo"), String(largest - 1));
+    await redis.del(`${bullPrefix(prefix, "demo")}:demo:id`);
     const one = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: { ticks: 7 } } });
     const id = (one.body.data?.enqueueJob as { job?: { id: string } } | undefined)?.job?.id ?? "";
     expect(Number(id)).toBe(largest + 1);
@@ -167,14 +167,14 @@ describe("durable enqueue", () => {
   });
 
   it("with PostgreSQL stopped and no id counter in Redis, enqueue fails with UNAVAILABLE instead of guessing an id", async () => {
-    await redis.del(jobIdCounterKey(prefix, "demo"));
+    await redis.del(jobIdCounterKey(keySpace(prefix), "demo"));
     const countBefore = (await jobsInRedis()).length;
     await pgp.stop();
     try {
       const res = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });
       expect(res.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
       expect(res.body.errors?.[0]?.message).toMatch(/no job id can be issued safely/);
-      expect(await redis.exists(jobIdCounterKey(prefix, "demo"))).toBe(0);
+      expect(await redis.exists(jobIdCounterKey(keySpace(prefix), "demo"))).toBe(0);
       expect((await jobsInRedis()).length).toBe(countBefore);
     } finally {
       await pgp.start();

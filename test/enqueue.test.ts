@@ -3,7 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
-import { testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 const ENQUEUE = /* GraphQL */ `
@@ -39,7 +39,7 @@ async function enqueue(input: Record<string, unknown>) {
 
 /** What Redis really holds for the demo queue, read with BullMQ itself. */
 async function jobCount(): Promise<number> {
-  const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
   try {
     return await queue.count();
   } finally {

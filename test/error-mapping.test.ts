@@ -1,6 +1,7 @@
 import { GraphQLError } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { asGraphQLError, MASKED_ERROR_MESSAGE, maskUnexpected } from "../src/graphql/as-graphql-error.ts";
+import { keySpace } from "../src/jobs/bullmq/index.ts";
 import { ForbiddenError, InvalidStateError, NotFoundError, SlowSubscriberError, ValidationError } from "../src/jobs/errors.ts";
 import { channels } from "../src/jobs/events/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
@@ -74,7 +75,7 @@ describe("a subscriber whose buffer overflows", () => {
     const sub = await subscribeSse(serving.url, `subscription { queueEvents(queue: "demo", types: [ADDED]) { id } }`);
     expect(sub.status).toBe(200);
     // Subscribed once the API holds a listener on the queue's channel.
-    await until("the subscription listens", () => serving.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
+    await until("the subscription listens", () => serving.runtime.channels.listenerCount(channels.queue(keySpace(prefix), "demo")) > 0);
     await flood();
     await sub.done;
     const errors = sub.results.flatMap((r) => r.errors ?? []);
@@ -85,7 +86,7 @@ describe("a subscriber whose buffer overflows", () => {
 
   it("over WebSocket: the same error", async () => {
     const sub = await subscribeWs(serving.url, `subscription { queueEvents(queue: "demo", types: [ADDED]) { id } }`);
-    await until("the subscription listens", () => serving.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
+    await until("the subscription listens", () => serving.runtime.channels.listenerCount(channels.queue(keySpace(prefix), "demo")) > 0);
     await flood();
     const failure = await sub.done.then(
       () => null,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
+import { keySpace } from "../src/jobs/bullmq/index.ts";
 import { GroupCommit, HistoryStore } from "../src/jobs/history/index.ts";
 import { adminDatabaseUrl } from "../src/testing/database.ts";
 import { Ledger } from "../workers/ledger.ts";
@@ -69,7 +70,7 @@ describe("GroupCommit's contract", () => {
     const db = createPrisma(adminDatabaseUrl, { max: 1 });
     try {
       const log = createLogger("silent");
-      const unordered = new Ledger(null as never, "{x}", new HistoryStore(db, { concurrency: 2 }), db, log);
+      const unordered = new Ledger(null as never, keySpace("{x}"), new HistoryStore(db, { concurrency: 2 }), db, log);
       expect(() => unordered.submit({ view: {} as never, audit: null })).toThrow(/in order/);
       expect(new HistoryStore(db, { concurrency: 1 }).upsertsInOrder).toBe(true);
     } finally {

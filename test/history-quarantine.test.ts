@@ -5,11 +5,12 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/infra/logger.ts";
 import { createPrisma, poolOf } from "../src/infra/prisma.ts";
+import { keySpace } from "../src/jobs/bullmq/index.ts";
 import { HistoryQuarantine, HistoryStore } from "../src/jobs/history/index.ts";
 import type { JobView } from "../src/jobs/job-view.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { queryRows } from "../src/testing/private-postgres.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { Ledger } from "../workers/ledger.ts";
 import { LedgerReconciler } from "../workers/ledger-reconciler.ts";
 
@@ -23,7 +24,7 @@ let quarantine: HistoryQuarantine;
 beforeAll(async () => {
   db = await createTestDatabase();
   prisma = createPrisma(db.url);
-  quarantine = new HistoryQuarantine(poolOf(prisma), redis, prefix);
+  quarantine = new HistoryQuarantine(poolOf(prisma), redis, keySpace(prefix));
 });
 
 afterAll(async () => {
@@ -106,10 +107,10 @@ describe("history batches PostgreSQL refuses", () => {
 
 describe("the reconciler with a poisoned record", () => {
   it("quarantines the unwritable pending record, keeps going, and repairs a missing row afterwards", async () => {
-    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     const worker = new Worker("demo", async (job) => (job.data.poison ? { text: "nul\u0000here" } : { fine: true }), {
       connection: { url: testRedisUrl },
-      prefix,
+      prefix: bullPrefix(prefix, "demo"),
       autorun: true,
     });
     try {
@@ -121,7 +122,7 @@ describe("the reconciler with a poisoned record", () => {
         await new Promise((r) => setTimeout(r, 20));
       }
       const store = new HistoryStore(prisma, {}, quarantine);
-      const ledger = new Ledger(redis, prefix, store, prisma, log, {}, quarantine);
+      const ledger = new Ledger(redis, keySpace(prefix), store, prisma, log, {}, quarantine);
       // The case: the poisoned job's record was parked in Redis by a failed write.
       const finished = (await queue.getJob("poisoned-job"))?.finishedOn;
       await redis.hset(

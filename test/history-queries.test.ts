@@ -8,7 +8,7 @@ import { createJobLoaders, encodeTimeIdCursor, HistoryQueries, type JobListFilte
 import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { type RunningProcess, startWorker } from "../src/testing/processes.ts";
-import { testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // The read side of history: jobs / failedJobAudits / operatorActions, keyset pagination, filters,
@@ -618,7 +618,7 @@ describe("a history that stays true (with a real worker)", () => {
   beforeAll(async () => {
     await truncate();
     worker = await startWorker({ DATABASE_URL: stack.databaseUrl, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix });
-    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
   });
 
   afterAll(async () => {

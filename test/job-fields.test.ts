@@ -7,7 +7,7 @@ import { createPrisma, type Db } from "../src/infra/prisma.ts";
 import { HistoryStore } from "../src/jobs/history/index.ts";
 import { ENQUEUE_OPTION_FIELDS, JOB_FIELDS, type JobView, viewFromBull } from "../src/jobs/job-view.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 
 // JOB_FIELDS (src/jobs/job-view.ts) lists a job's persisted fields once; every other place that
 // spells them must agree with it. Each test names the place that drifted.
@@ -94,7 +94,7 @@ describe("a job's persisted fields (JOB_FIELDS)", () => {
 
   it("viewFromBull gives each of them for a job read from Redis", async () => {
     const prefix = uniquePrefix();
-    const queue = new Queue("orders", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("orders", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "orders") });
     try {
       const job = await queue.add("ship", { order: 17, __meta: { replayOf: "job-0", tenant: "acme" } });
       const view = viewFromBull(job, "WAITING");

@@ -6,7 +6,7 @@ import { demoSleep } from "../src/jobs/definitions/demo-sleep.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { enqueueDemo, gql } from "../src/testing/graphql.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/wait.ts";
 import { defineProcessor, type Processor } from "../workers/processor.ts";
@@ -104,7 +104,7 @@ describe("a definition's timeoutMs, with a processor that ignores its signal", (
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
   });
   afterAll(async () => {
     release();

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { killAll, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 
 // /metrics on the API and on the worker's WORKER_PORT: Prometheus text, open unless METRICS_TOKEN is set.
 
@@ -58,7 +58,7 @@ describe("worker /metrics", () => {
   it("counts jobs completed, failed and retried by queue and name, with durations, active jobs, ledger backlog and event-loop lag", async () => {
     const worker = await startWorker({ ...env, WORKER_QUEUES: "demo" });
     const port = /health on port (\d+)/.exec(worker.stdout())?.[1];
-    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     try {
       await queue.add("sleep", { steps: 1, stepMs: 1 });
       await queue.add("fail", { message: "once", failTimes: 1 }, { attempts: 2 });

@@ -3,7 +3,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
-import { testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // Control mutations without a worker: what they do to Redis, history and the operator audit trail.
@@ -62,7 +62,7 @@ async function lastAction(action: string) {
 async function failedJob(): Promise<string> {
   await queue.drain(true);
   const id = await enqueue({ message: "boom" }, {}, "fail");
-  const worker = new Worker("demo", null, { connection: { url: testRedisUrl }, prefix, autorun: false });
+  const worker = new Worker("demo", null, { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo"), autorun: false });
   try {
     const job = await worker.getNextJob("test-token");
     if (job?.id !== id) throw new Error(`expected job ${id}, fetched ${job?.id}`);

@@ -2,7 +2,7 @@ import { Queue, Worker } from "bullmq";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { demoNoop } from "../src/jobs/definitions/demo-noop.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 import { defineProcessor, type ProcessorContext } from "../workers/processor.ts";
 import { runJob } from "../workers/run-job.ts";
@@ -12,7 +12,7 @@ import { runJob } from "../workers/run-job.ts";
 // job through `runJob` (the worker's own path) with a processor that fails twice.
 
 const prefix = uniquePrefix();
-const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
 
 afterAll(async () => {
   await queue.close();
@@ -30,7 +30,7 @@ describe("processor context: idempotency key and attempt", () => {
     const options = { cancelRequested: () => undefined, cancelGraceMs: 1_000, services: { config: loadConfig({}), db: null as never } };
     const worker = new Worker("demo", (job, _token, signal) => runJob(job, signal, processor, options), {
       connection: { url: testRedisUrl, maxRetriesPerRequest: null },
-      prefix,
+      prefix: bullPrefix(prefix, "demo"),
     });
     try {
       const job = await queue.add("noop", {}, { attempts: 3, jobId: "stable-7" });

@@ -3,11 +3,11 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/infra/logger.ts";
 import { createRedis } from "../src/infra/redis.ts";
-import { QueueSet } from "../src/jobs/bullmq/index.ts";
+import { keySpace, QueueSet } from "../src/jobs/bullmq/index.ts";
 import { createRegistry, defaultDefinitions } from "../src/jobs/registry.ts";
 import { QueueMetrics } from "../src/server/queue-metrics.ts";
 import { subscribeWs } from "../src/testing/graphql.ts";
-import { testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/wait.ts";
 
@@ -131,7 +131,7 @@ describe("queue metrics on the API's /metrics", () => {
     // From the stream's current end (`since`): a subscription without it starts where the stream is
     // once it is set up, which is after it counts as open, so an event right then could be before it.
     const redis = new Redis(testRedisUrl);
-    const tail = (await redis.xrevrange(`${stack.prefix}:demo:events`, "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
+    const tail = (await redis.xrevrange(`${bullPrefix(stack.prefix, "demo")}:demo:events`, "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
     await redis.quit();
     const sub = await subscribeWs(
       stack.api.url,
@@ -171,7 +171,7 @@ function standalone(redisUrl: string, prefix: string, cacheMs: number) {
   // Fails at once when Redis is not there, rather than retrying.
   const redis = createRedis({ redisUrl, redisClusterNodes: undefined, redisClusterAuth: {} }, "request", { retryStrategy: () => null });
   redis.on("error", () => {});
-  const queues = new QueueSet(registry, redis, prefix);
+  const queues = new QueueSet(registry, redis, keySpace(prefix));
   const base = {
     queues,
     redis,
@@ -192,7 +192,7 @@ function standalone(redisUrl: string, prefix: string, cacheMs: number) {
 describe("QueueMetrics cache", () => {
   it("serves one Redis read to every scrape within cacheMs, and reads again after it", async () => {
     const prefix = `${stack.prefix}-cache`;
-    const direct = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const direct = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     const a = standalone(testRedisUrl, prefix, 60_000);
     const b = standalone(testRedisUrl, prefix, 0);
     const cached = a.metrics;

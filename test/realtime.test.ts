@@ -7,7 +7,7 @@ import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { type Collected, enqueueDemo, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
 import { killAll, type RunningProcess, startApi, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 
 // Subscriptions that never silently miss: through real listening API instances, a real worker
@@ -37,7 +37,7 @@ beforeAll(async () => {
   env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, RELAY_LEASE_MS: "1000" };
   [api, worker] = await Promise.all([startTestApi(env), startWorker({ ...env, WORKER_CONCURRENCY: "20" })]);
   // Same stream length as the API and worker: every Queue writes it to the queue's settings.
-  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
 });
 
 afterEach(async () => {
@@ -178,7 +178,7 @@ describe("many API instances", () => {
       expect(sequences[0]?.filter((s) => s.endsWith(":PROGRESS"))).toHaveLength(8);
       // One relay for the queue, whichever instance holds the lease.
       const redis = new Redis(testRedisUrl);
-      expect(await redis.exists(`${prefix}:relay:demo:leader`)).toBe(1);
+      expect(await redis.exists(`${bullPrefix(prefix, "demo")}:relay:demo:leader`)).toBe(1);
       redis.disconnect();
     } finally {
       await second.stop();

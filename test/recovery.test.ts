@@ -1,10 +1,11 @@
 import type { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keySpace, keys } from "../src/jobs/bullmq/index.ts";
 import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { queryRows } from "../src/testing/private-postgres.ts";
-import { deletePrefix, testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/until.ts";
 
@@ -69,7 +70,7 @@ describe("recovery reconciler", () => {
     // The start pass has run (the epoch key is there): nothing to recover yet.
     await until(
       "first pass",
-      () => redis.exists(`${prefix}:recovery:epoch`),
+      () => redis.exists(keys.recoveryEpoch(keySpace(prefix), "demo")),
       (n) => n === 1,
     );
     const waiting = await enqueue({ data: { ticks: 3 } });
@@ -106,7 +107,7 @@ describe("recovery reconciler", () => {
     expect(d?.opts.attempts).toBe(4);
     expect(d?.opts.backoff).toEqual({ type: "fixed", delay: 1_000 });
     // Due when it was due before the loss: one hour after its enqueue.
-    const score = Number(await redis.zscore(`${prefix}:demo:delayed`, delayed));
+    const score = Number(await redis.zscore(`${bullPrefix(prefix, "demo")}:demo:delayed`, delayed));
     const dueAt = Math.floor(score / 0x1000);
     expect(dueAt).toBeGreaterThanOrEqual(enqueuedAt - 5_000 + 3_600_000);
     expect(dueAt).toBeLessThanOrEqual(enqueuedAt + 3_600_000);
@@ -152,7 +153,7 @@ describe("recovery reconciler", () => {
               ('demo', 'in-ledger', 'noop', '{}', 'ACTIVE', 0, 1, $1, now())`,
       [old],
     );
-    await redis.hset(`${prefix}:demo:ledger:pending`, `in-ledger:${Date.now()}`, "{}");
+    await redis.hset(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`, `in-ledger:${Date.now()}`, "{}");
     const result = await pass();
     expect(result?.recovered).toBe(1);
     expect(result?.inLedger).toBe(1);
@@ -186,12 +187,12 @@ describe("recovery reconciler", () => {
       `INSERT INTO job_history (queue, id, name, data, state, created_at, updated_at)
        VALUES ('demo', 'leased', 'noop', '{}', 'WAITING', now() - interval '1 minute', now())`,
     );
-    await redis.set(`${prefix}:recovery:lease`, "another-instance", "PX", 60_000);
+    await redis.set(keys.recoveryLease(keySpace(prefix)), "another-instance", "PX", 60_000);
     try {
       expect(await api.runtime.recovery.runOnce("test")).toBeNull();
       expect(await queue.getJob("leased")).toBeUndefined();
     } finally {
-      await redis.del(`${prefix}:recovery:lease`);
+      await redis.del(keys.recoveryLease(keySpace(prefix)));
     }
     expect((await pass())?.recovered).toBe(1);
     expect(await queue.getJob("leased")).toBeDefined();

@@ -2,29 +2,20 @@ import { Cluster } from "ioredis";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
-import { channels } from "../src/jobs/events/index.ts";
+import { keySpace, keys, queuePrefix } from "../src/jobs/bullmq/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
-import { type Collected, enqueueDemo, gql, subscribeWs } from "../src/testing/graphql.ts";
+import { type Collected, gql, subscribeWs } from "../src/testing/graphql.ts";
 import { type PrivateRedisCluster, redisCli, startPrivateRedisCluster } from "../src/testing/private-redis-cluster.ts";
 import { killAll, type RunningProcess, startProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, uniquePrefix } from "../src/testing/redis.ts";
+import { deletePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 
-// The API and a worker process on a Redis Cluster of their own (REDIS_CLUSTER_NODES): BullMQ,
-// the event relay, pub/sub and the ledger all work across three masters.
+// The API and a worker process on a Redis Cluster of their own (REDIS_CLUSTER_NODES): three queues
+// on three masters (per-queue key layout), each running jobs, streaming progress, cancelling, writing
+// through the ledger and recovered by the reconciler; then one master killed and its replica promoted.
 
-const _ENQUEUE = /* GraphQL */ `
-  mutation ($input: EnqueueJobInput!) {
-    enqueueJob(input: $input) { __typename ... on EnqueueJobSuccess { job { id state } } ... on UserError { message } }
-  }
-`;
-const CANCEL = /* GraphQL */ `
-  mutation ($id: ID!) {
-    cancelJob(queue: "demo", id: $id, reason: "stop") { __typename ... on JobActionSuccess { job { state } } ... on UserError { message } }
-  }
-`;
 const JOB_EVENTS = /* GraphQL */ `
   subscription ($queue: String!, $id: ID!) {
     jobEvents(queue: $queue, id: $id) { id type progress failedReason job { state result failedReason } }
@@ -69,13 +60,19 @@ describe("REDIS_CLUSTER_NODES config", () => {
     expect(lines.join("\n")).not.toContain("s3cret");
   });
 
-  it("refuses a QUEUE_PREFIX without a hash tag on a cluster (a queue's keys would span slots)", () => {
-    expect(configProblems({ REDIS_CLUSTER_NODES: "127.0.0.1:7000", QUEUE_PREFIX: "jobs" })).toEqual([
-      'QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set (got "jobs")',
+  it("refuses a QUEUE_PREFIX without a hash tag on a cluster with the single layout only (per-queue makes a tag per queue)", () => {
+    expect(configProblems({ REDIS_CLUSTER_NODES: "127.0.0.1:7000", REDIS_KEY_LAYOUT: "single", QUEUE_PREFIX: "jobs" })).toEqual([
+      'QUEUE_PREFIX: QUEUE_PREFIX must contain a hash tag such as {jobs} when REDIS_CLUSTER_NODES is set with REDIS_KEY_LAYOUT=single (got "jobs")',
     ]);
-    expect(configProblems({ REDIS_CLUSTER_NODES: "127.0.0.1:7000", QUEUE_PREFIX: "{}jobs" })).toHaveLength(1);
-    // Without a cluster any prefix goes, as before.
+    expect(configProblems({ REDIS_CLUSTER_NODES: "127.0.0.1:7000", REDIS_KEY_LAYOUT: "single", QUEUE_PREFIX: "{}jobs" })).toHaveLength(1);
+    expect(configProblems({ REDIS_CLUSTER_NODES: "127.0.0.1:7000", QUEUE_PREFIX: "jobs" })).toEqual([]);
     expect(loadConfig({ QUEUE_PREFIX: "jobs" }).queuePrefix).toBe("jobs");
+    expect(loadConfig({}).redisKeyLayout).toBe("per-queue");
+    for (const bad of ["perqueue", "SINGLE", "per-queue,single", "x".repeat(10_000)]) {
+      expect(configProblems({ REDIS_KEY_LAYOUT: bad })).toEqual([
+        `REDIS_KEY_LAYOUT: REDIS_KEY_LAYOUT must be per-queue or single (got ${JSON.stringify(bad)})`,
+      ]);
+    }
   });
 
   it("stops the worker at start with one clear line and no stack trace", async () => {
@@ -89,26 +86,48 @@ describe("REDIS_CLUSTER_NODES config", () => {
 
 /** The test cluster's nodes require this password (requirepass), from clients and from each other. */
 const PASSWORD = "cluster-secret";
+/**
+ * Fixed rather than unique (the cluster is this file's own): with it the three queues' tags
+ * (`{cluster-test:demo}`, `...:mail}`, `...:invoices}`) hash to slots of three different masters of
+ * a 3-master cluster, which the first test checks with CLUSTER KEYSLOT / CLUSTER NODES.
+ */
+const PREFIX = "{cluster-test}";
+const QUEUES = ["demo", "mail", "invoices"];
+const space = keySpace(PREFIX);
 
-describe("on a Redis Cluster", () => {
+describe("queues spread over a Redis Cluster (3 masters, a replica each; per-queue key layout)", () => {
   let cluster: PrivateRedisCluster;
   let api: TestApi;
   let worker: RunningProcess;
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  const prefix = uniquePrefix();
+  /** Our own cluster client, for CLUSTER commands and for looking at the keys. */
+  let admin: Cluster;
   const open: Collected<unknown>[] = [];
 
   beforeAll(async () => {
-    [cluster, db] = await Promise.all([startPrivateRedisCluster({ password: PASSWORD }), createTestDatabase()]);
+    [cluster, db] = await Promise.all([
+      startPrivateRedisCluster({ password: PASSWORD, replicas: 1, nodeTimeoutMs: 2_000 }),
+      createTestDatabase(),
+    ]);
     // REDIS_URL points nowhere: were anything to ignore REDIS_CLUSTER_NODES, it would fail loudly.
     const env = {
       DATABASE_URL: db.url,
       REDIS_CLUSTER_NODES: cluster.nodes,
       REDIS_CLUSTER_PASSWORD: PASSWORD,
       REDIS_URL: "redis://127.0.0.1:1",
-      QUEUE_PREFIX: prefix,
+      QUEUE_PREFIX: PREFIX,
+      JOBS_MODULE: "./test/fixtures/jobs-modules/cluster-queues.ts",
+      RECOVERY_INTERVAL_MS: "1000",
+      RECOVERY_GRACE_MS: "500",
+      LEDGER_RECONCILE_MS: "500",
     };
     [api, worker] = await Promise.all([startTestApi(env), startWorker(env)]);
+    admin = new Cluster(
+      cluster.ports.map((port) => ({ host: "127.0.0.1", port })),
+      { redisOptions: { password: PASSWORD } },
+    );
+    admin.on("error", () => {});
+    await new Promise((resolve) => admin.once("ready", resolve)); // nodes() is empty until then
   });
 
   afterEach(async () => {
@@ -116,6 +135,7 @@ describe("on a Redis Cluster", () => {
   });
 
   afterAll(async () => {
+    admin?.disconnect();
     // A clean exit: the worker closes its cluster connections (BullMQ's duplicates included) on SIGTERM.
     if (worker) expect(await worker.stop()).toBe(0);
     await api?.stop();
@@ -124,7 +144,38 @@ describe("on a Redis Cluster", () => {
     await db?.drop();
   });
 
-  const enqueue = (name: string, data: unknown, extra: Record<string, unknown> = {}) => enqueueDemo(api.url, name, data, extra);
+  const ENQUEUE_ON = /* GraphQL */ `
+    mutation ($input: EnqueueJobInput!) {
+      enqueueJob(input: $input) { __typename ... on EnqueueJobSuccess { job { id } } ... on UserError { message } }
+    }
+  `;
+  const CANCEL_ON = /* GraphQL */ `
+    mutation ($queue: String!, $id: ID!) {
+      cancelJob(queue: $queue, id: $id, reason: "stop") { __typename ... on JobActionSuccess { job { state } } ... on UserError { message } }
+    }
+  `;
+
+  /** The job's id once the API acknowledged it (its history row committed: ENQUEUE_ACK=record), else null. */
+  async function enqueueOn(queue: string, data: unknown, extra: Record<string, unknown> = {}): Promise<string | null> {
+    try {
+      const { body } = await gql<{ enqueueJob: { job?: { id: string } } }>(api.url, ENQUEUE_ON, {
+        input: { queue, name: "sleep", data, ...extra },
+      });
+      return body.data?.enqueueJob.job?.id ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  async function sql<T>(text: string, params: unknown[] = []): Promise<T[]> {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      return (await client.query(text, params)).rows as T[];
+    } finally {
+      await client.end();
+    }
+  }
 
   function eventsOf(sub: Collected<unknown>): Event[] {
     return sub.results.map((r) => {
@@ -133,107 +184,185 @@ describe("on a Redis Cluster", () => {
     });
   }
 
-  async function untilRow<T>(sql: string, params: unknown[]): Promise<T> {
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    try {
-      return (await until(
-        `a row for ${sql} ${JSON.stringify(params)}`,
-        async () => (await client.query(sql, params)).rows[0],
-        (row) => row !== undefined,
-      )) as T;
-    } finally {
-      await client.end();
-    }
+  /** Master nodes by the slots they serve, from CLUSTER NODES as `node` (any live node) sees it. */
+  async function masters(port?: number): Promise<{ id: string; port: number; ranges: [number, number][] }[]> {
+    const text = port
+      ? await redisCli(["-p", String(port), "-a", PASSWORD, "--no-auth-warning", "cluster", "nodes"])
+      : ((await admin.cluster("NODES")) as string);
+    return text
+      .trim()
+      .split("\n")
+      .map((line) => line.split(" "))
+      .filter((f) => f[2]?.split(",").includes("master") && !f[2].includes("fail"))
+      .map((f) => ({
+        id: f[0] as string,
+        port: Number(f[1]?.split("@")[0]?.split(":")[1]),
+        ranges: f.slice(8).map((r) => {
+          const [a, b] = r.split("-").map(Number);
+          return [a as number, (b ?? a) as number];
+        }),
+      }));
   }
 
-  it("is ready, with Redis answering through the cluster, whose nodes refuse clients without the password", async () => {
-    // Ready once its probes answer in time (each gets 1 s; a loaded machine may need a second try).
-    await until(
-      "/readyz says ready",
-      async () => (await fetch(api.url.replace("/graphql", "/readyz"))).status,
-      (s) => s === 200,
-    );
-    const port = String(cluster.ports[0]);
-    expect(await redisCli(["-p", port, "ping"])).toMatch(/NOAUTH/);
-    expect(await redisCli(["-p", port, "-a", PASSWORD, "--no-auth-warning", "ping"])).toBe("PONG");
+  async function masterOf(queue: string, port?: number): Promise<number | undefined> {
+    const slot = Number(await admin.cluster("KEYSLOT", keys.meta(space, queue)));
+    return (await masters(port)).find((m) => m.ranges.some(([a, b]) => slot >= a && slot <= b))?.port;
+  }
+
+  it("puts the three queues on three different masters", async () => {
+    const slots = await Promise.all(QUEUES.map((q) => admin.cluster("KEYSLOT", keys.meta(space, q))));
+    expect(new Set(slots).size).toBe(3);
+    const owners = await Promise.all(QUEUES.map((q) => masterOf(q)));
+    expect(owners.every((p) => typeof p === "number")).toBe(true);
+    expect(new Set(owners).size).toBe(3);
+    expect((await masters()).length).toBe(3);
   });
 
-  it("runs a demo.sleep job and streams SNAPSHOT, PROGRESS and COMPLETED over graphql-ws", async () => {
-    const id = await enqueue("sleep", { steps: 4, stepMs: 150 });
-    const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
-    open.push(sub);
-    await sub.done;
-    const events = eventsOf(sub);
-    expect(events[0]?.type).toBe("SNAPSHOT");
-    expect(events.filter((e) => e.type === "PROGRESS").map((e) => e.progress)).toEqual(expect.arrayContaining([100]));
-    expect(events.at(-1)).toMatchObject({ type: "COMPLETED", job: { state: "COMPLETED", result: { steps: 4 } } });
-    const row = await untilRow<{ state: string }>(
-      "SELECT state FROM job_history WHERE queue = 'demo' AND id = $1 AND state = 'COMPLETED'",
-      [id],
+  it("runs jobs, streams their progress and cancels them on every queue", async () => {
+    await Promise.all(
+      QUEUES.map(async (queue) => {
+        const id = (await enqueueOn(queue, { steps: 3, stepMs: 100 })) as string;
+        expect(id).toBeTruthy();
+        const sub = await subscribeWs(api.url, JOB_EVENTS, { queue, id });
+        open.push(sub);
+        await sub.done;
+        const events = eventsOf(sub);
+        expect(events[0]?.type).toBe("SNAPSHOT");
+        expect(events.filter((e) => e.type === "PROGRESS").map((e) => e.progress)).toEqual(expect.arrayContaining([100]));
+        expect(events.at(-1)).toMatchObject({ type: "COMPLETED", job: { state: "COMPLETED", result: { steps: 3 } } });
+        // The worker's ledger wrote the final row.
+        await until(
+          `${queue} job ${id}'s COMPLETED row`,
+          async () => (await sql<{ state: string }>("SELECT state FROM job_history WHERE queue = $1 AND id = $2", [queue, id]))[0]?.state,
+          (state) => state === "COMPLETED",
+        );
+
+        // Cancel: the job's mark and the queue's own control channel reach the worker running it.
+        const long = (await enqueueOn(queue, { steps: 100, stepMs: 100 })) as string;
+        const watch = await subscribeWs(api.url, JOB_EVENTS, { queue, id: long });
+        open.push(watch);
+        await until(`${queue}: a PROGRESS event`, () => eventsOf(watch).some((e) => e.type === "PROGRESS"));
+        const { body } = await gql(api.url, CANCEL_ON, { queue, id: long });
+        expect(body.data?.cancelJob).toEqual({ __typename: "JobActionSuccess", job: { state: "CANCELLED" } });
+        await watch.done;
+        expect(eventsOf(watch).at(-1)).toMatchObject({ type: "CANCELLED", job: { state: "CANCELLED" } });
+      }),
     );
-    expect(row.state).toBe("COMPLETED");
   });
 
   it("writes a failed demo.fail job's audit row through the ledger", async () => {
-    // The queue's FAILED events, watched before the job exists: its event arrives live whenever it
-    // runs (a delay before it ran was a race lost under load).
-    const sub = await subscribeWs(
-      api.url,
-      `subscription { queueEvents(queue: "demo", types: [FAILED]) { jobId type failedReason job { state } } }`,
-    );
-    open.push(sub);
-    await until("the subscription listens", () => api.runtime.channels.listenerCount(channels.queue(prefix, "demo")) > 0);
-    const id = await enqueue("fail", { message: "cluster says no" });
-    const failed = await until(
-      "the job's FAILED event",
-      () => sub.results.map((r) => (r.data as { queueEvents: Event & { jobId: string } }).queueEvents).find((e) => e.jobId === id),
-      (e) => e !== undefined,
-    );
-    expect(failed).toMatchObject({ type: "FAILED", failedReason: "cluster says no", job: { state: "FAILED" } });
-    const audit = await untilRow<Record<string, unknown>>(
-      "SELECT queue, job_name, failed_reason, attempts_made FROM failed_job_audit WHERE job_id = $1",
-      [id],
+    const { body } = await gql<{ enqueueJob: { job?: { id: string } } }>(api.url, ENQUEUE_ON, {
+      input: { queue: "demo", name: "fail", data: { message: "cluster says no" } },
+    });
+    const id = body.data?.enqueueJob.job?.id as string;
+    const audit = await until(
+      "the audit row",
+      async () => (await sql("SELECT queue, job_name, failed_reason, attempts_made FROM failed_job_audit WHERE job_id = $1", [id]))[0],
+      (row) => row !== undefined,
     );
     expect(audit).toEqual({ queue: "demo", job_name: "fail", failed_reason: "cluster says no", attempts_made: 1 });
   });
 
-  it("cancels an active job in the worker process (job mark, control channel, CANCELLED event)", async () => {
-    const id = await enqueue("sleep", { steps: 50, stepMs: 100 });
-    const sub = await subscribeWs(api.url, JOB_EVENTS, { queue: "demo", id });
-    open.push(sub);
-    await until("a PROGRESS event", () => eventsOf(sub).some((e) => e.type === "PROGRESS"));
-    const { body } = await gql(api.url, CANCEL, { id });
-    expect(body.data?.cancelJob).toEqual({ __typename: "JobActionSuccess", job: { state: "CANCELLED" } });
-    await sub.done;
-    expect(eventsOf(sub).at(-1)).toMatchObject({ type: "CANCELLED", job: { state: "CANCELLED" } });
+  it("the recovery reconciler puts back a job each queue's shard lost", async () => {
+    const lost = await Promise.all(
+      QUEUES.map(async (queue) => {
+        const id = (await enqueueOn(queue, { steps: 1, stepMs: 0 }, { delayMs: 3_600_000 })) as string;
+        expect(id).toBeTruthy();
+        // What a shard that came back without the job holds: neither its hash nor its entry in the delayed set.
+        await admin.del(keys.job(space, queue, id));
+        await admin.zrem(`${queuePrefix(space, queue)}:${queue}:delayed`, id);
+        return { queue, id };
+      }),
+    );
+    for (const { queue, id } of lost) {
+      await until(
+        `${queue} job ${id} back in Redis`,
+        () => admin.exists(keys.job(space, queue, id)),
+        (n) => n === 1,
+      );
+      expect(await admin.zscore(`${queuePrefix(space, queue)}:${queue}:delayed`, id)).not.toBeNull();
+      const [row] = await sql<{ state: string }>("SELECT state FROM job_recovery WHERE queue = $1 AND job_id = $2", [queue, id]);
+      expect(row?.state).toBe("DELAYED");
+    }
   });
 
-  it("keeps every key it made under the hash-tagged prefix, so all of them share one slot", async () => {
-    const client = new Cluster(
-      cluster.ports.map((port) => ({ host: "127.0.0.1", port })),
-      { redisOptions: { password: PASSWORD } },
-    );
-    try {
-      await new Promise((resolve) => client.once("ready", resolve)); // nodes() is empty until then
-      const keys: string[] = [];
-      for (const node of client.nodes("master")) {
-        let cursor = "0";
-        do {
-          const [next, batch] = await node.scan(cursor, "COUNT", 1000);
-          cursor = next;
-          keys.push(...batch);
-        } while (cursor !== "0");
-      }
-      // The relay's lease and position, the ledger's reconcile marks and BullMQ's own keys at least.
-      expect(keys).toEqual(expect.arrayContaining([`${prefix}:relay:demo:leader`, `${prefix}:relay:demo:position`, `${prefix}:demo:meta`]));
-      expect(keys.filter((k) => !k.startsWith(`${prefix}:`))).toEqual([]);
-      const slots = new Set(await Promise.all(keys.map((k) => client.cluster("KEYSLOT", k))));
-      expect(slots.size).toBe(1);
-    } finally {
-      client.disconnect();
+  it("keeps each queue's keys in the queue's own slot, and the rest under the prefix's tag", async () => {
+    const found: string[] = [];
+    for (const node of admin.nodes("master")) {
+      let cursor = "0";
+      do {
+        const [next, batch] = await node.scan(cursor, "COUNT", 1000);
+        cursor = next;
+        found.push(...batch);
+      } while (cursor !== "0");
     }
+    for (const queue of QUEUES) {
+      const own = found.filter((k) => k.startsWith(`${queuePrefix(space, queue)}:`));
+      // BullMQ's keys, the relay's lease and position, the ledger's watermark, the recovery epoch at least.
+      expect(own).toEqual(
+        expect.arrayContaining([
+          keys.meta(space, queue),
+          keys.relayLease(space, queue),
+          keys.relayPosition(space, queue),
+          keys.ledgerWatermark(space, queue),
+          keys.recoveryEpoch(space, queue),
+        ]),
+      );
+      const slots = new Set(await Promise.all(own.map((k) => admin.cluster("KEYSLOT", k))));
+      expect(slots.size).toBe(1);
+    }
+    const rest = found.filter((k) => !QUEUES.some((q) => k.startsWith(`${queuePrefix(space, q)}:`)));
+    expect(rest.filter((k) => !k.startsWith(`${PREFIX}:`))).toEqual([]);
     // Nothing reached the shared single Redis either.
-    expect(await deletePrefix(prefix)).toBe(0);
+    expect(await deletePrefix(PREFIX)).toBe(0);
+  });
+
+  it("loses no acknowledged job of the other queues when one master dies and its replica takes over", async () => {
+    const victim = "invoices";
+    const others = QUEUES.filter((q) => q !== victim);
+    const victimPort = (await masterOf(victim)) as number;
+    const acknowledged: { queue: string; id: string }[] = [];
+    const enqueueMany = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        for (const queue of others) {
+          const id = await enqueueOn(queue, { steps: 1, stepMs: 0 });
+          if (id) acknowledged.push({ queue, id });
+        }
+      }
+    };
+    await enqueueMany(10);
+    const beforeKill = acknowledged.length;
+    expect(beforeKill).toBe(20);
+    await cluster.kill(victimPort);
+    // While the cluster notices and promotes the replica (node timeout 2 s), the other shards take jobs.
+    await enqueueMany(10);
+    const survivor = cluster.ports.find((p) => p !== victimPort) as number;
+    await until(
+      "the replica promoted",
+      () => masterOf(victim, survivor),
+      (port) => port !== undefined && port !== victimPort,
+      { timeoutMs: 30_000 },
+    );
+    await enqueueMany(5);
+    // Every acknowledged job of the other queues ran: its history row says COMPLETED.
+    for (const { queue, id } of acknowledged) {
+      await until(
+        `${queue} job ${id} COMPLETED`,
+        async () => (await sql<{ state: string }>("SELECT state FROM job_history WHERE queue = $1 AND id = $2", [queue, id]))[0]?.state,
+        (state) => state === "COMPLETED",
+        { timeoutMs: 60_000 },
+      );
+    }
+    expect(acknowledged.length).toBeGreaterThan(beforeKill);
+    // And the queue whose master died works again on the promoted replica.
+    const id = await until("an enqueue on the failed-over queue", () => enqueueOn(victim, { steps: 1, stepMs: 0 }), Boolean, {
+      timeoutMs: 30_000,
+    });
+    await until(
+      `${victim} job ${id} COMPLETED`,
+      async () => (await sql<{ state: string }>("SELECT state FROM job_history WHERE queue = $1 AND id = $2", [victim, id]))[0]?.state,
+      (state) => state === "COMPLETED",
+      { timeoutMs: 60_000 },
+    );
   });
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { killAll, startApi, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -32,7 +32,7 @@ describe("clean shutdown", () => {
 
   it("a worker given SIGTERM with an active job finishes that job, then exits 0", async () => {
     const worker = await startWorker({ ...env, SHUTDOWN_GRACE_MS: "20000" });
-    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     try {
       const job = await queue.add("sleep", { steps: 10, stepMs: 150 });
       await until(
@@ -53,7 +53,7 @@ describe("clean shutdown", () => {
 
   it("a worker whose grace period runs out exits 1 and leaves the job to stalled-job recovery", async () => {
     const worker = await startWorker({ ...env, SHUTDOWN_GRACE_MS: "300" });
-    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     try {
       const job = await queue.add("sleep", { steps: 20, stepMs: 200 });
       await until(

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { OutboundRefused, postOutbound, refusedAddressReason } from "../workers/outbound.ts";
 import { createWorkerRuntime, type WorkerRuntime } from "../workers/worker-runtime.ts";
 
@@ -65,8 +65,8 @@ beforeAll(async () => {
     LOG_LEVEL: "silent",
   });
   runtime = await createWorkerRuntime(config, createLogger("silent"));
-  webhook = new Queue("webhook", { connection: { url: testRedisUrl }, prefix });
-  events = new QueueEvents("webhook", { connection: { url: testRedisUrl }, prefix });
+  webhook = new Queue("webhook", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "webhook") });
+  events = new QueueEvents("webhook", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "webhook") });
   await events.waitUntilReady();
 });
 

@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import { createLogger } from "../src/infra/logger.ts";
+import { keySpace } from "../src/jobs/bullmq/index.ts";
 import { channels as channelNames, compareEventIds, EventChannels, type JobEvent } from "../src/jobs/events/index.ts";
 import type { TestApi } from "../src/testing/api.ts";
 import { type Collected, enqueueDemo, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
@@ -62,7 +63,7 @@ describe("EventChannels", () => {
   let publisher: Redis;
   let hub: EventChannels;
   const prefix = uniquePrefix();
-  const channel = channelNames.job(prefix, "demo", "1");
+  const channel = channelNames.job(keySpace(prefix), "demo", "1");
   const subscribers = async () => ((await publisher.pubsub("NUMSUB", channel)) as [string, number])[1];
 
   beforeAll(() => {
@@ -125,7 +126,7 @@ describe("EventChannels", () => {
   });
 
   it("gives a local event only to the listeners of its channel", async () => {
-    const other = channelNames.job(prefix, "demo", "2");
+    const other = channelNames.job(keySpace(prefix), "demo", "2");
     const got: string[] = [];
     const leave = await hub.join(channel, { push: (e) => got.push(e.id) });
     hub.emit(other, event("300-0", "2"));
@@ -150,7 +151,7 @@ describe("EventChannels", () => {
       return jobId.startsWith("a") ? "a" : "b";
     };
     const tenanted = new EventChannels(new RedisPubSub({ publisher, subscriber, deserializer: (m) => m.toString() }), log, null, tenantOf);
-    const queueChannel = channelNames.queue(prefix, "tenants");
+    const queueChannel = channelNames.queue(keySpace(prefix), "tenants");
     const got = { a: [] as string[], b: [] as string[], all: [] as string[] };
     const leaveA = await tenanted.join(queueChannel, { tenant: "a", push: (e) => got.a.push(`${e.jobId}:${e.id}`) });
     const leaveB = await tenanted.join(queueChannel, { tenant: "b", push: (e) => got.b.push(`${e.jobId}:${e.id}`) });
@@ -279,7 +280,7 @@ describe("graphql-ws transport", () => {
 
   it("leaves the job's channel when the client completes the subscription or disconnects", async () => {
     const id = await enqueueDemo(api.url, "sleep", { steps: 1, stepMs: 60_000 });
-    const channel = channelNames.job(prefix, "demo", id);
+    const channel = channelNames.job(keySpace(prefix), "demo", id);
     const query = `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { type } }`;
     const first = await subscribeWs(api.url, query, { id });
     const second = await subscribeWs(api.url, query, { id });

@@ -3,13 +3,13 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../src/infra/logger.ts";
 import { createPrisma } from "../src/infra/prisma.ts";
-import { KEEP_FAILED } from "../src/jobs/bullmq/index.ts";
+import { KEEP_FAILED, keySpace } from "../src/jobs/bullmq/index.ts";
 import { HistoryStore } from "../src/jobs/history/index.ts";
 import type { JobView } from "../src/jobs/job-view.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { type PrivatePostgres, queryRows, startPrivatePostgres } from "../src/testing/private-postgres.ts";
 import { killAll, type RunningProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 import { Ledger, recordOf } from "../workers/ledger.ts";
 
@@ -34,7 +34,11 @@ function newPrefix(): string {
 }
 
 function openQueue(prefix: string): Queue {
-  const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix, defaultJobOptions: { removeOnFail: KEEP_FAILED } });
+  const queue = new Queue("demo", {
+    connection: { url: testRedisUrl },
+    prefix: bullPrefix(prefix, "demo"),
+    defaultJobOptions: { removeOnFail: KEEP_FAILED },
+  });
   cleanups.push(() => queue.close());
   return queue;
 }
@@ -81,7 +85,7 @@ describe("failure ledger", () => {
     // Every record waits in Redis (not in the worker's memory) until PostgreSQL answers again.
     await until(
       "ledger backlog",
-      () => redis.hlen(`${prefix}:demo:ledger:pending`),
+      () => redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`),
       (n) => n === 200,
     );
     const metrics = await (await fetch(`http://127.0.0.1:${healthPort(worker)}/metrics`)).text();
@@ -96,7 +100,7 @@ describe("failure ledger", () => {
     );
     await until(
       "ledger backlog",
-      () => redis.hlen(`${prefix}:demo:ledger:pending`),
+      () => redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`),
       (n) => n === 0,
     );
     // A few more reconcile passes must add nothing.
@@ -133,7 +137,7 @@ describe("failure ledger", () => {
     // The rows of the batches PostgreSQL refused wait in Redis, one record per job.
     await until(
       "ledger backlog",
-      () => redis.hlen(`${prefix}:demo:ledger:pending`),
+      () => redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`),
       (n) => n === 100,
     );
 
@@ -142,7 +146,7 @@ describe("failure ledger", () => {
     await until("COMPLETED rows", completedRows, (n) => n === 100);
     await until(
       "ledger backlog",
-      () => redis.hlen(`${prefix}:demo:ledger:pending`),
+      () => redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`),
       (n) => n === 0,
     );
     const [job] = await queue.getCompleted(0, 0);
@@ -162,7 +166,7 @@ describe("failure ledger", () => {
       async () => {
         throw new Error("died before the ledger");
       },
-      { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix },
+      { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix: bullPrefix(prefix, "demo") },
     );
     await queue.addBulk(Array.from({ length: 3 }, (_, i) => ({ name: "fail", data: { message: `m${i}` } })));
     await until(
@@ -213,14 +217,14 @@ describe("failure ledger", () => {
     expect(record?.audit).toBeTruthy();
     const prisma = createPrisma(db.url, { max: 1 });
     cleanups.push(() => prisma.$disconnect());
-    const ledger = new Ledger(redis, prefix, new HistoryStore(prisma), prisma, createLogger("silent"));
+    const ledger = new Ledger(redis, keySpace(prefix), new HistoryStore(prisma), prisma, createLogger("silent"));
     if (record) {
       await ledger.write(record);
       await ledger.write(record);
     }
     expect(await count(db.url, "SELECT count(*) AS n FROM failed_job_audit")).toBe(2);
     expect(await count(db.url, "SELECT count(DISTINCT failed_at) AS n FROM failed_job_audit")).toBe(2);
-    expect(await redis.hlen(`${prefix}:demo:ledger:pending`)).toBe(0);
+    expect(await redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`)).toBe(0);
   });
 
   it("a completed job's row that PostgreSQL refuses is kept in Redis whole, and written as it was", async () => {
@@ -246,8 +250,8 @@ describe("failure ledger", () => {
     // Nothing listens on port 1: every write fails at once.
     const down = createPrisma("postgresql://postgres@127.0.0.1:1/none", { max: 1 });
     cleanups.push(() => down.$disconnect());
-    await new Ledger(redis, prefix, new HistoryStore(down), down, createLogger("silent")).write({ view, audit: null });
-    expect(await redis.hlen(`${prefix}:demo:ledger:pending`)).toBe(1);
+    await new Ledger(redis, keySpace(prefix), new HistoryStore(down), down, createLogger("silent")).write({ view, audit: null });
+    expect(await redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`)).toBe(1);
 
     const db = await createTestDatabase();
     cleanups.push(() => db.drop());
@@ -255,13 +259,16 @@ describe("failure ledger", () => {
     cleanups.push(() => prisma.$disconnect());
     const history = new HistoryStore(prisma);
     const kept: unknown[] = [];
-    const written = await new Ledger(redis, prefix, history, prisma, createLogger("silent")).flushPending("demo", async (record) => {
-      kept.push(record);
-      return true;
-    });
+    const written = await new Ledger(redis, keySpace(prefix), history, prisma, createLogger("silent")).flushPending(
+      "demo",
+      async (record) => {
+        kept.push(record);
+        return true;
+      },
+    );
     expect(written).toBe(1);
     expect(kept).toEqual([{ view, audit: null }]);
     expect(await history.get("demo", "42")).toEqual(view);
-    expect(await redis.hlen(`${prefix}:demo:ledger:pending`)).toBe(0);
+    expect(await redis.hlen(`${bullPrefix(prefix, "demo")}:demo:ledger:pending`)).toBe(0);
   });
 });

@@ -8,7 +8,7 @@ import { createRegistry } from "../src/jobs/registry.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { queryRows } from "../src/testing/private-postgres.ts";
 import { killAll, startProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 import { resolveQueueSettings } from "../workers/queue-settings.ts";
 import { createWorkerRuntime } from "../workers/worker-runtime.ts";
@@ -24,7 +24,7 @@ let queue: Queue;
 beforeAll(async () => {
   db = await createTestDatabase();
   env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, WORKER_QUEUES: "demo" };
-  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
 });
 
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/infra/logger.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { queryRows } from "../src/testing/private-postgres.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import type { ProcessorContext } from "../workers/processor.ts";
 import { csvField, reportPath } from "../workers/processors/report-csv.ts";
 import webhookProcessor from "../workers/processors/webhook-deliver.ts";
@@ -72,8 +72,8 @@ beforeAll(async () => {
     LOG_LEVEL: "silent",
   });
   runtime = await createWorkerRuntime(config, createLogger("silent"));
-  webhook = new Queue("webhook", { connection: { url: testRedisUrl }, prefix });
-  report = new Queue("report", { connection: { url: testRedisUrl }, prefix });
+  webhook = new Queue("webhook", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "webhook") });
+  report = new Queue("report", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "report") });
 });
 
 afterAll(async () => {
@@ -90,7 +90,7 @@ afterAll(async () => {
 
 /** Adds a job and resolves with it once it is completed or failed for good. */
 async function run(queue: Queue, name: string, data: unknown, opts: Record<string, unknown> = {}): Promise<Job> {
-  const qe = new QueueEvents(queue.name, { connection: { url: testRedisUrl }, prefix });
+  const qe = new QueueEvents(queue.name, { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, queue.name) });
   events.push(qe);
   await qe.waitUntilReady();
   const job = await queue.add(name, data, { attempts: 1, ...opts });

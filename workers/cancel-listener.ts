@@ -1,6 +1,6 @@
 import type { Logger } from "../src/infra/logger.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { cancellation, cancelMessageSchema } from "../src/jobs/bullmq/index.ts";
+import { cancellation, cancelMessageSchema, type KeySpace } from "../src/jobs/bullmq/index.ts";
 import type { RunningJobs } from "./run-job.ts";
 
 /** How many cancel requests for jobs not (yet) running here a process remembers. */
@@ -13,7 +13,8 @@ export interface CancelListener {
 }
 
 /**
- * Listens for cancelJob requests on the control channel and stops the job if this process is running
+ * Listens for cancelJob requests on the control channels of the queues served here (one per queue in
+ * the per-queue key layout, one for all in the single one) and stops the job if this process is running
  * it (`RunningJobs.cancel`: its processor's AbortSignal fires, see run-job.ts). A request
  * for a job not running here is remembered (the newest REMEMBERED of them): the job may be on its
  * way to this worker, taken before the API marked it and not yet tracked by BullMQ. Uses its own
@@ -21,15 +22,17 @@ export interface CancelListener {
  */
 export async function listenForCancellations(
   subscriber: RedisClient,
-  prefix: string,
+  space: KeySpace,
+  queues: readonly string[],
   running: RunningJobs,
   log: Logger,
 ): Promise<CancelListener> {
   const notRunning = new Map<string, string>();
   const keyOf = (queue: string, jobId: string) => `${queue}\u0000${jobId}`;
-  const channel = cancellation.channel(prefix);
+  const subscribed = [...new Set(queues.map((queue) => cancellation.channel(space, queue)))];
+  const ours = new Set(subscribed);
   subscriber.on("message", (from: string, message: string) => {
-    if (from !== channel) return;
+    if (!ours.has(from)) return;
     let parsed: ReturnType<typeof cancelMessageSchema.parse>;
     try {
       parsed = cancelMessageSchema.parse(JSON.parse(message));
@@ -45,11 +48,11 @@ export async function listenForCancellations(
     notRunning.set(keyOf(parsed.queue, parsed.jobId), parsed.reason);
     if (notRunning.size > REMEMBERED) notRunning.delete(notRunning.keys().next().value as string);
   });
-  await subscriber.subscribe(channel);
+  if (subscribed.length > 0) await subscriber.subscribe(...subscribed);
   return {
     requested: (queue, jobId) => notRunning.get(keyOf(queue, jobId)),
     stop: async () => {
-      await subscriber.unsubscribe(channel);
+      if (subscribed.length > 0) await subscriber.unsubscribe(...subscribed);
     },
   };
 }

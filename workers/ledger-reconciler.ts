@@ -3,7 +3,7 @@ import type { Logger } from "../src/infra/logger.ts";
 import { Periodic } from "../src/infra/periodic.ts";
 import { type Db, poolOf } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { finishedPage, isCancelled, keys, Lease, prefixOf } from "../src/jobs/bullmq/index.ts";
+import { finishedPage, isCancelled, keys, Lease } from "../src/jobs/bullmq/index.ts";
 import { type Ledger, type LedgerRecord, recordOf } from "./ledger.ts";
 
 export interface ReconcilerOptions {
@@ -87,8 +87,8 @@ export class LedgerReconciler {
   }
 
   private async reconcileQueue(queue: Queue): Promise<void> {
-    const prefix = prefixOf(queue);
-    const lease = new Lease(this.redis, keys.ledgerLease(prefix, queue.name), Math.max(10_000, this.options.intervalMs * 2));
+    const { space } = this.ledger;
+    const lease = new Lease(this.redis, keys.ledgerLease(space, queue.name), Math.max(10_000, this.options.intervalMs * 2));
     if (!(await lease.acquire())) return;
     try {
       const isCurrent = async (record: LedgerRecord) => {
@@ -97,7 +97,7 @@ export class LedgerReconciler {
       };
       const flushed = await this.ledger.flushPending(queue.name, isCurrent);
       const startedAt = Date.now();
-      const watermarkKey = keys.ledgerWatermark(prefix, queue.name);
+      const watermarkKey = keys.ledgerWatermark(space, queue.name);
       const last = Number((await this.redis.get(watermarkKey)) ?? startedAt);
       const from = last - this.options.lookbackMs;
       // Up to this pass' start only: on a busy queue jobs finish faster than a pass pages through
@@ -139,7 +139,7 @@ export class LedgerReconciler {
         if (await this.ledger.isQuarantined(queue.name, suspect.id)) continue;
         const job = await queue.getJob(suspect.id);
         if (!job || job.finishedOn == null) continue;
-        const cancelled = set === "failed" && (await isCancelled(this.redis, prefixOf(queue), job));
+        const cancelled = set === "failed" && (await isCancelled(this.redis, this.ledger.space, job));
         const record = recordOf(job, set, this.options.workerId, cancelled);
         if (!record) continue;
         const historyOk = suspect.state === record.view.state && suspect.finishedAt?.getTime() === job.finishedOn;

@@ -2,7 +2,7 @@ import type { Job } from "bullmq";
 import type { Logger } from "../src/infra/logger.ts";
 import type { Db } from "../src/infra/prisma.ts";
 import type { RedisClient } from "../src/infra/redis.ts";
-import { isCancelled, keys } from "../src/jobs/bullmq/index.ts";
+import { isCancelled, type KeySpace, keys } from "../src/jobs/bullmq/index.ts";
 import type { FailedJobAuditView, HistoryQuarantine, HistoryStore } from "../src/jobs/history/index.ts";
 import { GroupCommit, type GroupCommitOptions, isDataError } from "../src/jobs/history/index.ts";
 import { type JobView, viewFromBull } from "../src/jobs/job-view.ts";
@@ -57,7 +57,8 @@ export function recordOf(job: Job, outcome: "completed" | "failed", workerId: st
  */
 export class Ledger {
   private readonly redis: RedisClient;
-  private readonly prefix: string;
+  /** Where the queues' keys live (QUEUE_PREFIX and REDIS_KEY_LAYOUT). */
+  readonly space: KeySpace;
   private readonly history: HistoryStore;
   private readonly db: Db;
   private readonly log: Logger;
@@ -66,7 +67,7 @@ export class Ledger {
 
   constructor(
     redis: RedisClient,
-    prefix: string,
+    space: KeySpace,
     history: HistoryStore,
     db: Db,
     log: Logger,
@@ -74,7 +75,7 @@ export class Ledger {
     quarantine: HistoryQuarantine | null = null,
   ) {
     this.redis = redis;
-    this.prefix = prefix;
+    this.space = space;
     this.history = history;
     this.db = db;
     this.log = log;
@@ -108,7 +109,7 @@ export class Ledger {
 
   /** The Redis hash holding one queue's records not yet confirmed in PostgreSQL. */
   pendingKey(queue: string): string {
-    return keys.ledgerPending(this.prefix, queue);
+    return keys.ledgerPending(this.space, queue);
   }
 
   private field(record: LedgerRecord): string {
@@ -230,7 +231,7 @@ export class Ledger {
 
   /** The record of a job that failed for good: CANCELLED or FAILED as its cancel mark says (one Redis read). */
   async recordOfFailed(job: Job, workerId: string): Promise<LedgerRecord | null> {
-    return recordOf(job, "failed", workerId, await isCancelled(this.redis, this.prefix, job));
+    return recordOf(job, "failed", workerId, await isCancelled(this.redis, this.space, job));
   }
 
   /** Whether the job has rows in the quarantine (the reconciler skips it). */

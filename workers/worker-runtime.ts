@@ -1,11 +1,18 @@
 import { type Queue, Worker } from "bullmq";
-import type { Config } from "../src/config.ts";
+import { type Config, ConfigError } from "../src/config.ts";
 import { runReadyChecks } from "../src/infra/health-server.ts";
 import type { Logger } from "../src/infra/logger.ts";
 import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
 import type { Tracing } from "../src/infra/tracing.ts";
-import { QueueSet, syncDeclaredSchedulers } from "../src/jobs/bullmq/index.ts";
+import {
+  keySpace,
+  layoutProblems,
+  QueueSet,
+  queuePrefix,
+  queuesLeftInOtherLayout,
+  syncDeclaredSchedulers,
+} from "../src/jobs/bullmq/index.ts";
 import { HistoryQuarantine, HistoryRetention, HistoryStore, JobLogStore, retentionLockKey } from "../src/jobs/history/index.ts";
 import { loadJobTypes } from "../src/jobs/jobs-module.ts";
 import { type CancelListener, listenForCancellations } from "./cancel-listener.ts";
@@ -62,19 +69,27 @@ export async function createWorkerRuntime(
   // otherwise stay only in this process' memory): no per-request retry limit.
   const redis = createRedis(config, "blocking");
   redis.on("error", (err) => log.debug("redis connection error", { err: err.message }));
-  const quarantine = new HistoryQuarantine(poolOf(db), redis, config.queuePrefix, (err) =>
+  const space = keySpace(config.queuePrefix, config.redisKeyLayout);
+  // Jobs left under the other key layout would never run here: refuse to start (README: Key layout).
+  const stranded = layoutProblems(space, await queuesLeftInOtherLayout(redis, space, queueNames));
+  if (stranded.length > 0) {
+    redis.disconnect();
+    await db.$disconnect();
+    throw new ConfigError(stranded);
+  }
+  const quarantine = new HistoryQuarantine(poolOf(db), redis, space, (err) =>
     log.error("could not quarantine a row PostgreSQL refused", { err: describe(err) }),
   );
   // Terminal writes wait for nobody: gather up to 10 ms for batches of 200 (fewer commits per row).
   const history = new HistoryStore(db, { lingerMs: 10, minBatch: 200, concurrency: 1 }, quarantine);
-  const ledger = new Ledger(redis, config.queuePrefix, history, db, log, { lingerMs: 10, minBatch: 200, concurrency: 1 }, quarantine);
+  const ledger = new Ledger(redis, space, history, db, log, { lingerMs: 10, minBatch: 200, concurrency: 1 }, quarantine);
   const metrics = new WorkerMetrics(
     queueNames,
     (queue) => ledger.backlog(queue),
     (queue) => ledger.quarantined(queue),
   );
   const lifecycle = new Lifecycle(history, ledger, log, metrics);
-  const queueSet = new QueueSet(registry, redis, config.queuePrefix, config.eventsMaxLen);
+  const queueSet = new QueueSet(registry, redis, space, config.eventsMaxLen);
   const queues = queueNames.map((q) => queueSet.get(q)).filter((q): q is Queue => q !== undefined);
   const reconciler = new LedgerReconciler(ledger, redis, queues, db, log, {
     intervalMs: config.ledgerReconcileMs,
@@ -111,7 +126,7 @@ export async function createWorkerRuntime(
     // cancels reach the job through `running`, and its signal exists only if the processor reads it.
     const worker = new Worker(queue, (job) => runJob(job, undefined, byName.get(job.name), runOptions), {
       connection,
-      prefix: config.queuePrefix,
+      prefix: queuePrefix(space, queue),
       concurrency,
       limiter: rateLimit ? { max: rateLimit.max, duration: rateLimit.durationMs } : undefined,
       lockDuration: config.lockDurationMs,
@@ -137,7 +152,7 @@ export async function createWorkerRuntime(
   // cancelJob on an active job reaches whichever worker process runs it through this channel.
   const cancelSubscriber = createRedis(config, "subscriber");
   cancelSubscriber.on("error", (err) => log.debug("cancel listener connection error", { err: describe(err) }));
-  cancelListener = await listenForCancellations(cancelSubscriber, config.queuePrefix, running, log);
+  cancelListener = await listenForCancellations(cancelSubscriber, space, queueNames, running, log);
 
   for (const worker of workers) {
     worker.run().catch((err) => log.error("worker stopped with an error", { queue: worker.name, err: describe(err) }));

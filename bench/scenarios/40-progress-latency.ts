@@ -4,6 +4,7 @@
 // three see the same machine; each kind's percentiles are over all its rounds' samples. Also raw
 // ioredis pub/sub, for reference.
 
+import { bullPrefix } from "../../src/testing/redis.ts";
 import { runScript } from "../lib/child.ts";
 import { enqueueNoops } from "../lib/graphql-client.ts";
 import { steer } from "../lib/ipc.ts";
@@ -22,7 +23,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** One raw round: a QueueEvents listener process, one job of `ticks` progress events. */
 async function rawRound(ctx: BenchContext, stack: Stack, ticks: number): Promise<number[]> {
   const skip = Math.floor(ticks / 10); // warm-up ticks, left out
-  const listener = steer<{ type?: string }>("load/queue-events-listener.ts", { redisUrl: ctx.redisUrl, prefix: stack.prefix, skip });
+  const listener = steer<{ type?: string }>("load/queue-events-listener.ts", {
+    redisUrl: ctx.redisUrl,
+    prefix: bullPrefix(stack.prefix, "demo"),
+    skip,
+  });
   try {
     await listener.next();
     await enqueueNoops(stack.url, ctx.apiKey, 1, { ticks, tickMs: TICK_MS });

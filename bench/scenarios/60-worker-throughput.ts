@@ -7,7 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { Queue } from "bullmq";
 import pg from "pg";
-import { deletePrefix } from "../../src/testing/redis.ts";
+import { bullPrefix, deletePrefix } from "../../src/testing/redis.ts";
 import { steer } from "../lib/ipc.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
 import { cpuMs, machineBusyMs, programCpuMs } from "../lib/stack.ts";
@@ -189,7 +189,7 @@ export default {
     };
 
     async function ours(env: Record<string, string>): Promise<Run> {
-      const queue = await fill(ctx.redisUrl, stack.prefix, count);
+      const queue = await fill(ctx.redisUrl, bullPrefix(stack.prefix, "demo"), count);
       const worker = await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY), ...env });
       try {
         const drained = drain(count, async () => count - (await remaining(queue)), worker.proc.pid as number, timeoutMs);

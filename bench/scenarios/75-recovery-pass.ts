@@ -6,6 +6,7 @@
 //    running, alternating rounds (target <= 1.2x).
 import { Redis } from "ioredis";
 import pg from "pg";
+import { keySpace, keys } from "../../src/jobs/bullmq/index.ts";
 import { ENQUEUE_NOOP_BODY, httpLoad } from "../lib/http.ts";
 import type { Row, Scenario } from "../lib/scenario.ts";
 import { median } from "../lib/stats.ts";
@@ -49,7 +50,7 @@ export default {
     const client = new pg.Client({ connectionString: stack.databaseUrl });
     await client.connect();
     const redis = new Redis(ctx.redisUrl);
-    const epochKey = `${stack.prefix}:recovery:epoch`;
+    const epochKey = keys.recoveryEpoch(keySpace(stack.prefix), "demo");
     try {
       await waitPasses(stack.url, 1, 60_000); // the start pass, over an empty table
       const t0 = Date.now();

@@ -17,7 +17,7 @@ import type { Logger } from "../infra/logger.ts";
 import { createPrisma, poolOf } from "../infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../infra/redis.ts";
 import type { Tracing } from "../infra/tracing.ts";
-import { QueueSet } from "../jobs/bullmq/index.ts";
+import { keySpace, layoutProblems, QueueSet, queuesLeftInOtherLayout } from "../jobs/bullmq/index.ts";
 import {
   BulkActions,
   JobControl,
@@ -147,11 +147,26 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
   const db = createPrisma(config.databaseUrl);
   // The queues share one connection of their own; BullMQ does not close a connection it was given.
   const queueConnection = createRedis(config, "request");
+  const space = keySpace(config.queuePrefix, config.redisKeyLayout);
+  // Jobs left under the other key layout would be invisible here: refuse to start (README: Key layout).
+  // (Redis down at start: the API starts anyway, as before, and says it could not check.)
+  const left = await queuesLeftInOtherLayout(queueConnection, space, registry.queues()).catch((err: unknown) => {
+    log.warn("could not check for jobs under the other REDIS_KEY_LAYOUT (Redis did not answer)", {
+      err: err instanceof Error ? err.message : String(err),
+    });
+    return [];
+  });
+  const stranded = layoutProblems(space, left);
+  if (stranded.length > 0) {
+    for (const c of [redis, publisher, subscriber, queueConnection]) c.disconnect();
+    await db.$disconnect();
+    throw new ConfigError(stranded);
+  }
   // `telemetry` (tracing on): each add is a PRODUCER span, its context stored in the job for the worker.
-  const queues = new QueueSet(registry, queueConnection, config.queuePrefix, config.eventsMaxLen, telemetry);
+  const queues = new QueueSet(registry, queueConnection, space, config.eventsMaxLen, telemetry);
   // Made now rather than on first use: each writes the queue's settings (events stream length) to Redis.
   for (const name of registry.queues()) queues.get(name);
-  const quarantine = new HistoryQuarantine(poolOf(db), redis, config.queuePrefix, (err) =>
+  const quarantine = new HistoryQuarantine(poolOf(db), redis, space, (err) =>
     log.error("could not quarantine a row PostgreSQL refused", { err: err instanceof Error ? err.message : String(err) }),
   );
   const history = new HistoryStore(db, {}, quarantine);
@@ -207,7 +222,7 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
   );
   const relay = new EventRelay({
     connection: bullConnection(config),
-    prefix: config.queuePrefix,
+    space,
     publisher,
     loadJob,
     log,
@@ -275,7 +290,7 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
   const feeds = new EventFeeds({
     channels,
     stream,
-    prefix: config.queuePrefix,
+    space,
     loadJob,
     hasQueue: (queue) => registry.hasQueue(queue),
     maxBuffer: config.subscriberMaxBuffer,

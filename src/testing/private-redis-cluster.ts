@@ -12,6 +12,8 @@ export interface PrivateRedisCluster {
   /** The seed nodes as REDIS_CLUSTER_NODES wants them: `127.0.0.1:<p1>,127.0.0.1:<p2>,...`. */
   nodes: string;
   ports: number[];
+  /** SIGKILLs one node (a master, to make its replica take over); the others keep running. */
+  kill(port: number): Promise<void>;
   /** Kills every node and deletes the data directory. */
   destroy(): Promise<void>;
 }
@@ -38,13 +40,18 @@ async function freeNodePort(taken: Set<number>): Promise<number> {
 }
 
 /**
- * A Redis Cluster of its own: `size` masters (no replicas) on free loopback ports, each a
- * `redis-server` child process with persistence off (and `requirepass` when a password is given),
- * joined with `redis-cli --cluster create` and resolved once `cluster_state:ok`. Needs
- * `redis-server` and `redis-cli` on PATH.
+ * A Redis Cluster of its own: `size` masters with `replicas` replicas each (none by default) on free
+ * loopback ports, each a `redis-server` child process with persistence off (and `requirepass` when a
+ * password is given), joined with `redis-cli --cluster create` and resolved once `cluster_state:ok`
+ * (and every replica in sync). A master that stops answering is failed over after `nodeTimeoutMs`.
+ * Needs `redis-server` and `redis-cli` on PATH.
  */
-export async function startPrivateRedisCluster(options: { size?: number; password?: string } = {}): Promise<PrivateRedisCluster> {
-  const size = options.size ?? 3;
+export async function startPrivateRedisCluster(
+  options: { size?: number; replicas?: number; password?: string; nodeTimeoutMs?: number } = {},
+): Promise<PrivateRedisCluster> {
+  const masters = options.size ?? 3;
+  const replicas = options.replicas ?? 0;
+  const size = masters * (1 + replicas);
   // With a password every node requires it from clients and from each other.
   const auth = options.password ? ["--requirepass", options.password, "--masterauth", options.password] : [];
   const cliAuth = options.password ? ["-a", options.password, "--no-auth-warning"] : [];
@@ -52,6 +59,7 @@ export async function startPrivateRedisCluster(options: { size?: number; passwor
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "redis-cluster-"));
   const ports: number[] = [];
   const children: ChildProcess[] = [];
+  const byPort = new Map<number, ChildProcess>();
   const destroy = async () => {
     await Promise.all(children.map((child) => stopChild(child, "SIGKILL")));
     fs.rmSync(dir, { recursive: true, force: true });
@@ -82,11 +90,14 @@ export async function startPrivateRedisCluster(options: { size?: number; passwor
           "no",
           "--daemonize",
           "no",
+          "--cluster-node-timeout",
+          String(options.nodeTimeoutMs ?? 15_000),
           ...auth,
         ],
         { stdio: "ignore" },
       );
       children.push(child);
+      byPort.set(port, child);
     }
     for (const port of ports) await waitFor(async () => (await cli(port, "ping")) === "PONG", `node ${port} answering`);
     await run("redis-cli", [
@@ -95,14 +106,24 @@ export async function startPrivateRedisCluster(options: { size?: number; passwor
       "create",
       ...ports.map((p) => `127.0.0.1:${p}`),
       "--cluster-replicas",
-      "0",
+      String(replicas),
       "--cluster-yes",
     ]);
     // Every node must agree before a client's first slot lookup, or it may be told CLUSTERDOWN.
     for (const port of ports) {
       await waitFor(async () => (await cli(port, "cluster", "info")).includes("cluster_state:ok"), `node ${port} cluster_state:ok`);
     }
-    return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(","), ports, destroy };
+    for (const port of ports) {
+      const info = await cli(port, "info", "replication");
+      if (info.includes("role:slave"))
+        await waitFor(async () => (await cli(port, "info", "replication")).includes("master_link_status:up"), `replica ${port} in sync`);
+    }
+    const kill = async (port: number) => {
+      const child = byPort.get(port);
+      if (!child) throw new Error(`no node on port ${port}`);
+      await stopChild(child, "SIGKILL");
+    };
+    return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(","), ports, kill, destroy };
   } catch (err) {
     await destroy();
     throw err;

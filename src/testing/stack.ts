@@ -2,7 +2,7 @@ import { Queue } from "bullmq";
 import { startTestApi, type TestApi } from "./api.ts";
 import { createTestDatabase } from "./database.ts";
 import { killAll, type RunningProcess, startWorker } from "./processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "./redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "./redis.ts";
 
 /** A whole deployment for one test file: its own database and key prefix, the API in this process, a worker process. */
 export interface TestStack {
@@ -28,7 +28,7 @@ export async function startTestStack(
     startTestApi(env),
     options.worker === false ? Promise.resolve(null) : startWorker({ ...env, ...options.workerEnv }),
   ]);
-  const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
   return {
     env,
     prefix,

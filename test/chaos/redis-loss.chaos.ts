@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import { type PrivateRedis, startPrivateRedis } from "../../bench/lib/private-redis.ts";
 import { queryRows } from "../../src/testing/private-postgres.ts";
 import { type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
-import { uniquePrefix } from "../../src/testing/redis.ts";
+import { bullPrefix, uniquePrefix } from "../../src/testing/redis.ts";
 import { until } from "../../src/testing/until.ts";
 import { drillScratch, type EnqueueAttempt, sleep, timedEnqueue } from "./drill-client.ts";
 
@@ -56,7 +56,7 @@ async function drill(apiCount: number, workerCount: number) {
   };
   const apis: RunningProcess[] = [];
   const workers: RunningProcess[] = [];
-  const queue = new Queue("demo", { connection: { url: redis.url, maxRetriesPerRequest: null }, prefix });
+  const queue = new Queue("demo", { connection: { url: redis.url, maxRetriesPerRequest: null }, prefix: bullPrefix(prefix, "demo") });
   queue.on("error", () => {});
   try {
     for (let i = 0; i < apiCount; i++) apis.push(await startApi(env));
@@ -121,7 +121,7 @@ async function drill(apiCount: number, workerCount: number) {
     const d = await until("delayed job back", () => queue.getJob(delayed), Boolean);
     expect(await d?.getState()).toBe("delayed");
     const probe = new Redis(redis.url);
-    const score = await probe.zscore(`${prefix}:demo:delayed`, delayed).finally(() => probe.disconnect());
+    const score = await probe.zscore(`${bullPrefix(prefix, "demo")}:demo:delayed`, delayed).finally(() => probe.disconnect());
     const dueAt = Math.floor(Number(score) / 0x1000);
     expect(Math.abs(dueAt - (delayedEnqueuedAt + 3_600_000))).toBeLessThan(5_000);
 

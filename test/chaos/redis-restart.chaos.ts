@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type PrivateRedis, startPrivateRedis } from "../../bench/lib/private-redis.ts";
 import { createTestDatabase } from "../../src/testing/database.ts";
 import { killAll, type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
-import { uniquePrefix } from "../../src/testing/redis.ts";
+import { bullPrefix, uniquePrefix } from "../../src/testing/redis.ts";
 import { type EnqueueAttempt, followWithResume, sleep, timedEnqueue, within } from "./drill-client.ts";
 
 let db: { url: string; drop(): Promise<void> };
@@ -25,7 +25,7 @@ async function drill(how: "kill9" | "shutdown") {
   const env = { REDIS_URL: redis.url, DATABASE_URL: db.url, QUEUE_PREFIX: prefix, LOG_LEVEL: "error", RATE_LIMIT_PER_MINUTE: "0" };
   let api: RunningProcess | null = null;
   let worker: RunningProcess | null = null;
-  const queue = new Queue("demo", { connection: { url: redis.url, maxRetriesPerRequest: null }, prefix });
+  const queue = new Queue("demo", { connection: { url: redis.url, maxRetriesPerRequest: null }, prefix: bullPrefix(prefix, "demo") });
   queue.on("error", () => {});
   try {
     api = await startApi(env);

@@ -7,7 +7,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
-import { testRedisUrl } from "../../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../../src/testing/redis.ts";
 import { drillScratch, sleep, timedEnqueue } from "./drill-client.ts";
 
 const JOBS = 500;
@@ -30,7 +30,7 @@ describe("worker crash-loop drill", () => {
     };
     const api = await startApi(env);
     const url = /GraphQL API ready at (\S+)/.exec(api.stdout())?.[1] ?? "";
-    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     const redis = new Redis(testRedisUrl);
     const sql = new pg.Client({ connectionString: scratch.databaseUrl() });
     await sql.connect();
@@ -65,7 +65,7 @@ describe("worker crash-loop drill", () => {
 
       // Executions: BullMQ's events stream has one `active` entry per start of a job.
       const starts = new Map<string, number>();
-      const entries = await redis.xrange(`${prefix}:demo:events`, "-", "+");
+      const entries = await redis.xrange(`${bullPrefix(prefix, "demo")}:demo:events`, "-", "+");
       for (const [, fields] of entries) {
         const f: Record<string, string> = {};
         for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;

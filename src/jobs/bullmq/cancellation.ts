@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { RedisClient } from "../../infra/redis.ts";
-import { channels, keys } from "./keys.ts";
+import { channels, type KeySpace, keys } from "./keys.ts";
 
 /** BullMQ's job-hash field its Worker fails a job with before running it (`Job.deferredFailure`); BullMQ deletes it when the job fails. */
 const DEFERRED_FAILURE = "defa";
@@ -18,8 +18,8 @@ const MARK = `if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("HSET", KEYS
  * `defa` field of its hash (`Job.deferredFailure`), which BullMQ's Worker checks when it takes a job and turns
  * into an UnrecoverableError without running the processor. So a worker that picks the job up later
  * (after a stall, or in a race with the cancel) fails it at once, and no worker reads anything extra
- * per job. Then the API publishes on one channel every worker process subscribes to; the worker that
- * holds the job aborts it.
+ * per job. Then the API publishes on the queue's control channel, which every worker process serving
+ * the queue subscribes to; the worker that holds the job aborts it.
  */
 export const cancellation = {
   channel: channels.cancel,
@@ -31,17 +31,17 @@ export const cancellation = {
  */
 export async function markCancelled(
   redis: RedisClient,
-  prefix: string,
+  space: KeySpace,
   queue: string,
   jobId: string,
   failedReason: string,
 ): Promise<boolean> {
-  return (await redis.eval(MARK, 1, keys.job(prefix, queue, jobId), failedReason)) === 1;
+  return (await redis.eval(MARK, 1, keys.job(space, queue, jobId), failedReason)) === 1;
 }
 
 /** Takes the mark off again (a job retried after a cancel runs normally). */
-export async function clearCancelMark(redis: RedisClient, prefix: string, queue: string, jobId: string): Promise<void> {
-  await redis.hdel(keys.job(prefix, queue, jobId), DEFERRED_FAILURE, CANCEL_MARK);
+export async function clearCancelMark(redis: RedisClient, space: KeySpace, queue: string, jobId: string): Promise<void> {
+  await redis.hdel(keys.job(space, queue, jobId), DEFERRED_FAILURE, CANCEL_MARK);
 }
 
 /** What `whichCancelled` needs of a job (a BullMQ Job has it). */
@@ -56,27 +56,34 @@ export interface FailedJobRef {
  * cancel path marked it with (`markCancelled`). The one place that decides it. A processor cannot
  * forge it whatever it throws (`Error("Cancelled order 17")` is a failure like any other): only
  * cancelJob writes the mark, and a job that failed for its own reason while a cancel was on its way
- * keeps that reason and counts as FAILED. One Redis round trip for all of them; a job without a
+ * keeps that reason and counts as FAILED. One Redis round trip per queue of the jobs; a job without a
  * failure reason is not read.
  */
-export async function whichCancelled(redis: RedisClient, prefix: string, jobs: readonly FailedJobRef[]): Promise<boolean[]> {
+export async function whichCancelled(redis: RedisClient, space: KeySpace, jobs: readonly FailedJobRef[]): Promise<boolean[]> {
   const asked = jobs.filter((job) => job.failedReason && job.id !== undefined);
   if (asked.length === 0) return jobs.map(() => false);
-  const pipeline = redis.pipeline();
-  for (const job of asked) pipeline.hget(keys.job(prefix, job.queueName, job.id as string), CANCEL_MARK);
-  const replies = (await pipeline.exec()) ?? [];
+  // One pipeline per queue: on a cluster (per-queue layout) a pipeline must stay within one slot.
+  const byQueue = new Map<string, FailedJobRef[]>();
+  for (const job of asked) byQueue.set(job.queueName, [...(byQueue.get(job.queueName) ?? []), job]);
   const marks = new Map<FailedJobRef, unknown>();
-  for (const [i, job] of asked.entries()) {
-    const [err, mark] = replies[i] ?? [new Error("no reply")];
-    if (err) throw err;
-    marks.set(job, mark);
-  }
+  await Promise.all(
+    [...byQueue.values()].map(async (ofQueue) => {
+      const pipeline = redis.pipeline();
+      for (const job of ofQueue) pipeline.hget(keys.job(space, job.queueName, job.id as string), CANCEL_MARK);
+      const replies = (await pipeline.exec()) ?? [];
+      for (const [i, job] of ofQueue.entries()) {
+        const [err, mark] = replies[i] ?? [new Error("no reply")];
+        if (err) throw err;
+        marks.set(job, mark);
+      }
+    }),
+  );
   return jobs.map((job) => marks.has(job) && marks.get(job) === job.failedReason);
 }
 
 /** `whichCancelled` for one job. */
-export async function isCancelled(redis: RedisClient, prefix: string, job: FailedJobRef): Promise<boolean> {
-  return (await whichCancelled(redis, prefix, [job]))[0] ?? false;
+export async function isCancelled(redis: RedisClient, space: KeySpace, job: FailedJobRef): Promise<boolean> {
+  return (await whichCancelled(redis, space, [job]))[0] ?? false;
 }
 
 export const cancelMessageSchema = z.object({ queue: z.string(), jobId: z.string(), reason: z.string() });

@@ -14,7 +14,8 @@ export {
 export * from "./declared-schedules.ts";
 export { appendCancelledEvent, appendLogEvent, finishedPage, isSchedulerJob, prefixOf } from "./internals.ts";
 export * from "./job-ids.ts";
-export { channels, keys } from "./keys.ts";
+export { channels, hashTagOf, KEY_LAYOUTS, type KeyLayout, type KeySpace, keySpace, keys, queuePrefix, scanPatterns } from "./keys.ts";
+export { layoutProblems, queuesLeftInOtherLayout } from "./layout-check.ts";
 export { Lease } from "./lease.ts";
 export * from "./queue-gauges.ts";
 export { KEEP_COMPLETED, KEEP_FAILED, QueueSet } from "./queue-set.ts";

@@ -1,6 +1,6 @@
 import type { Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
-import { keys } from "./keys.ts";
+import { type KeySpace, keys } from "./keys.ts";
 
 // What this project does with BullMQ's private layout (keys, stream entries, id shapes) beyond its
 // public API. Each is checked by a test that would fail on a BullMQ upgrade that changes it.
@@ -16,13 +16,13 @@ export function prefixOf(queue: Queue): string {
  */
 export async function appendCancelledEvent(
   redis: RedisClient,
-  prefix: string,
+  space: KeySpace,
   queue: string,
   maxLen: number,
   jobId: string,
   reason: string,
 ): Promise<void> {
-  await redis.xadd(keys.events(prefix, queue), "MAXLEN", "~", String(maxLen), "*", "event", "cancelled", "jobId", jobId, "reason", reason);
+  await redis.xadd(keys.events(space, queue), "MAXLEN", "~", String(maxLen), "*", "event", "cancelled", "jobId", jobId, "reason", reason);
 }
 
 /**
@@ -43,15 +43,7 @@ export async function finishedPage(
   set: "completed" | "failed",
   range: { from: number; to: number; offset: number; count: number },
 ): Promise<{ id: string; finishedOn: string }[]> {
-  const flat = await redis.zrangebyscore(
-    keys.finished(prefixOf(queue), queue.name, set),
-    range.from,
-    range.to,
-    "WITHSCORES",
-    "LIMIT",
-    range.offset,
-    range.count,
-  );
+  const flat = await redis.zrangebyscore(queue.toKey(set), range.from, range.to, "WITHSCORES", "LIMIT", range.offset, range.count);
   const page: { id: string; finishedOn: string }[] = [];
   for (let i = 0; i + 1 < flat.length; i += 2) page.push({ id: flat[i] as string, finishedOn: flat[i + 1] as string });
   return page;

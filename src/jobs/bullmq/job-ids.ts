@@ -1,10 +1,11 @@
 import { Job, type JobJson, Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
+import { type KeySpace, keys } from "./keys.ts";
 
 /**
  * Job ids known before the job is in Redis, so its history row can be committed first (durable
  * enqueue, issue #18). BullMQ numbers jobs itself inside its add script; the API instead takes the
- * next number from a counter of its own (`<prefix>:<queue>:seq`) and hands it to BullMQ as the job's
+ * next number from a counter of its own (`<queue prefix>:<queue>:seq`) and hands it to BullMQ as the job's
  * id. Ids stay what they were: 1, 2, 3... per queue.
  *
  * The counter is never created implicitly: a missing one (first start, or a Redis that lost its
@@ -12,14 +13,9 @@ import type { RedisClient } from "../../infra/redis.ts";
  * (`seed`), so a Redis that came back empty never hands out an id history already has.
  */
 
-/** `<prefix>:<queue>:seq`: the API's job-id counter. (#13 moves key names to keys.ts.) */
-export function jobIdCounterKey(prefix: string, queue: string): string {
-  return `${prefix}:${queue}:seq`;
-}
-
-/** BullMQ's own counter, bumped by every add (also by jobs added with BullMQ directly). */
-function bullCounterKey(prefix: string, queue: string): string {
-  return `${prefix}:${queue}:id`;
+/** `<queue prefix>:<queue>:seq`: the API's job-id counter. */
+export function jobIdCounterKey(space: KeySpace, queue: string): string {
+  return keys.idCounter(space, queue);
 }
 
 /**
@@ -43,23 +39,23 @@ return 1`;
 
 export class JobIds {
   private readonly redis: RedisClient;
-  private readonly prefix: string;
+  private readonly space: KeySpace;
 
-  constructor(redis: RedisClient, prefix: string) {
+  constructor(redis: RedisClient, space: KeySpace) {
     this.redis = redis;
-    this.prefix = prefix;
+    this.space = space;
   }
 
   /** `count` fresh ids of `queue`, in order; null when the counter must be seeded first. */
   async reserve(queue: string, count: number): Promise<string[] | null> {
-    const last = Number(await this.redis.eval(RESERVE, 2, jobIdCounterKey(this.prefix, queue), bullCounterKey(this.prefix, queue), count));
+    const last = Number(await this.redis.eval(RESERVE, 2, keys.idCounter(this.space, queue), keys.bullIdCounter(this.space, queue), count));
     if (last < 0) return null;
     return Array.from({ length: count }, (_, i) => String(last - count + 1 + i));
   }
 
   /** Makes the counter at least `floor` (the largest numeric id history holds). */
   async seed(queue: string, floor: number): Promise<void> {
-    await this.redis.eval(SEED, 1, jobIdCounterKey(this.prefix, queue), Math.max(0, Math.floor(floor)));
+    await this.redis.eval(SEED, 1, keys.idCounter(this.space, queue), Math.max(0, Math.floor(floor)));
   }
 }
 

@@ -3,7 +3,7 @@ import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
 import { JobIds, ReservedIdQueue } from "./job-ids.ts";
-import { keys } from "./keys.ts";
+import { type KeySpace, keys, queuePrefix } from "./keys.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -16,7 +16,8 @@ export class QueueSet {
   private readonly registry: JobRegistry;
   /** The connection the queues share (for the few reads BullMQ has no call for). */
   readonly connection: RedisClient;
-  readonly prefix: string;
+  /** Where the queues' keys live (QUEUE_PREFIX and REDIS_KEY_LAYOUT). */
+  readonly space: KeySpace;
   readonly eventsMaxLen;
   /** Job ids reserved before the add (durable enqueue: the history row is committed first). */
   readonly ids: JobIds;
@@ -25,7 +26,7 @@ export class QueueSet {
   constructor(
     registry: JobRegistry,
     connection: RedisClient,
-    prefix: string,
+    space: KeySpace,
     /** Approximate length of each queue's events stream; how far back `since` can resume. */
     eventsMaxLen = 10_000,
     /** BullMQ's telemetry (OpenTelemetry traces on); undefined: none, `add` calls straight through. */
@@ -34,9 +35,9 @@ export class QueueSet {
     this.telemetry = telemetry;
     this.registry = registry;
     this.connection = connection;
-    this.prefix = prefix;
+    this.space = space;
     this.eventsMaxLen = eventsMaxLen;
-    this.ids = new JobIds(connection, prefix);
+    this.ids = new JobIds(connection, space);
   }
 
   /** The queue, or undefined when no job type is registered on it. */
@@ -46,7 +47,7 @@ export class QueueSet {
     if (!queue) {
       queue = new ReservedIdQueue(name, {
         connection: this.connection,
-        prefix: this.prefix,
+        prefix: queuePrefix(this.space, name),
         skipWaitingForReady: true,
         streams: { events: { maxLen: this.eventsMaxLen } },
         defaultJobOptions: { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
@@ -62,12 +63,12 @@ export class QueueSet {
 
   /** The Redis key of a queue's events stream. */
   eventsKey(queue: string): string {
-    return keys.events(this.prefix, queue);
+    return keys.events(this.space, queue);
   }
 
   /** For each job, whether it ended CANCELLED rather than FAILED (see `whichCancelled`). */
   whichCancelled(jobs: readonly FailedJobRef[]): Promise<boolean[]> {
-    return whichCancelled(this.connection, this.prefix, jobs);
+    return whichCancelled(this.connection, this.space, jobs);
   }
 
   /** Whether a failed job ended CANCELLED. */

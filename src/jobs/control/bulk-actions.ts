@@ -2,7 +2,7 @@ import type { Logger } from "../../infra/logger.ts";
 import { Periodic } from "../../infra/periodic.ts";
 import type { Db } from "../../infra/prisma.ts";
 import type { RedisClient } from "../../infra/redis.ts";
-import { channels, keys } from "../bullmq/keys.ts";
+import { channels, keySpace, keys } from "../bullmq/keys.ts";
 import { Lease } from "../bullmq/lease.ts";
 import { InvalidStateError, NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import { type BulkActionEvent, bulkActionFeed, bulkEventId } from "../events/bulk-action-feed.ts";
@@ -224,7 +224,7 @@ export class BulkActions {
     visible: (s: BulkSelectionView) => boolean,
     unknown: () => Error,
   ): Promise<AsyncIterableIterator<BulkActionEvent>> {
-    return bulkActionFeed(this.channels, channels.bulk(this.prefix, id), async () => {
+    return bulkActionFeed(this.channels, channels.bulk(keySpace(this.prefix), id), async () => {
       const s = await this.store.get(id);
       if (!s || !visible(s) || (s.status === "PENDING" && s.expiresAt.getTime() <= Date.now())) throw unknown();
       return this.event(s, "SNAPSHOT");
@@ -247,7 +247,7 @@ export class BulkActions {
   }
 
   private async publish(event: BulkActionEvent): Promise<void> {
-    const channel = channels.bulk(this.prefix, event.selectionId);
+    const channel = channels.bulk(keySpace(this.prefix), event.selectionId);
     this.channels.emit(channel, event);
     try {
       await this.redis.publish(channel, JSON.stringify(event));
@@ -277,7 +277,7 @@ export class BulkActions {
   }
 
   private async runHeld(id: string): Promise<void> {
-    const lease = new Lease(this.redis, keys.bulkLease(this.prefix, id), this.options.leaseMs);
+    const lease = new Lease(this.redis, keys.bulkLease(keySpace(this.prefix), id), this.options.leaseMs);
     if (!(await lease.acquire())) return;
     let lost = false;
     const renew = setInterval(

@@ -153,17 +153,17 @@ export class JobControl {
     const { job, state } = found;
     if (TERMINAL_STATES.has(state)) throw new InvalidStateError(`Job "${id}" is already ${state}`, state);
 
-    const prefix = this.queues.prefix;
+    const space = this.queues.space;
     // The mark first: a worker that picks the job up from now on fails it as cancelled instead of running it.
-    await markCancelled(this.redis, prefix, queueName, id, `${CANCELLED_PREFIX}: ${text}`);
+    await markCancelled(this.redis, space, queueName, id, `${CANCELLED_PREFIX}: ${text}`);
     let view: JobView;
     if (WAITING_STATES.has(state) && (await this.tryRemove(job))) {
       view = { ...viewFromBull(job, "CANCELLED"), finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
       await this.history.upsert(view);
       // Into BullMQ's own events stream, so subscribers see CANCELLED in order with everything else.
-      await appendCancelledEvent(this.redis, prefix, queueName, this.queues.eventsMaxLen, id, text);
+      await appendCancelledEvent(this.redis, space, queueName, this.queues.eventsMaxLen, id, text);
     } else {
-      await this.redis.publish(cancellation.channel(prefix), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
+      await this.redis.publish(cancellation.channel(space, queueName), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
       view =
         options.wait === false
           ? ((await this.jobs.getJob(queueName, id)) ?? viewFromBull(job, state))
@@ -224,7 +224,7 @@ export class JobControl {
   }
 
   private async retryOne(job: Job): Promise<JobView> {
-    await clearCancelMark(this.redis, this.queues.prefix, job.queueName, String(job.id));
+    await clearCancelMark(this.redis, this.queues.space, job.queueName, String(job.id));
     await job.retry("failed", { resetAttemptsMade: true, resetAttemptsStarted: true });
     const view = (await this.jobs.getLive(job.queueName, String(job.id))) ?? { ...viewFromBull(job, "WAITING") };
     // The row starts over too; the earlier final failure keeps its audit row.

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../../infra/logger.ts";
 import type { RedisClient } from "../../infra/redis.ts";
+import { keys } from "../bullmq/keys.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { type DurableRecords, PENDING_STATES, type PendingCursor, type PendingRow, type Recovery } from "../history/durable-records.ts";
 import type { HistoryStore } from "../history/history-store.ts";
@@ -135,12 +136,13 @@ export class RecoveryReconciler {
     this.secrets = deps.secrets ?? null;
   }
 
-  private get epochKey(): string {
-    return `${this.queues.prefix}:recovery:epoch`;
+  /** Per queue (per-queue layout): a cluster shard that lost its data loses the epochs of its queues only. */
+  private epochKey(queue: string): string {
+    return keys.recoveryEpoch(this.queues.space, queue);
   }
 
   private get leaseKey(): string {
-    return `${this.queues.prefix}:recovery:lease`;
+    return keys.recoveryLease(this.queues.space);
   }
 
   start(): void {
@@ -197,11 +199,14 @@ export class RecoveryReconciler {
       });
   }
 
-  /** The epoch key is gone: Redis lost its data since the last pass. */
+  /** An epoch key is gone: Redis (or the shard holding that queue) lost its data since the last pass. */
   private async watch(): Promise<void> {
     if (this.running || Date.now() < this.retryAt) return;
     try {
-      if ((await this.redis.exists(this.epochKey)) === 0) this.triggerWithFollowUp("redis has no recovery epoch (data lost)");
+      // One EXISTS per distinct key, not one multi-key command: on a cluster the keys are on different shards.
+      const epochs = [...new Set(this.queueNames.map((q) => this.epochKey(q)))];
+      const present = await Promise.all(epochs.map((key) => this.redis.exists(key)));
+      if (present.includes(0)) this.triggerWithFollowUp("redis has no recovery epoch (data lost)");
     } catch {
       // Redis is down: the next tick (or the reconnect) looks again.
     }
@@ -263,8 +268,8 @@ export class RecoveryReconciler {
         perQueue.set(queue, recovered);
         notRecovered.set(queue, pass.notRecovered - notBefore);
         pass.recovered += recovered;
+        await this.redis.set(this.epochKey(queue), runId);
       }
-      await this.redis.set(this.epochKey, runId);
       this.runId = runId;
       pass.ms = Date.now() - started;
       this.onPass(pass, perQueue, notRecovered);
@@ -316,7 +321,7 @@ export class RecoveryReconciler {
   /** The ids of `ids` whose job hash Redis does not have. */
   private async missingFromRedis(queue: string, ids: string[]): Promise<string[]> {
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.exists(`${this.queues.prefix}:${queue}:${id}`);
+    for (const id of ids) pipeline.exists(keys.job(this.queues.space, queue, id));
     const results = (await pipeline.exec()) ?? [];
     const missing: string[] = [];
     for (const [i, [err, exists]] of results.entries()) {
@@ -328,7 +333,7 @@ export class RecoveryReconciler {
 
   /** Jobs whose final record a worker keeps in Redis until PostgreSQL takes it (workers/ledger.ts: fields are `<id>:<finishedOn>`). */
   private async ledgerIds(queue: string): Promise<Set<string>> {
-    const fields = await this.redis.hkeys(`${this.queues.prefix}:${queue}:ledger:pending`);
+    const fields = await this.redis.hkeys(keys.ledgerPending(this.queues.space, queue));
     return new Set(fields.map((f) => f.slice(0, f.lastIndexOf(":"))));
   }
 
@@ -415,7 +420,7 @@ export class RecoveryReconciler {
     let incr = 0;
     for (const p of plans) {
       if (p.row.attemptsMade > 0) {
-        pipeline.hincrby(`${this.queues.prefix}:${queue}:${p.row.id}`, "atm", p.row.attemptsMade);
+        pipeline.hincrby(keys.job(this.queues.space, queue, p.row.id), "atm", p.row.attemptsMade);
         incr++;
       }
     }

@@ -1,4 +1,4 @@
-import { channels } from "../bullmq/keys.ts";
+import { channels, type KeySpace } from "../bullmq/keys.ts";
 import { NotFoundError, SlowSubscriberError, ValidationError } from "../errors.ts";
 import { type JobView, TERMINAL_STATES } from "../job-view.ts";
 import type { ChannelListener, EventChannels } from "./channels.ts";
@@ -17,7 +17,8 @@ export interface EventFeedOptions {
   /** The process's shared channel subscriptions (pub/sub, and this process's relay). */
   channels: EventChannels;
   stream: EventStream;
-  prefix: string;
+  /** Where the channels live (QUEUE_PREFIX and REDIS_KEY_LAYOUT). */
+  space: KeySpace;
   loadJob: LoadJob;
   hasQueue: (queue: string) => boolean;
   /** Events held for a subscriber that is not reading; past it the subscription ends with an error. */
@@ -201,11 +202,11 @@ export class EventFeeds {
    * Throws NotFoundError for an unknown queue or job, ValidationError for a malformed `since`.
    */
   async job(queue: string, jobId: string, since?: string | null): Promise<AsyncIterableIterator<JobEvent>> {
-    const { stream, loadJob, prefix } = this.options;
+    const { stream, loadJob, space } = this.options;
     if (!this.options.hasQueue(queue)) throw new NotFoundError(`No queue named "${queue}"`);
     this.checkSince(since);
     const feed = new Feed("0-0", true, this.options.maxBuffer, null);
-    await this.subscribe(feed, channels.job(prefix, queue, jobId));
+    await this.subscribe(feed, channels.job(space, queue, jobId));
     try {
       const { position, job } = await this.consistentSnapshot(queue, jobId);
       if (!job) throw new NotFoundError(`No job "${jobId}" in queue "${queue}"`);
@@ -249,11 +250,11 @@ export class EventFeeds {
     types?: JobEventType[] | null,
     tenant: string | null = null,
   ): Promise<AsyncIterableIterator<JobEvent>> {
-    const { stream, loadJob, prefix, tenantOf } = this.options;
+    const { stream, loadJob, space, tenantOf } = this.options;
     if (!this.options.hasQueue(queue)) throw new NotFoundError(`No queue named "${queue}"`);
     this.checkSince(since);
     const feed = new Feed("0-0", false, this.options.maxBuffer, types && types.length > 0 ? new Set(types) : null, tenant);
-    await this.subscribe(feed, channels.queue(prefix, queue));
+    await this.subscribe(feed, channels.queue(space, queue));
     try {
       const position = await stream.tail(queue);
       const missed: JobEvent[] = [];

@@ -3,7 +3,7 @@ import { type ConnectionOptions, QueueEvents } from "bullmq";
 import type { Logger } from "../../infra/logger.ts";
 import { Periodic } from "../../infra/periodic.ts";
 import type { RedisClient } from "../../infra/redis.ts";
-import { channels, keys } from "../bullmq/keys.ts";
+import { channels, type KeySpace, keys, queuePrefix } from "../bullmq/keys.ts";
 import { Lease } from "../bullmq/lease.ts";
 import type { LocalDelivery } from "./channels.ts";
 import { type JobEvent, type LoadJob, translate } from "./job-event.ts";
@@ -26,7 +26,8 @@ const RELAYED = [
 export interface EventRelayOptions {
   /** What each queue's `QueueEvents` connects with (see `bullConnection`). */
   connection: ConnectionOptions;
-  prefix: string;
+  /** Where the queues' keys and channels live (QUEUE_PREFIX and REDIS_KEY_LAYOUT). */
+  space: KeySpace;
   /** Publishes (a plain ioredis connection, not in subscriber mode). */
   publisher: RedisClient;
   loadJob: LoadJob;
@@ -81,14 +82,14 @@ export class EventRelay {
   }
 
   private positionKey(queue: string) {
-    return keys.relayPosition(this.options.prefix, queue);
+    return keys.relayPosition(this.options.space, queue);
   }
 
   /** Starts competing for every queue's lease; resolves after the first round. */
   async start(queues: string[]): Promise<void> {
     this.queues = queues;
-    const { publisher, prefix, leaseMs } = this.options;
-    for (const queue of queues) this.leases.set(queue, new Lease(publisher, keys.relayLease(prefix, queue), leaseMs, this.token));
+    const { publisher, space, leaseMs } = this.options;
+    for (const queue of queues) this.leases.set(queue, new Lease(publisher, keys.relayLease(space, queue), leaseMs, this.token));
     await this.tick();
     const every = Math.max(100, Math.floor(leaseMs / 3));
     this.loop = new Periodic(() => this.tick(), { intervalMs: every, firstDelayMs: every });
@@ -129,11 +130,11 @@ export class EventRelay {
   }
 
   private async lead(queue: string): Promise<void> {
-    const { publisher, connection, prefix, log } = this.options;
+    const { publisher, connection, space, log } = this.options;
     const position = (await publisher.get(this.positionKey(queue))) ?? "$";
     const reader = new QueueEvents(queue, {
       connection,
-      prefix,
+      prefix: queuePrefix(space, queue),
       lastEventId: position,
     });
     reader.on("error", (err) => log.warn("QueueEvents error", { queue, err: err instanceof Error ? err.message : String(err) }));
@@ -161,7 +162,7 @@ export class EventRelay {
 
   /** Publishes what is pending, in order, in batches, until nothing is. */
   private async drain(queue: string, state: Leading): Promise<void> {
-    const { publisher, prefix, log } = this.options;
+    const { publisher, space, log } = this.options;
     while (state.pending.length > 0) {
       const batch = state.pending.splice(0, 500);
       const args: string[] = [];
@@ -174,8 +175,8 @@ export class EventRelay {
           continue;
         }
         if (!event) continue;
-        const jobChannel = channels.job(prefix, queue, event.jobId);
-        const queueChannel = channels.queue(prefix, queue);
+        const jobChannel = channels.job(space, queue, event.jobId);
+        const queueChannel = channels.queue(space, queue);
         this.options.local?.emit(jobChannel, event);
         this.options.local?.emit(queueChannel, event);
         args.push(jobChannel, queueChannel, JSON.stringify(event));

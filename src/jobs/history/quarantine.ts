@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { RedisClient } from "../../infra/redis.ts";
+import { type KeySpace, keys } from "../bullmq/keys.ts";
 
 /**
  * True for an error that says PostgreSQL refused the data itself (SQLSTATE class 22, "data
@@ -26,7 +27,7 @@ const storable = (s: string) => s.replaceAll("\u0000", "\\u0000");
 
 /**
  * Rows PostgreSQL refused on their own (see isDataError), kept instead of lost: in Redis, a hash per
- * queue (`<prefix>:<queue>:quarantine`, field `<kind>:<job id>`, the row as JSON) that the reconciler
+ * queue (`<queue prefix>:<queue>:quarantine`, field `<kind>:<job id>`, the row as JSON) that the reconciler
  * consults to skip them, and in PostgreSQL (`history_quarantine`, the row as text, NUL escaped) for
  * whoever repairs them. The `history_quarantined` gauge counts the Redis entries per queue (alert
  * rule `HistoryRowsQuarantined` in deploy/prometheus/alerts.yml). Never throws: quarantining is itself
@@ -35,18 +36,18 @@ const storable = (s: string) => s.replaceAll("\u0000", "\\u0000");
 export class HistoryQuarantine {
   private readonly pool: pg.Pool;
   private readonly redis: RedisClient | null;
-  private readonly prefix: string;
+  private readonly space: KeySpace;
   private readonly onError: (err: unknown) => void;
 
-  constructor(pool: pg.Pool, redis: RedisClient | null, prefix: string, onError: (err: unknown) => void = () => {}) {
+  constructor(pool: pg.Pool, redis: RedisClient | null, space: KeySpace, onError: (err: unknown) => void = () => {}) {
     this.pool = pool;
     this.redis = redis;
-    this.prefix = prefix;
+    this.space = space;
     this.onError = onError;
   }
 
   key(queue: string): string {
-    return `${this.prefix}:${queue}:quarantine`;
+    return keys.quarantine(this.space, queue);
   }
 
   async put(kind: QuarantineKind, queue: string, jobId: string, row: unknown, reason: unknown): Promise<void> {

@@ -3,7 +3,7 @@ import type { Logger } from "../../infra/logger.ts";
 import { Periodic } from "../../infra/periodic.ts";
 import type { Db } from "../../infra/prisma.ts";
 import type { RedisClient } from "../../infra/redis.ts";
-import { keys } from "../bullmq/keys.ts";
+import { keySpace, keys } from "../bullmq/keys.ts";
 import { Lease } from "../bullmq/lease.ts";
 
 export interface HistoryRetentionOptions {
@@ -19,7 +19,7 @@ export interface HistoryRetentionOptions {
 
 /** The lock key for a queue prefix: inside the prefix's hash tag, next to the queues it belongs with. */
 export function retentionLockKey(queuePrefix: string): string {
-  return keys.retentionLease(queuePrefix);
+  return keys.retentionLease(keySpace(queuePrefix));
 }
 
 /**
