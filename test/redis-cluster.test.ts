@@ -2,7 +2,7 @@ import { Cluster } from "ioredis";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/config.ts";
-import { keySpace, keys, queuePrefix } from "../src/jobs/bullmq/index.ts";
+import { channels, keySpace, keys, queuePrefix } from "../src/jobs/bullmq/index.ts";
 import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
@@ -225,15 +225,25 @@ describe("queues spread over a Redis Cluster (3 masters, a replica each; per-que
   it("runs jobs, streams their progress and cancels them on every queue", async () => {
     await Promise.all(
       QUEUES.map(async (queue) => {
+        // The queue's events, watched before the job exists (a job subscribed to after its enqueue may be done by then).
+        const sub = await subscribeWs(
+          api.url,
+          `subscription ($queue: String!) { queueEvents(queue: $queue, types: [PROGRESS, COMPLETED]) { jobId type progress job { state result } } }`,
+          { queue },
+        );
+        open.push(sub);
+        await until(`${queue}: the subscription listens`, () => api.runtime.channels.listenerCount(channels.queue(space, queue)) > 0);
         const id = (await enqueueOn(queue, { steps: 3, stepMs: 100 })) as string;
         expect(id).toBeTruthy();
-        const sub = await subscribeWs(api.url, JOB_EVENTS, { queue, id });
-        open.push(sub);
-        await sub.done;
-        const events = eventsOf(sub);
-        expect(events[0]?.type).toBe("SNAPSHOT");
-        expect(events.filter((e) => e.type === "PROGRESS").map((e) => e.progress)).toEqual(expect.arrayContaining([100]));
-        expect(events.at(-1)).toMatchObject({ type: "COMPLETED", job: { state: "COMPLETED", result: { steps: 3 } } });
+        const mine = () =>
+          sub.results.map((r) => (r.data as { queueEvents: Event & { jobId: string } }).queueEvents).filter((e) => e.jobId === id);
+        await until(`${queue}: job ${id}'s COMPLETED event`, () => mine().some((e) => e.type === "COMPLETED"));
+        expect(
+          mine()
+            .filter((e) => e.type === "PROGRESS")
+            .map((e) => e.progress),
+        ).toEqual(expect.arrayContaining([100]));
+        expect(mine().at(-1)).toMatchObject({ type: "COMPLETED", job: { state: "COMPLETED", result: { steps: 3 } } });
         // The worker's ledger wrote the final row.
         await until(
           `${queue} job ${id}'s COMPLETED row`,
