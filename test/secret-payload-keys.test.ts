@@ -9,7 +9,7 @@ import { startTestApi, type TestApi } from "../src/testing/api.ts";
 import { configProblems } from "../src/testing/config.ts";
 import { gql } from "../src/testing/graphql.ts";
 import { queryRows } from "../src/testing/private-postgres.ts";
-import { testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/until.ts";
 
@@ -57,7 +57,7 @@ afterAll(async () => {
 });
 
 function webhookQueue(stack: TestStack): Queue {
-  const q = new Queue("webhook", { connection: { url: testRedisUrl }, prefix: stack.prefix });
+  const q = new Queue("webhook", { connection: { url: testRedisUrl }, prefix: bullPrefix(stack.prefix, "webhook") });
   queues.push(q);
   return q;
 }

@@ -7,6 +7,7 @@
 // `getWorkersCount`; and with `{ __typename }` on the same API (what HTTP, auth and GraphQL cost alone).
 import { Queue } from "bullmq";
 import pg from "pg";
+import { bullPrefix } from "../../src/testing/redis.ts";
 import { post } from "../lib/graphql-client.ts";
 import type { BenchContext, Row, Scenario } from "../lib/scenario.ts";
 import { nowMs, type Summary, summarize } from "../lib/stats.ts";
@@ -72,7 +73,7 @@ export default {
     const stack = await ctx.startStack();
     const client = new pg.Client({ connectionString: stack.databaseUrl });
     await client.connect();
-    const queue = new Queue("demo", { connection: { url: ctx.redisUrl }, prefix: stack.prefix });
+    const queue = new Queue("demo", { connection: { url: ctx.redisUrl }, prefix: bullPrefix(stack.prefix, "demo") });
     const waiting = ctx.quick ? 10_000 : 100_000;
     const [smallSize, largeSize] = ctx.quick ? [10_000, 100_000] : [100_000, 1_000_000];
     const label = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1_000}k`);

@@ -6,7 +6,7 @@ import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { gql } from "../../src/testing/graphql.ts";
 import { startProcess } from "../../src/testing/processes.ts";
-import { testRedisUrl } from "../../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../../src/testing/redis.ts";
 import { until } from "../../src/testing/until.ts";
 import { drillScratch } from "./drill-client.ts";
 
@@ -160,7 +160,7 @@ describe("bulk action restart drill", () => {
     } finally {
       await db.end();
     }
-    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
     expect(await queue.getJobCounts("delayed", "waiting", "active")).toEqual({ delayed: 0, waiting: 0, active: 0 });
     await queue.close();
   });
