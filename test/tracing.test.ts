@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig, parseOtlpHeaders } from "../src/config.ts";
 import { createTestDatabase } from "../src/testing/database.ts";
 import { killAll, type RunningProcess, startApi, startProcess, startWorker } from "../src/testing/processes.ts";
-import { deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
+import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
 import { until } from "../src/testing/until.ts";
 
 /** One span as OTLP/JSON carries it, with its service and attributes flattened. */
@@ -132,7 +132,7 @@ let queue: Queue;
 beforeAll(async () => {
   db = await createTestDatabase();
   env = { DATABASE_URL: db.url, REDIS_URL: testRedisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: "warn" };
-  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix });
+  queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "demo") });
 });
 
 afterEach(async () => {
