@@ -204,6 +204,12 @@ export const envSchema = z.object({
     .default(512 * 1024)
     .describe("largest job payload accepted at enqueue"),
   MAX_BULK_ENQUEUE: positiveInt("MAX_BULK_ENQUEUE").default(1_000).describe("most inputs one `enqueueJobs` call takes"),
+  MAX_FLOW_NODES: positiveInt("MAX_FLOW_NODES")
+    .default(1_000)
+    .describe("most jobs (parent, children and theirs) one `enqueueFlow` tree may hold"),
+  MAX_FLOW_DEPTH: positiveInt("MAX_FLOW_DEPTH")
+    .default(10)
+    .describe("most levels one `enqueueFlow` tree may have (1: a parent alone, 2: a parent with children)"),
   MAX_BULK_RETRY: positiveInt("MAX_BULK_RETRY").default(10_000).describe("the largest `limit` of `retryFailedJobs`"),
   BULK_MAX_SELECTION: positiveInt("BULK_MAX_SELECTION")
     .default(50_000)
@@ -630,6 +636,8 @@ export interface Config {
   jobTokenSecret: string | undefined;
   /** Most inputs one enqueueJobs call takes. */
   maxBulkEnqueue: number;
+  maxFlowNodes: number;
+  maxFlowDepth: number;
   /** Most jobs one retryFailedJobs call retries (its `limit` may not exceed it). */
   maxBulkRetry: number;
   /** How long cancelJob waits for an active job to end before answering. */
@@ -787,6 +795,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
     maxBulkEnqueue: e.MAX_BULK_ENQUEUE,
+    maxFlowNodes: e.MAX_FLOW_NODES,
+    maxFlowDepth: e.MAX_FLOW_DEPTH,
     maxBulkRetry: e.MAX_BULK_RETRY,
     cancelWaitMs: e.CANCEL_WAIT_MS,
     bulk: {

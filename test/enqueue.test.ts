@@ -92,8 +92,8 @@ describe("enqueueJob", () => {
     expect(await enqueue({ queue: "demo", name: "explode", data: {} })).toEqual({
       __typename: "ValidationError",
       code: "VALIDATION",
-      message: 'name: unknown job name "explode" in queue "demo" (known: sleep, fail, noop)',
-      issues: [{ path: ["name"], message: 'unknown job name "explode" in queue "demo" (known: sleep, fail, noop)' }],
+      message: 'name: unknown job name "explode" in queue "demo" (known: sleep, fail, noop, fanout)',
+      issues: [{ path: ["name"], message: 'unknown job name "explode" in queue "demo" (known: sleep, fail, noop, fanout)' }],
     });
   });
 

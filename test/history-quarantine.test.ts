@@ -54,6 +54,8 @@ function view(id: string, result: unknown): JobView {
     result,
     failedReason: null,
     replayOfId: null,
+    parentQueue: null,
+    parentId: null,
     tenant: null,
   };
 }

@@ -49,6 +49,8 @@ function fullView(): JobView {
     failedReason: "carrier down",
     replayOfId: "job-0",
     tenant: "acme",
+    parentQueue: "reports",
+    parentId: "job-p",
   };
 }
 
@@ -75,9 +77,11 @@ describe("a job's persisted fields (JOB_FIELDS)", () => {
   it("the GraphQL Job type shows each of them, and adds only fields computed on request", () => {
     const job = schema.getType("Job") as GraphQLObjectType;
     const shown = Object.keys(job.getFields());
-    const computed = ["logs", "replays"];
-    expect(shown.sort()).toEqual([...Object.values(JOB_FIELDS).map((f) => f.graphql), ...computed].sort());
+    const computed = ["logs", "replays", "children", "childrenCounts", "childrenValues"];
+    // parentQueue and parentId are both shown by `parent`.
+    expect(shown.sort()).toEqual([...new Set(Object.values(JOB_FIELDS).map((f) => f.graphql)), ...computed].sort());
     expect(getNamedType(job.getFields().replayOf?.type)?.name).toBe("Job");
+    expect(getNamedType(job.getFields().parent?.type)?.name).toBe("Job");
   });
 
   it("a history write and read carries every one of them (rowOf, the SQL functions, viewFromRow)", async () => {
@@ -99,7 +103,9 @@ describe("a job's persisted fields (JOB_FIELDS)", () => {
       const job = await queue.add("ship", { order: 17, __meta: { replayOf: "job-0", tenant: "acme" } });
       const view = viewFromBull(job, "WAITING");
       expect(Object.keys(view).sort()).toEqual(fields);
-      expect(view).toMatchObject({ data: { order: 17 }, replayOfId: "job-0", tenant: "acme" });
+      expect(view).toMatchObject({ data: { order: 17 }, replayOfId: "job-0", tenant: "acme", parentQueue: null, parentId: null });
+      const child = await queue.add("pack", { order: 17 }, { parent: { id: String(job.id), queue: `${prefix}:orders` } });
+      expect(viewFromBull(child, "WAITING")).toMatchObject({ parentQueue: "orders", parentId: String(job.id) });
     } finally {
       await queue.close();
       await deletePrefix(prefix);

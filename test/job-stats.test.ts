@@ -195,6 +195,8 @@ describe("jobStats", () => {
       failedReason: null,
       replayOfId: null,
       tenant: r.tenant,
+      parentQueue: null,
+      parentId: null,
       ...patch,
     });
     // Retried: back to WAITING (out of the stats)...

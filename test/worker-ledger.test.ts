@@ -246,6 +246,8 @@ describe("failure ledger", () => {
       failedReason: null,
       replayOfId: "41",
       tenant: "acme",
+      parentQueue: null,
+      parentId: null,
     };
     // Nothing listens on port 1: every write fails at once.
     const down = createPrisma("postgresql://postgres@127.0.0.1:1/none", { max: 1 });

@@ -26,6 +26,12 @@ export interface ProcessorContext {
   idempotencyKey: string;
   /** Which run of the job this is: 1 for the first, attempts already made + 1 after that. */
   attempt: number;
+  /**
+   * A flow parent's (enqueueFlow) completed children's results, keyed `<queue>:<id>`; `{}` for a job
+   * without children. A parent runs once its children have finished, so they are all there (minus
+   * failed children whose failure was ignored).
+   */
+  childrenValues(): Promise<Record<string, unknown>>;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { type Job, UnrecoverableError } from "bullmq";
+import { childrenValuesOf } from "../src/jobs/bullmq/index.ts";
 import { CANCELLED_PREFIX, splitData } from "../src/jobs/job-view.ts";
 import { JobTimeoutError } from "./job-timeout.ts";
 import type { Processor, ProcessorContext } from "./processor.ts";
@@ -116,6 +117,11 @@ export class Attempt implements ProcessorContext {
       if (this.stopped) this.controller.abort(this.reason);
     }
     return this.controller.signal;
+  }
+
+  /** A flow parent's completed children's results, keyed `<queue>:<id>` (ProcessorContext.childrenValues). */
+  childrenValues(): Promise<Record<string, unknown>> {
+    return childrenValuesOf(this.job);
   }
 
   get progress(): ProcessorContext["progress"] {

@@ -1,4 +1,4 @@
-import { type Queue, Worker } from "bullmq";
+import { type Job, type Queue, Worker } from "bullmq";
 import { type Config, ConfigError } from "../src/config.ts";
 import { runReadyChecks } from "../src/infra/health-server.ts";
 import type { Logger } from "../src/infra/logger.ts";
@@ -6,6 +6,7 @@ import { createPrisma, poolOf } from "../src/infra/prisma.ts";
 import { bullConnection, closeRedis, createRedis } from "../src/infra/redis.ts";
 import type { Tracing } from "../src/infra/tracing.ts";
 import {
+  appendChildEvent,
   keySpace,
   layoutProblems,
   QueueSet,
@@ -137,9 +138,19 @@ export async function createWorkerRuntime(
     });
     worker.on("active", (job) => lifecycle.active(job));
     worker.on("progress", (job) => lifecycle.progress(job));
-    worker.on("completed", (job) => lifecycle.completed(job));
+    // A flow child tells its parent's jobEvents (CHILD_COMPLETED / CHILD_FAILED, with the counts).
+    const tellParent = (job: Job, outcome: "completed" | "failed") =>
+      appendChildEvent(redis, config.eventsMaxLen, job, outcome).catch((err) =>
+        log.warn("could not append a child event to its parent's stream", { queue, jobId: job.id, err: describe(err) }),
+      );
+    worker.on("completed", (job) => {
+      lifecycle.completed(job);
+      if (job.parent) tellParent(job, "completed");
+    });
     worker.on("failed", (job) => {
-      if (job) lifecycle.failed(job);
+      if (!job) return;
+      lifecycle.failed(job);
+      if (job.parent && job.finishedOn != null) tellParent(job, "failed");
     });
     worker.on("stalled", (jobId) => {
       metrics.onStalled(queue);

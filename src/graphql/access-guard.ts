@@ -23,6 +23,7 @@ const FIELD_SCOPES: Record<string, Scope | null> = {
   "Query.apiKeys": "ADMIN",
   "Mutation.enqueueJob": "ENQUEUE",
   "Mutation.enqueueJobs": "ENQUEUE",
+  "Mutation.enqueueFlow": "ENQUEUE",
   "Mutation.createApiKey": "ADMIN",
   "Mutation.revokeApiKey": "ADMIN",
   "Mutation.createJobToken": "READ",

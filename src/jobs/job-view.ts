@@ -23,6 +23,9 @@ export interface JobView {
   failedReason: string | null;
   replayOfId: string | null;
   tenant: string | null;
+  /** Flows: the parent's queue and id (a child of `enqueueFlow`); null for a job without a parent. */
+  parentQueue: string | null;
+  parentId: string | null;
 }
 
 /**
@@ -49,12 +52,17 @@ export const JOB_FIELDS = {
   failedReason: { column: "failed_reason", graphql: "failedReason" },
   replayOfId: { column: "replay_of_id", graphql: "replayOf" },
   tenant: { column: "tenant", graphql: "tenant" },
+  // One GraphQL field shows both: `Job.parent`.
+  parentQueue: { column: "parent_queue", graphql: "parent" },
+  parentId: { column: "parent_id", graphql: "parent" },
 } as const satisfies { [K in keyof JobView]-?: { column: string; graphql: string } };
 
 /** Enqueue options job_history keeps besides the JobView fields (for replays); not part of a JobView. */
 export const ENQUEUE_OPTION_FIELDS = {
   delayMs: { column: "delay_ms" },
   backoff: { column: "backoff" },
+  /** Flows: what the child's final failure does to its parent (`ParentPolicy`), for replays of the tree. */
+  parentPolicy: { column: "parent_policy" },
 } as const;
 
 /** Extra fields this API keeps in a BullMQ job's `data`, under one key a payload schema never sees. */
@@ -144,5 +152,14 @@ export function viewFromBull(job: BullJob, state: JobState): JobView {
     failedReason: job.failedReason || null,
     replayOfId: meta.replayOf ?? null,
     tenant: meta.tenant ?? null,
+    ...parentOf(job),
   };
+}
+
+/** BullMQ's parent reference (`{ id, queueKey: "<prefix>:<queue>" }`) as our queue and id. */
+export function parentOf(job: Pick<BullJob, "parent">): { parentQueue: string | null; parentId: string | null } {
+  const parent = job.parent;
+  if (!parent?.id) return { parentQueue: null, parentId: null };
+  // The queue key is `<prefix>:<queue>`; queue names hold no ':' (the registry refuses them) but the prefix may.
+  return { parentQueue: parent.queueKey.slice(parent.queueKey.lastIndexOf(":") + 1), parentId: parent.id };
 }

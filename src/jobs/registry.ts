@@ -1,5 +1,6 @@
 import type { JobDefinition } from "./define-job.ts";
 import { demoFail } from "./definitions/demo-fail.ts";
+import { demoFanout } from "./definitions/demo-fanout.ts";
 import { demoNoop } from "./definitions/demo-noop.ts";
 import { demoSleep } from "./definitions/demo-sleep.ts";
 import { reportCsv } from "./definitions/report-csv.ts";
@@ -38,5 +39,5 @@ export function defaultDefinitions(options: { demoQueue: boolean }): JobDefiniti
 }
 
 function demoDefinitions(options: { demoQueue: boolean }): JobDefinition[] {
-  return options.demoQueue ? [demoSleep, demoFail, demoNoop] : [];
+  return options.demoQueue ? [demoSleep, demoFail, demoNoop, demoFanout] : [];
 }

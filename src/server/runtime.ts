@@ -195,6 +195,8 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
     {
       maxPayloadBytes: config.maxPayloadBytes,
       maxBulkEnqueue: config.maxBulkEnqueue,
+      maxFlowNodes: config.maxFlowNodes,
+      maxFlowDepth: config.maxFlowDepth,
       maxDataDepth: config.limits.maxDataDepth,
       enqueueAck: config.enqueueAck,
       logs: new JobLogStore(db),

@@ -1,5 +1,6 @@
 import type { Processor } from "../processor.ts";
 import demoFail from "./demo-fail.ts";
+import demoFanout from "./demo-fanout.ts";
 import demoNoop from "./demo-noop.ts";
 import demoSleep from "./demo-sleep.ts";
 import reportCsv from "./report-csv.ts";
@@ -10,6 +11,7 @@ export const processors: Processor[] = [
   demoSleep as Processor,
   demoFail as Processor,
   demoNoop as Processor,
+  demoFanout as Processor,
   webhookDeliver as Processor,
   reportCsv as Processor,
 ];

@@ -9,7 +9,7 @@ import { JobRef } from "../types/job.ts";
 
 const BackoffType = builder.enumType("BackoffType", { values: ["FIXED", "EXPONENTIAL"] as const });
 
-const BackoffInput = builder.inputType("BackoffInput", {
+export const BackoffInput = builder.inputType("BackoffInput", {
   fields: (t) => ({
     type: t.field({ type: BackoffType, required: true }),
     delayMs: t.int({ required: true }),

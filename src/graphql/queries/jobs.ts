@@ -22,7 +22,7 @@ export const JobFilter = builder.inputType("JobFilter", {
   }),
 });
 
-const JobConnection = connectionOf("Job", JobRef);
+export const JobConnection = connectionOf("Job", JobRef);
 
 builder.queryField("jobs", (t) =>
   t.field({

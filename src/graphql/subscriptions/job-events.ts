@@ -1,8 +1,9 @@
 import { JOB_EVENT_TYPES, type JobEvent } from "../../jobs/events/index.ts";
 import { withGraphQLErrors } from "../as-graphql-error.ts";
 import { builder } from "../builder.ts";
-import { assertJobVisible, assertQueueVisible } from "../tenancy.ts";
+import { assertJobVisible, assertQueueVisible, visibleJob } from "../tenancy.ts";
 import { JobRef } from "../types/job.ts";
+import { ChildrenCountsRef } from "../types/job-flow.ts";
 
 const JobEventType = builder.enumType("JobEventType", { values: JOB_EVENT_TYPES });
 
@@ -17,6 +18,19 @@ const JobEventRef = builder.objectRef<JobEvent>("JobEvent").implement({
     failedReason: t.exposeString("failedReason", { nullable: true, description: "FAILED and RETRYING" }),
     job: t.field({ type: JobRef, nullable: true, description: "SNAPSHOT and the terminal events", resolve: (e) => e.job }),
     log: t.exposeString("log", { nullable: true, description: "LOG: the line the processor wrote with job.log" }),
+    child: t.field({
+      type: JobRef,
+      nullable: true,
+      description: "CHILD_COMPLETED / CHILD_FAILED (a flow parent's stream): the child that finished",
+      resolve: async (e, _args, ctx) =>
+        e.child ? visibleJob(ctx.principal, await ctx.loaders.job.load({ queue: e.child.queue, id: e.child.id })) : null,
+    }),
+    childrenCounts: t.field({
+      type: ChildrenCountsRef,
+      nullable: true,
+      description: 'CHILD_COMPLETED / CHILD_FAILED: the parent\'s children counts right after it ("7 of 10": processed of the sum)',
+      resolve: (e) => e.childrenCounts ?? null,
+    }),
     resync: t.boolean({
       description: "True on a SNAPSHOT sent instead of the events after `since`, because the stream no longer holds them",
       resolve: (e) => e.resync ?? false,

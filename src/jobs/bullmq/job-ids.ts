@@ -1,4 +1,4 @@
-import { Job, type JobJson, Queue } from "bullmq";
+import { FlowProducer, Job, type JobJson, Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import { type KeySpace, keys } from "./keys.ts";
 
@@ -82,6 +82,13 @@ class ReservedIdJob extends Job {
 
 /** A BullMQ Queue whose adds accept the ids `JobIds` reserved. */
 export class ReservedIdQueue extends Queue {
+  protected override get Job(): typeof Job {
+    return ReservedIdJob as unknown as typeof Job;
+  }
+}
+
+/** A BullMQ FlowProducer whose adds accept the ids `JobIds` reserved (every node of an `enqueueFlow` has one). */
+export class ReservedIdFlowProducer extends FlowProducer {
   protected override get Job(): typeof Job {
     return ReservedIdJob as unknown as typeof Job;
   }

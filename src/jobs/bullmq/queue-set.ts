@@ -1,8 +1,8 @@
-import type { Queue, Telemetry } from "bullmq";
+import type { FlowJob, JobNode, Queue, Telemetry } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
-import { JobIds, ReservedIdQueue } from "./job-ids.ts";
+import { JobIds, ReservedIdFlowProducer, ReservedIdQueue } from "./job-ids.ts";
 import { type KeySpace, keys, queuePrefix } from "./keys.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
@@ -12,6 +12,7 @@ export const KEEP_FAILED = { age: 7 * 24 * 3600 };
 /** One BullMQ `Queue` per registered queue, sharing one connection; made on first use. */
 export class QueueSet {
   private readonly queues = new Map<string, Queue>();
+  private flowProducer: ReservedIdFlowProducer | undefined;
 
   private readonly registry: JobRegistry;
   /** The connection the queues share (for the few reads BullMQ has no call for). */
@@ -61,6 +62,32 @@ export class QueueSet {
     return queue;
   }
 
+  /**
+   * Adds a flow (a parent and its children, any queues) atomically with BullMQ's FlowProducer. Every
+   * node gets the options a queue's own adds get (finished jobs kept as long, events stream trimmed
+   * the same): the FlowProducer does not read the queues' defaults.
+   */
+  addFlow(flow: FlowJob): Promise<JobNode> {
+    if (!this.flowProducer) {
+      this.flowProducer = new ReservedIdFlowProducer({
+        connection: this.connection,
+        prefix: this.space.base,
+        ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+      });
+      this.flowProducer.on("error", () => {});
+    }
+    const queuesOptions: Record<string, { streams: { events: { maxLen: number } } }> = {};
+    const withDefaults = (node: FlowJob | NonNullable<FlowJob["children"]>[number]): void => {
+      node.opts = { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED, ...node.opts };
+      // Each queue's own key prefix (REDIS_KEY_LAYOUT per-queue gives every queue its hash tag).
+      node.prefix = queuePrefix(this.space, node.queueName);
+      queuesOptions[node.queueName] = { streams: { events: { maxLen: this.eventsMaxLen } } };
+      for (const child of node.children ?? []) withDefaults(child);
+    };
+    withDefaults(flow);
+    return this.flowProducer.add(flow, { queuesOptions });
+  }
+
   /** The Redis key of a queue's events stream. */
   eventsKey(queue: string): string {
     return keys.events(this.space, queue);
@@ -79,5 +106,7 @@ export class QueueSet {
   async close(): Promise<void> {
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     this.queues.clear();
+    await this.flowProducer?.close();
+    this.flowProducer = undefined;
   }
 }

@@ -4,7 +4,16 @@
 export { PayloadCipher, UnsealError } from "../payload-cipher.ts";
 export { type BulkActionOptions, BulkActions, type BulkSelector, bulkReplayId } from "./bulk-actions.ts";
 export { JobControl, type JobControlOptions, type PerJobOptions } from "./job-control.ts";
-export { type EnqueueInput, JobService, type JobServiceOptions, type JobVisibility, MAX_PRIORITY } from "./job-service.ts";
+export {
+  type EnqueueInput,
+  type FlowNodeInput,
+  JobService,
+  type JobServiceOptions,
+  type JobVisibility,
+  MAX_PRIORITY,
+  PARENT_POLICIES,
+  type ParentPolicy,
+} from "./job-service.ts";
 export { type Actor, actorName, actorTenant, type OperatorActionInput, OperatorActionLog } from "./operator-actions.ts";
 export { PayloadSecrets, type Restored, type SecretJob } from "./payload-secrets.ts";
 export {

@@ -1,6 +1,7 @@
-import type { JobsOptions } from "bullmq";
+import type { FlowJob, JobsOptions } from "bullmq";
 import { z } from "zod";
 import type { Logger } from "../../infra/logger.ts";
+import { type ChildrenCounts, liveChildrenCounts, liveChildrenValues } from "../bullmq/flows.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, UnavailableError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { DurableRecords } from "../history/durable-records.ts";
@@ -30,6 +31,23 @@ export interface EnqueueInput {
   tenant?: string | null;
 }
 
+/**
+ * What a flow child's final failure does to its parent: BullMQ's options, at most one per child.
+ * None: BullMQ's default, the parent keeps waiting (a retried child lets it go on).
+ */
+export const PARENT_POLICIES = [
+  "failParentOnFailure",
+  "ignoreDependencyOnFailure",
+  "removeDependencyOnFailure",
+  "continueParentOnFailure",
+] as const;
+export type ParentPolicy = (typeof PARENT_POLICIES)[number];
+
+/** One node of `enqueueFlow`'s tree: a job like `enqueue`'s, its children, and (on a child) its parent policy. */
+export interface FlowNodeInput extends EnqueueInput, Partial<Record<ParentPolicy, boolean | null>> {
+  children?: readonly FlowNodeInput[] | null;
+}
+
 /** Whether the caller may see a job: an idempotent enqueue never hands back a job it may not see. */
 export type JobVisibility = (job: JobView) => boolean;
 
@@ -40,6 +58,10 @@ export interface JobServiceOptions {
   maxPayloadBytes: number;
   /** Most inputs one `enqueueMany` call takes. */
   maxBulkEnqueue: number;
+  /** Most nodes one `enqueueFlow` tree may hold (MAX_FLOW_NODES); default 1000. */
+  maxFlowNodes?: number;
+  /** Most levels one `enqueueFlow` tree may have (MAX_FLOW_DEPTH); default 10. */
+  maxFlowDepth?: number;
   /** Deepest nesting of `data` (MAX_DATA_DEPTH); default 64. */
   maxDataDepth?: number;
   /**
@@ -99,8 +121,17 @@ function backoffOf(opts: JobsOptions): unknown {
 }
 
 /** The job as it will be once added, for its history row, which is written before the add. */
-function pendingView(queue: string, id: string, name: string, data: unknown, meta: JobMeta, opts: JobsOptions, createdAt: Date): JobView {
-  const state: JobState = opts.delay ? "DELAYED" : opts.priority ? "PRIORITIZED" : "WAITING";
+function pendingView(
+  queue: string,
+  id: string,
+  name: string,
+  data: unknown,
+  meta: JobMeta,
+  opts: JobsOptions,
+  createdAt: Date,
+  flow: { parent: JobView | null; hasChildren: boolean } = { parent: null, hasChildren: false },
+): JobView {
+  const state: JobState = flow.hasChildren ? "WAITING_CHILDREN" : opts.delay ? "DELAYED" : opts.priority ? "PRIORITIZED" : "WAITING";
   return {
     id,
     queue,
@@ -118,7 +149,49 @@ function pendingView(queue: string, id: string, name: string, data: unknown, met
     failedReason: null,
     replayOfId: meta.replayOf ?? null,
     tenant: meta.tenant ?? null,
+    parentQueue: flow.parent?.queue ?? null,
+    parentId: flow.parent?.id ?? null,
   };
+}
+
+/** A node of a flow being enqueued, flattened: its input, where it is in the tree, its parent's index. */
+interface FlowNode {
+  input: FlowNodeInput;
+  path: string[];
+  parent: number | null;
+  depth: number;
+}
+
+/**
+ * The tree in pre-order (a parent before its children), walked without recursion so a hostile tree
+ * costs at most `maxNodes + 1` steps and no stack: throws a ValidationError when it holds more than
+ * `maxNodes` nodes or is deeper than `maxDepth` levels.
+ */
+function flatten(root: FlowNodeInput, maxNodes: number, maxDepth: number): FlowNode[] {
+  const nodes: FlowNode[] = [];
+  const stack: FlowNode[] = [{ input: root, path: [], parent: null, depth: 1 }];
+  while (stack.length > 0) {
+    const node = stack.pop() as FlowNode;
+    if (node.depth > maxDepth) {
+      throw ValidationError.at(node.path, `is at level ${node.depth} of the tree; a flow has at most ${maxDepth} levels (MAX_FLOW_DEPTH)`);
+    }
+    const index = nodes.push(node) - 1;
+    if (nodes.length > maxNodes) throw ValidationError.at(["children"], `a flow holds at most ${maxNodes} jobs (MAX_FLOW_NODES)`);
+    const children = node.input.children;
+    if (children && children.length === 0) {
+      throw ValidationError.at([...node.path, "children"], "must list at least one child (omit it for a job without children)");
+    }
+    // Pushed in reverse, so they come off the stack in order.
+    for (let i = (children?.length ?? 0) - 1; i >= 0; i--) {
+      stack.push({
+        input: children?.[i] as FlowNodeInput,
+        path: [...node.path, "children", String(i)],
+        parent: index,
+        depth: node.depth + 1,
+      });
+    }
+  }
+  return nodes;
 }
 
 function issuesOf(error: z.ZodError, prefix: string[]): ValidationIssue[] {
@@ -376,6 +449,143 @@ export class JobService {
     return this.options.secrets;
   }
 
+  /**
+   * Enqueues a flow (BullMQ's FlowProducer): a parent that waits (WAITING_CHILDREN) until its
+   * children have finished, nested, across any queues. All or nothing: every node is validated like
+   * `enqueue` (each issue's path leads into the tree: `["children", "2", "data", "steps"]`) and
+   * nothing is enqueued if one is invalid; the tree may hold at most `maxFlowNodes` jobs on
+   * `maxFlowDepth` levels. Every node carries the root's tenant. Durable like `enqueue`: every
+   * node's history row (children with their parent) is committed first, then the whole tree is
+   * added in one atomic FlowProducer call. A root `jobId` that is already known returns that job
+   * and adds nothing; a known `jobId` on a child is a ValidationError (a job cannot join a new parent).
+   * Returns every node's job, in pre-order (the root first).
+   */
+  async enqueueFlow(root: FlowNodeInput, meta: JobMeta = {}, visible: JobVisibility = () => true): Promise<JobView[]> {
+    const nodes = flatten(root, this.options.maxFlowNodes ?? 1000, this.options.maxFlowDepth ?? 10);
+    const issues: ValidationIssue[] = [];
+    const validated: ({ data: unknown; opts: JobsOptions; tenant: string | null; secret: readonly string[] } | null)[] = [];
+    for (const node of nodes) {
+      try {
+        validated.push(this.validate(node.input));
+      } catch (err) {
+        validated.push(null);
+        if (err instanceof ValidationError) issues.push(...err.issues.map((i) => ({ ...i, path: [...node.path, ...i.path] })));
+        else if (err instanceof NotFoundError && node.path.length > 0) throw new NotFoundError(`${node.path.join(".")}: ${err.message}`);
+        else throw err;
+      }
+      const policies = PARENT_POLICIES.filter((p) => node.input[p] === true);
+      if (node.parent === null && policies.length > 0) {
+        issues.push({
+          path: [policies[0] as string],
+          message: "applies to a child (what its failure does to its parent); the root has no parent",
+        });
+      } else if (policies.length > 1) {
+        issues.push({
+          path: [...node.path, policies[1] as string],
+          message: `give at most one of ${PARENT_POLICIES.join(", ")} (${policies[0]} is set)`,
+        });
+      }
+    }
+    const tenant = validated[0]?.tenant ?? null;
+    const seen = new Set<string>();
+    for (const [i, node] of nodes.entries()) {
+      const v = validated[i];
+      if (!v) continue;
+      if (i > 0 && v.tenant !== null && v.tenant !== tenant) {
+        issues.push({ path: [...node.path, "tenant"], message: "every job of a flow has the root's tenant (omit it on children)" });
+      }
+      if (!v.opts.jobId) continue;
+      const key = `${node.input.queue}\u0000${v.opts.jobId}`;
+      if (seen.has(key)) issues.push({ path: [...node.path, "jobId"], message: "appears twice in this flow" });
+      seen.add(key);
+    }
+    if (issues.length > 0) throw ValidationError.of(issues);
+    const valid = validated as NonNullable<(typeof validated)[number]>[];
+
+    // Idempotency on the root's jobId: a known root is the flow already enqueued.
+    const rootId = valid[0]?.opts.jobId;
+    if (rootId) {
+      const existing = await this.known(root.queue, rootId);
+      if (existing && !visible(existing)) throw jobIdTaken(["jobId"]);
+      if (existing) return [existing];
+    }
+    const taken = await Promise.all(
+      nodes.map((node, i) => (i > 0 && valid[i]?.opts.jobId ? this.known(node.input.queue, valid[i]?.opts.jobId as string) : null)),
+    );
+    const takenIssues = taken.flatMap((job, i) =>
+      job ? [{ path: [...(nodes[i] as FlowNode).path, "jobId"], message: "is already used by another job; choose another" }] : [],
+    );
+    if (takenIssues.length > 0) throw ValidationError.of(takenIssues);
+
+    // Ids first (one reservation per queue), then every row in one group commit, then one atomic add.
+    const fresh = new Map<string, string[]>();
+    for (const [i, node] of nodes.entries()) {
+      if (!valid[i]?.opts.jobId) fresh.set(node.input.queue, [...(fresh.get(node.input.queue) ?? []), ""]);
+    }
+    for (const [queueName, slots] of fresh) {
+      if (!this.queues.get(queueName)) throw new NotFoundError(`No queue named "${queueName}"`);
+      fresh.set(queueName, await this.durable.reserve(queueName, slots.length));
+    }
+    const createdAt = new Date();
+    const views: JobView[] = [];
+    const writes: EnqueueWrite[] = [];
+    for (const [i, node] of nodes.entries()) {
+      const v = valid[i] as (typeof valid)[number];
+      const id = v.opts.jobId ?? (fresh.get(node.input.queue)?.shift() as string);
+      const full = jobMeta(meta, tenant, v.secret);
+      const parent = node.parent === null ? null : (views[node.parent] as JobView);
+      const view = pendingView(node.input.queue, id, node.input.name, redact(v.data, v.secret), full, v.opts, createdAt, {
+        parent,
+        hasChildren: (node.input.children?.length ?? 0) > 0,
+      });
+      views.push(view);
+      const policy = PARENT_POLICIES.find((p) => node.input[p] === true) ?? null;
+      writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts), parentPolicy: policy, fresh: !v.opts.jobId });
+    }
+    const afterRecord = this.options.enqueueAck !== "redis";
+    if (afterRecord) {
+      await this.durable.record(writes);
+      // record() gives a job a new id when history already held the counter's (a Redis that lost
+      // its last writes): its children's rows then name the old one, so they are written again.
+      const moved = nodes.flatMap((node, i) => {
+        const view = views[i] as JobView;
+        const parent = node.parent === null ? null : (views[node.parent] as JobView);
+        return parent && view.parentId !== parent.id ? [Object.assign(view, { parentId: parent.id })] : [];
+      });
+      await Promise.all(moved.map((view) => this.history.upsert(view)));
+    }
+    // Secret payload fields kept encrypted for replays and recovery, as every enqueue does.
+    await this.keepSecrets(
+      nodes.map((node, i) => ({ queue: node.input.queue, id: (views[i] as JobView).id, name: node.input.name, data: valid[i]?.data })),
+      afterRecord ? views : [],
+    );
+    const childrenOf = nodes.map((): number[] => []);
+    for (const [k, n] of nodes.entries()) if (n.parent !== null) childrenOf[n.parent]?.push(k);
+    // Recursion as deep as the tree, which flatten() bounded.
+    const flowNode = (i: number): FlowJob => {
+      const node = nodes[i] as FlowNode;
+      const v = valid[i] as (typeof valid)[number];
+      const view = views[i] as JobView;
+      const policy = PARENT_POLICIES.find((p) => node.input[p] === true);
+      const children = (childrenOf[i] ?? []).map(flowNode);
+      return {
+        name: node.input.name,
+        queueName: node.input.queue,
+        data: withMeta(v.data, jobMeta(meta, tenant, v.secret)),
+        opts: { ...v.opts, jobId: view.id, timestamp: createdAt.getTime(), ...(policy ? { [policy]: true } : {}) },
+        ...(children.length > 0 ? { children } : {}),
+      };
+    };
+    try {
+      await this.queues.addFlow(flowNode(0));
+    } catch (err) {
+      if (afterRecord) await this.durable.forget(views);
+      throw err;
+    }
+    if (!afterRecord) this.durable.recordLater(writes);
+    return views;
+  }
+
   /** The job as Redis holds it now, or null when Redis no longer has it. */
   async getLive(queueName: string, id: string): Promise<JobView | null> {
     const queue = this.queues.get(queueName);
@@ -424,6 +634,18 @@ export class JobService {
   /** The job type's secret payload paths (none for an unknown type). */
   secretPaths(queue: string, name: string): readonly string[] {
     return this.registry.get(queue, name)?.secret ?? [];
+  }
+
+  /** A flow parent's children counts: BullMQ's while Redis holds the parent, else history's. */
+  async childrenCounts(queueName: string, id: string): Promise<ChildrenCounts> {
+    const queue = this.queues.get(queueName);
+    return (queue ? await liveChildrenCounts(queue, id) : null) ?? (await this.history.childrenCounts(queueName, id));
+  }
+
+  /** A flow parent's completed children's results keyed `<queue>:<id>`: from Redis while it holds the parent, else history. */
+  async childrenValues(queueName: string, id: string): Promise<Record<string, unknown>> {
+    const queue = this.queues.get(queueName);
+    return (queue ? await liveChildrenValues(queue, id) : null) ?? (await this.history.childrenResults(queueName, id));
   }
 
   /** `data` as anyone but the processor may see it: the job type's secret paths masked. */

@@ -461,5 +461,8 @@ function recoveredView(row: PendingRow, state: JobState): JobView {
     failedReason: null,
     replayOfId: row.replayOfId,
     tenant: row.tenant,
+    // Unknown here; the upsert keeps the row's own (a job's parent never changes).
+    parentQueue: null,
+    parentId: null,
   };
 }

@@ -16,6 +16,8 @@ export const JOB_EVENT_TYPES = [
   "STALLED",
   "REMOVED",
   "LOG",
+  "CHILD_COMPLETED",
+  "CHILD_FAILED",
 ] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
 
@@ -33,6 +35,10 @@ export interface JobEvent {
   resync?: boolean;
   /** LOG: the line the processor wrote with `job.log`. */
   log?: string | null;
+  /** CHILD_COMPLETED / CHILD_FAILED (on the parent's stream): the child that finished. */
+  child?: { queue: string; id: string } | null;
+  /** CHILD_COMPLETED / CHILD_FAILED: the parent's children counts right after it. */
+  childrenCounts?: { processed: number; pending: number; failed: number; ignored: number } | null;
 }
 
 export const TERMINAL_EVENTS: ReadonlySet<JobEventType> = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
@@ -55,6 +61,8 @@ const jobViewSchema = z.object({
   failedReason: z.string().nullable(),
   replayOfId: z.string().nullable(),
   tenant: z.string().nullable(),
+  parentQueue: z.string().nullable().default(null),
+  parentId: z.string().nullable().default(null),
 });
 const jobEventSchema = z.object({
   id: z.string(),
@@ -66,6 +74,8 @@ const jobEventSchema = z.object({
   failedReason: z.string().nullable(),
   job: jobViewSchema.nullable(),
   log: z.string().nullable().optional(),
+  child: z.object({ queue: z.string(), id: z.string() }).nullable().optional(),
+  childrenCounts: z.object({ processed: z.number(), pending: z.number(), failed: z.number(), ignored: z.number() }).nullable().optional(),
 });
 
 export function parseJobEvent(payload: unknown): JobEvent {
@@ -151,6 +161,20 @@ export async function translate(
     }
     case "completed":
       return { ...base, type: "COMPLETED", job: await loadJob(queue, jobId) };
+    case "child-completed":
+    case "child-failed":
+      // Written by the worker that finished a flow child, into its parent's stream (src/jobs/bullmq/flows.ts).
+      return {
+        ...base,
+        type: name === "child-completed" ? "CHILD_COMPLETED" : "CHILD_FAILED",
+        child: { queue: String(args.childQueue ?? ""), id: String(args.childId ?? "") },
+        childrenCounts: {
+          processed: Number(args.processed ?? 0),
+          pending: Number(args.pending ?? 0),
+          failed: Number(args.failed ?? 0),
+          ignored: Number(args.ignored ?? 0),
+        },
+      };
     case "cancelled":
       // Written by cancelJob for a job it took out of the queue (an active one ends as `failed`).
       return {

@@ -20,6 +20,8 @@ export interface JobListFilter {
   tenant?: string | null;
   /** Only these queues (a queue-limited key); set by the access layer, not by clients. */
   queues?: readonly string[] | null;
+  /** Only the children of this job (`Job.children`); not a client filter. */
+  parent?: { queue: string; id: string } | null;
 }
 
 /** Who may see audit rows and operator actions: a tenant's own, of some queues only. Set by the access layer. */
@@ -98,7 +100,8 @@ const MAX_DATA_CONTAINS_BYTES = 16 * 1024;
 const JOB_COLUMNS = Prisma.sql`queue, id, name, data, state::text AS state, progress,
   attempts_made AS "attemptsMade", max_attempts AS "maxAttempts", priority,
   created_at AS "createdAt", started_at AS "startedAt", finished_at AS "finishedAt", result,
-  failed_reason AS "failedReason", replay_of_id AS "replayOfId", tenant`;
+  failed_reason AS "failedReason", replay_of_id AS "replayOfId", tenant,
+  parent_queue AS "parentQueue", parent_id AS "parentId"`;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -372,6 +375,8 @@ export function jobFilterSql(
   const range: Prisma.Sql[] = [];
   const rest: Prisma.Sql[] = [];
   const states = f.states ? [...new Set(f.states)] : null;
+  // The partial (parent_queue, parent_id, created_at, id, queue) index: a flow's children in order.
+  if (f.parent) range.push(Prisma.sql`parent_queue = ${f.parent.queue} AND parent_id = ${f.parent.id}`);
   if (f.queue) range.push(Prisma.sql`queue = ${f.queue}`);
   // One state as `=`, not `= ANY(...)`: only then does the planner walk (queue, state, created_at,
   // id) or (state, created_at, id, queue) in order and stop after one page, instead of filtering

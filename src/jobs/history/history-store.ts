@@ -1,4 +1,5 @@
 import { type Db, poolOf } from "../../infra/prisma.ts";
+import type { ChildrenCounts } from "../bullmq/flows.ts";
 import type { JobState, JobView } from "../job-view.ts";
 import { GroupCommit, type GroupCommitOptions } from "./group-commit.ts";
 import { type HistoryQuarantine, isDataError } from "./quarantine.ts";
@@ -23,10 +24,31 @@ export function viewFromRow(row: HistoryRow): JobView {
     failedReason: row.failedReason,
     replayOfId: row.replayOfId,
     tenant: row.tenant,
+    parentQueue: row.parentQueue,
+    parentId: row.parentId,
   };
 }
 
-export type Write = { view: JobView; delayMs: number; backoff: unknown };
+/** `parentPolicy`: a flow child's ParentPolicy, an enqueue option like delay and backoff. */
+/** One job of a flow under a parent, as `descendants` reads it. */
+export interface FlowRow {
+  queue: string;
+  id: string;
+  name: string;
+  data: unknown;
+  state: JobState;
+  tenant: string | null;
+  parentQueue: string;
+  parentId: string;
+  parentPolicy: string | null;
+  attempts: number;
+  backoff: unknown;
+  priority: number;
+  /** 1 for a child, 2 for a grandchild, ... */
+  level: number;
+}
+
+export type Write = { view: JobView; delayMs: number; backoff: unknown; parentPolicy?: string | null };
 
 /** One job per (queue, id) in a batch, the last write winning: Postgres won't update a row twice in a statement. */
 function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
@@ -45,7 +67,7 @@ function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
  * fields left out (`undefined` is not serialised; a missing key arrives as NULL, and delay_ms is
  * COALESCEd to 0): parsing six null keys cost PostgreSQL ~3 µs of CPU a row.
  */
-function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
+function rowOf(v: JobView, delayMs?: number, backoff?: unknown, parentPolicy?: string | null) {
   return {
     queue: v.queue,
     id: v.id,
@@ -65,6 +87,9 @@ function rowOf(v: JobView, delayMs?: number, backoff?: unknown) {
     failedReason: v.failedReason ?? undefined,
     replayOfId: v.replayOfId ?? undefined,
     tenant: v.tenant ?? undefined,
+    parentQueue: v.parentQueue ?? undefined,
+    parentId: v.parentId ?? undefined,
+    parentPolicy: parentPolicy ?? undefined,
   };
 }
 
@@ -77,7 +102,7 @@ type Row = ReturnType<typeof rowOf>;
  * existing row's state and sets the enqueue options only the API knows (delay, backoff).
  */
 export function insertRows(writes: Write[]): Row[] {
-  return lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff));
+  return lastPerJob(writes, (w) => w.view).map((w) => rowOf(w.view, w.delayMs, w.backoff, w.parentPolicy));
 }
 
 /**
@@ -139,7 +164,7 @@ export class HistoryStore {
   }
 
   /** The row of a newly enqueued job; an existing row (an idempotent re-enqueue) is left alone. */
-  async recordEnqueued(views: { view: JobView; delayMs: number; backoff: unknown }[]): Promise<void> {
+  async recordEnqueued(views: Write[]): Promise<void> {
     await Promise.all(views.map((write) => this.inserts.add(write)));
   }
 
@@ -156,6 +181,54 @@ export class HistoryStore {
   async get(queue: string, id: string): Promise<JobView | null> {
     const row = await this.db.jobHistory.findUnique({ where: { queue_id: { queue, id } } });
     return row ? viewFromRow(row) : null;
+  }
+
+  /**
+   * A parent's children counts from history (once Redis no longer holds the parent): completed,
+   * unfinished, failed or cancelled (ignored when the child's policy let the parent go on without it).
+   */
+  async childrenCounts(queue: string, id: string): Promise<ChildrenCounts> {
+    const rows = await poolOf(this.db).query<{ kind: keyof ChildrenCounts; n: number }>(
+      `SELECT CASE WHEN state = 'COMPLETED' THEN 'processed'
+                   WHEN state NOT IN ('FAILED', 'CANCELLED') THEN 'pending'
+                   WHEN parent_policy IN ('ignoreDependencyOnFailure', 'continueParentOnFailure') THEN 'ignored'
+                   ELSE 'failed' END AS kind, count(*)::int AS n
+       FROM job_history WHERE parent_queue = $1 AND parent_id = $2 GROUP BY 1`,
+      [queue, id],
+    );
+    const counts: ChildrenCounts = { processed: 0, pending: 0, failed: 0, ignored: 0 };
+    for (const r of rows.rows) counts[r.kind] = r.n;
+    return counts;
+  }
+
+  /** A parent's completed children's results from history, keyed `<queue>:<id>`. */
+  async childrenResults(queue: string, id: string): Promise<Record<string, unknown>> {
+    const rows = await poolOf(this.db).query<{ queue: string; id: string; result: unknown }>(
+      `SELECT queue, id, result FROM job_history WHERE parent_queue = $1 AND parent_id = $2 AND state = 'COMPLETED'`,
+      [queue, id],
+    );
+    return Object.fromEntries(rows.rows.map((r) => [`${r.queue}:${r.id}`, r.result ?? null]));
+  }
+
+  /**
+   * The flow under a job, from history: every descendant (children, theirs, ...), each parent before
+   * its children, at most `limit` (the tree walks of cancel and replay), with what a replay copies.
+   */
+  async descendants(queue: string, id: string, limit: number): Promise<FlowRow[]> {
+    const { rows } = await poolOf(this.db).query<FlowRow & { createdAt: Date }>(
+      `WITH RECURSIVE tree AS (
+         SELECT queue, id, 1 AS level FROM job_history WHERE parent_queue = $1 AND parent_id = $2
+         UNION ALL
+         SELECT h.queue, h.id, t.level + 1 FROM tree t JOIN job_history h ON h.parent_queue = t.queue AND h.parent_id = t.id
+         WHERE t.level < 64
+       )
+       SELECT h.queue, h.id, h.name, h.data, h.state::text AS state, h.tenant, h.parent_queue AS "parentQueue", h.parent_id AS "parentId",
+              h.parent_policy AS "parentPolicy", h.max_attempts AS attempts, h.backoff, h.priority, t.level
+       FROM tree t JOIN job_history h ON h.queue = t.queue AND h.id = t.id
+       ORDER BY t.level, h.created_at, h.id LIMIT $3`,
+      [queue, id, limit],
+    );
+    return rows;
   }
 
   /** The enqueue options a replay copies, as the row recorded them. */

@@ -18,7 +18,7 @@ export {
   type PageArgs,
   SEARCH_WINDOW,
 } from "./history-queries.ts";
-export { HistoryStore } from "./history-store.ts";
+export { type FlowRow, HistoryStore } from "./history-store.ts";
 export { createJobLoaders, type JobLoaders, type JobRef, type LiveLookup, lazyJobLoaders } from "./job-loaders.ts";
 export * from "./job-logs.ts";
 export { JobSecretStore, type SealedSecret } from "./job-secrets.ts";
