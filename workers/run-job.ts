@@ -37,6 +37,17 @@ export interface RunJobOptions {
   queueTimeoutMs?: Record<string, number>;
   /** Where running attempts are registered, so `RunningJobs.cancel` reaches them (the cancel listener). */
   running?: RunningJobs;
+  /**
+   * A flow child's end, told its parent before BullMQ records it (CHILD_COMPLETED / CHILD_FAILED on
+   * the parent's stream, src/jobs/bullmq/flows.ts): a completion, or a failure no attempt follows.
+   * Never throws (it logs).
+   */
+  tellParent?: (job: Job, outcome: "completed" | "failed") => Promise<void>;
+}
+
+/** Whether this failure ends the job: unrecoverable, or its last attempt. */
+function isFinal(job: Job, err: unknown): boolean {
+  return err instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }
 
 /**
@@ -199,6 +210,23 @@ export function runJob(
   processor: Processor | undefined,
   options: RunJobOptions,
 ): Promise<unknown> {
+  const run = runOnce(job, signal, processor, options);
+  const tell = options.tellParent;
+  // Only flow children pay for this (one Redis script when they end).
+  if (!job.parent || !tell) return run;
+  return run.then(
+    async (result) => {
+      await tell(job, "completed");
+      return result;
+    },
+    async (err) => {
+      if (isFinal(job, err)) await tell(job, "failed");
+      throw err;
+    },
+  );
+}
+
+function runOnce(job: Job, signal: AbortSignal | undefined, processor: Processor | undefined, options: RunJobOptions): Promise<unknown> {
   const queue = job.queueName;
   if (!processor) return Promise.reject(new UnrecoverableError(`No processor for job type ${queue}.${job.name} in this worker`));
   const jobId = String(job.id);

@@ -1,4 +1,4 @@
-import { type Job, type Queue, Worker } from "bullmq";
+import { type Queue, Worker } from "bullmq";
 import { type Config, ConfigError } from "../src/config.ts";
 import { runReadyChecks } from "../src/infra/health-server.ts";
 import type { Logger } from "../src/infra/logger.ts";
@@ -117,6 +117,11 @@ export async function createWorkerRuntime(
       eventsMaxLen: config.eventsMaxLen,
       log,
     }),
+    // A flow child tells its parent's jobEvents (CHILD_COMPLETED / CHILD_FAILED, with the counts).
+    tellParent: (job, outcome) =>
+      appendChildEvent(redis, config.eventsMaxLen, job, outcome).catch((err) =>
+        log.warn("could not append a child event to its parent's stream", { queue: job.queueName, jobId: job.id, err: describe(err) }),
+      ),
     queueTimeoutMs: Object.fromEntries(settings.flatMap((s) => (s.timeoutMs ? [[s.queue, s.timeoutMs]] : []))),
   };
   for (const { queue, concurrency, rateLimit } of settings) {
@@ -138,19 +143,9 @@ export async function createWorkerRuntime(
     });
     worker.on("active", (job) => lifecycle.active(job));
     worker.on("progress", (job) => lifecycle.progress(job));
-    // A flow child tells its parent's jobEvents (CHILD_COMPLETED / CHILD_FAILED, with the counts).
-    const tellParent = (job: Job, outcome: "completed" | "failed") =>
-      appendChildEvent(redis, config.eventsMaxLen, job, outcome).catch((err) =>
-        log.warn("could not append a child event to its parent's stream", { queue, jobId: job.id, err: describe(err) }),
-      );
-    worker.on("completed", (job) => {
-      lifecycle.completed(job);
-      if (job.parent) tellParent(job, "completed");
-    });
+    worker.on("completed", (job) => lifecycle.completed(job));
     worker.on("failed", (job) => {
-      if (!job) return;
-      lifecycle.failed(job);
-      if (job.parent && job.finishedOn != null) tellParent(job, "failed");
+      if (job) lifecycle.failed(job);
     });
     worker.on("stalled", (jobId) => {
       metrics.onStalled(queue);

@@ -210,7 +210,7 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
     history,
     actions,
     redis,
-    { cancelWaitMs: config.cancelWaitMs, maxBulkRetry: config.maxBulkRetry },
+    { cancelWaitMs: config.cancelWaitMs, maxBulkRetry: config.maxBulkRetry, maxFlowNodes: config.maxFlowNodes },
     new FailedJobInbox(db),
   );
   const stream = new EventStream(redis, (queue) => queues.eventsKey(queue));

@@ -70,6 +70,8 @@ export type JobEventType =
   | 'ACTIVE'
   | 'ADDED'
   | 'CANCELLED'
+  | 'CHILD_COMPLETED'
+  | 'CHILD_FAILED'
   | 'COMPLETED'
   | 'DELAYED'
   | 'FAILED'

@@ -23,7 +23,6 @@ interface FlowInputShape {
   failParentOnFailure?: boolean | null;
   ignoreDependencyOnFailure?: boolean | null;
   removeDependencyOnFailure?: boolean | null;
-  continueParentOnFailure?: boolean | null;
   children?: FlowInputShape[] | null;
 }
 
@@ -50,7 +49,6 @@ export const FlowInput = builder.inputRef<FlowInputShape>("FlowInput").implement
       description: "On a child: its final failure counts as done; the parent runs, and sees it among childrenCounts.ignored",
     }),
     removeDependencyOnFailure: t.boolean({ description: "On a child: its final failure removes it from the parent's dependencies" }),
-    continueParentOnFailure: t.boolean({ description: "On a child: its final failure starts the parent at once" }),
   }),
 });
 

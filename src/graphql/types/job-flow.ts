@@ -19,7 +19,7 @@ export const ChildrenCountsRef = builder.objectRef<ChildrenCounts>("ChildrenCoun
     }),
     failed: t.exposeInt("failed", { description: "Failed and failed the parent (failParentOnFailure)" }),
     ignored: t.exposeInt("ignored", {
-      description: "Failed, and the parent went on without it (ignoreDependencyOnFailure, continueParentOnFailure)",
+      description: "Failed, and the parent went on without it (ignoreDependencyOnFailure)",
     }),
   }),
 });

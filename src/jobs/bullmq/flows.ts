@@ -3,7 +3,7 @@ import type { RedisClient } from "../../infra/redis.ts";
 
 // Flows (issue #20) as BullMQ keeps them: a parent's `:processed` hash (completed children and their
 // results), `:dependencies` set (children not finished), `:failed` hash (children whose failure was
-// ignored: ignoreDependencyOnFailure / continueParentOnFailure) and `:unsuccessful` sorted set
+// ignored: ignoreDependencyOnFailure) and `:unsuccessful` sorted set
 // (children that failed it: failParentOnFailure). Children are named by their full job keys.
 
 /** A flow child's counts, as `Job.childrenCounts` and the CHILD_* events show them. */
@@ -14,7 +14,7 @@ export interface ChildrenCounts {
   pending: number;
   /** Failed and failed the parent (failParentOnFailure). */
   failed: number;
-  /** Failed, and the parent went on without it (ignoreDependencyOnFailure / continueParentOnFailure). */
+  /** Failed, and the parent went on without it (ignoreDependencyOnFailure). */
   ignored: number;
 }
 
@@ -60,30 +60,53 @@ export async function childrenValuesOf(job: Job): Promise<Record<string, unknown
 }
 
 /**
- * KEYS[1] the parent's job hash, KEYS[2] its queue's events stream; ARGV: maxLen, event name, parent
- * id, child queue, child id. Appends the event with the parent's counts read in the same script, so
- * they are exact at that point of the stream; nothing when the parent is gone.
+ * KEYS[1] the parent's job hash, KEYS[2] its queue's events stream; ARGV: maxLen, event name,
+ * parent id, child queue, child id, outcome, the child's parent policy. Counts the child's end in
+ * fields of our own on the parent's hash (BullMQ neither reads nor deletes them) and appends the
+ * event with the counts: each event counts one more end than the one before, whatever order
+ * concurrent siblings are recorded in by BullMQ. The number of children is what BullMQ holds for the
+ * parent (a child removed by removeDependencyOnFailure leaves it once removed). Nothing when the
+ * parent is gone.
  */
 const APPEND_CHILD_EVENT = `
 if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-local processed = redis.call("HLEN", KEYS[1] .. ":processed")
-local pending = redis.call("SCARD", KEYS[1] .. ":dependencies")
-local ignored = redis.call("HLEN", KEYS[1] .. ":failed")
-local failed = redis.call("ZCARD", KEYS[1] .. ":unsuccessful")
+local total = redis.call("SCARD", KEYS[1] .. ":dependencies") + redis.call("HLEN", KEYS[1] .. ":processed")
+  + redis.call("HLEN", KEYS[1] .. ":failed") + redis.call("ZCARD", KEYS[1] .. ":unsuccessful")
+local field = nil
+if ARGV[6] == "completed" then field = "jc:children:processed"
+elseif ARGV[7] == "failParentOnFailure" then field = "jc:children:failed"
+elseif ARGV[7] == "ignoreDependencyOnFailure" then field = "jc:children:ignored"
+end
+if field then redis.call("HINCRBY", KEYS[1], field, 1) end
+local counts = redis.call("HMGET", KEYS[1], "jc:children:processed", "jc:children:failed", "jc:children:ignored")
+local processed = tonumber(counts[1]) or 0
+local failed = tonumber(counts[2]) or 0
+local ignored = tonumber(counts[3]) or 0
+local pending = math.max(0, total - processed - failed - ignored)
 redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[1], "*", "event", ARGV[2], "jobId", ARGV[3], "childQueue", ARGV[4], "childId", ARGV[5],
   "processed", processed, "pending", pending, "failed", failed, "ignored", ignored)
 return 1`;
 
+/** The parent policy a child was added with (BullMQ's option names). */
+function policyOf(opts: Job["opts"]): string {
+  if (opts.failParentOnFailure) return "failParentOnFailure";
+  if (opts.ignoreDependencyOnFailure) return "ignoreDependencyOnFailure";
+  if (opts.removeDependencyOnFailure) return "removeDependencyOnFailure";
+  return "";
+}
+
 /**
- * Tells a child's parent that the child finished (`child-completed` / `child-failed` in the parent
- * queue's events stream, with the parent's children counts then), so the parent's jobEvents show
- * CHILD_COMPLETED / CHILD_FAILED in order with its other events. Called by the worker that finished
- * the child, after BullMQ moved it; does nothing for a job without a parent.
+ * Tells a child's parent that the child is finishing (`child-completed` / `child-failed` in the
+ * parent queue's events stream, with the ends counted so far), so the parent's
+ * jobEvents show CHILD_COMPLETED / CHILD_FAILED in order with its other events. Called by the worker
+ * running the child when its processor has settled for good, before BullMQ records the end (a run
+ * whose end BullMQ then refuses, e.g. a lost lock, may report it again); does nothing for a job
+ * without a parent.
  */
 export async function appendChildEvent(
   redis: RedisClient,
   maxLen: number,
-  child: Pick<Job, "parent" | "queueName" | "id">,
+  child: Pick<Job, "parent" | "queueName" | "id" | "opts">,
   outcome: "completed" | "failed",
 ): Promise<void> {
   const parent = child.parent;
@@ -99,5 +122,7 @@ export async function appendChildEvent(
     parent.id,
     child.queueName,
     String(child.id),
+    outcome,
+    policyOf(child.opts),
   );
 }

@@ -6,7 +6,7 @@ import { appendCancelledEvent } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
 import type { FailedJobInbox } from "../history/failed-job-inbox.ts";
-import type { HistoryStore } from "../history/history-store.ts";
+import type { FlowRow, HistoryStore } from "../history/history-store.ts";
 import {
   CANCELLED_PREFIX,
   fromBullState,
@@ -18,7 +18,7 @@ import {
   viewFromBull,
 } from "../job-view.ts";
 import { maskedPaths } from "../payload-cipher.ts";
-import type { EnqueueInput, JobService } from "./job-service.ts";
+import { type EnqueueInput, type FlowNodeInput, type JobService, PARENT_POLICIES } from "./job-service.ts";
 import { applyMergePatch } from "./merge-patch.ts";
 import { type Actor, actorName, type OperatorActionLog } from "./operator-actions.ts";
 
@@ -27,6 +27,8 @@ export interface JobControlOptions {
   cancelWaitMs: number;
   /** Most jobs one retryFailedJobs call may retry. */
   maxBulkRetry: number;
+  /** Most jobs of a flow that cancel and replay of its parent walk (MAX_FLOW_NODES); default 1000. */
+  maxFlowNodes?: number;
 }
 
 /**
@@ -153,37 +155,72 @@ export class JobControl {
     const { job, state } = found;
     if (TERMINAL_STATES.has(state)) throw new InvalidStateError(`Job "${id}" is already ${state}`, state);
 
-    const space = this.queues.space;
-    // The mark first: a worker that picks the job up from now on fails it as cancelled instead of running it.
-    await markCancelled(this.redis, space, queueName, id, `${CANCELLED_PREFIX}: ${text}`);
-    let view: JobView;
-    if (WAITING_STATES.has(state) && (await this.tryRemove(job))) {
-      view = { ...viewFromBull(job, "CANCELLED"), finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
-      await this.history.upsert(view);
-      // Into BullMQ's own events stream, so subscribers see CANCELLED in order with everything else.
-      await appendCancelledEvent(this.redis, space, queueName, this.queues.eventsMaxLen, id, text);
-    } else {
-      await this.redis.publish(cancellation.channel(space, queueName), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
-      view =
-        options.wait === false
-          ? ((await this.jobs.getJob(queueName, id)) ?? viewFromBull(job, state))
-          : await this.waitForEnd(queueName, id);
-    }
+    const view = await this.cancelOne(job, state, text, options.wait !== false);
+    // A flow parent: its unfinished children (and theirs) are cancelled too, and the audit says which.
+    const children = await this.cancelDescendants(queueName, id, text);
     if (options.audit !== false)
       await this.actions.record({
         actor,
         action: "cancelJob",
         queue: queueName,
         jobId: id,
-        details: { reason: text, previousState: state },
+        details: { reason: text, previousState: state, ...(children.length > 0 ? { cancelledChildren: children } : {}) },
       });
     return view;
   }
 
-  /** Removes a job that is not running; false when it was picked up (locked) in the meantime. */
+  /**
+   * Cancels one job Redis holds in a state that is not terminal: marks it, then takes a waiting one
+   * out of the queue (recorded CANCELLED at once) or tells the worker running an active one to abort
+   * it (`wait`: answers once it ended, or after cancelWaitMs; else with its state now).
+   */
+  private async cancelOne(job: Job, state: JobState, text: string, wait: boolean): Promise<JobView> {
+    const space = this.queues.space;
+    const queueName = job.queueName;
+    const id = String(job.id);
+    // The mark first: a worker that picks the job up from now on fails it as cancelled instead of running it.
+    await markCancelled(this.redis, space, queueName, id, `${CANCELLED_PREFIX}: ${text}`);
+    if (WAITING_STATES.has(state) && (await this.tryRemove(job))) {
+      const view = { ...viewFromBull(job, "CANCELLED"), finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
+      await this.history.upsert(view);
+      // Into BullMQ's own events stream, so subscribers see CANCELLED in order with everything else.
+      await appendCancelledEvent(this.redis, space, queueName, this.queues.eventsMaxLen, id, text);
+      return view;
+    }
+    await this.redis.publish(cancellation.channel(space, queueName), JSON.stringify({ queue: queueName, jobId: id, reason: text }));
+    return wait ? this.waitForEnd(queueName, id) : ((await this.jobs.getJob(queueName, id)) ?? viewFromBull(job, state));
+  }
+
+  /**
+   * Cancels every unfinished job of the flow under a parent (children, theirs, ...; found through
+   * history's parent_id, each state read again from Redis), 25 at a time. The parent is out of the
+   * queue (or marked) first, so none of their ends can start it. Returns `<queue>:<id>` of each.
+   */
+  private async cancelDescendants(queueName: string, id: string, text: string): Promise<string[]> {
+    const rows = await this.history.descendants(queueName, id, this.options.maxFlowNodes ?? 1000);
+    const cancelled: string[] = [];
+    const open = rows.filter((r) => !TERMINAL_STATES.has(r.state));
+    for (let i = 0; i < open.length; i += 25) {
+      await Promise.all(
+        open.slice(i, i + 25).map(async (row) => {
+          const found = await this.liveJob(row.queue, row.id);
+          if (!found.job || TERMINAL_STATES.has(found.state)) return;
+          await this.cancelOne(found.job, found.state, text, false);
+          cancelled.push(`${row.queue}:${row.id}`);
+        }),
+      );
+    }
+    return cancelled.sort();
+  }
+
+  /**
+   * Removes a job that is not running; false when it was picked up (locked) in the meantime. Its
+   * children stay (a cancelled flow parent's are cancelled one by one, and recorded); a child taken
+   * out leaves its parent's dependencies, as BullMQ's removeDependencyOnFailure does.
+   */
   private async tryRemove(job: Job): Promise<boolean> {
     try {
-      await job.remove();
+      await job.remove({ removeChildren: false });
       return true;
     } catch {
       return false;
@@ -319,18 +356,22 @@ export class JobControl {
         })),
       );
     }
-    const replay = await this.jobs.enqueue(
-      {
-        queue: queueName,
-        name: original.name,
-        data: payload,
-        attempts: options.attempts,
-        backoff: options.backoff,
-        priority: options.priority > 0 ? options.priority : null,
-        jobId: perJob.jobId ?? null,
-      },
-      { replayOf: id, ...(original.tenant ? { tenant: original.tenant } : {}) },
-    );
+    const input: EnqueueInput = {
+      queue: queueName,
+      name: original.name,
+      data: payload,
+      attempts: options.attempts,
+      backoff: options.backoff,
+      priority: options.priority > 0 ? options.priority : null,
+      jobId: perJob.jobId ?? null,
+    };
+    // A flow parent replays with its whole tree: new ids, each new job a replay of its original.
+    const tree = await this.history.descendants(queueName, id, this.options.maxFlowNodes ?? 1000);
+    const tenantMeta = original.tenant ? { tenant: original.tenant } : {};
+    const replay =
+      tree.length > 0
+        ? ((await this.jobs.enqueueFlow(replayTree(input, id, queueName, tree), tenantMeta))[0] as JobView)
+        : await this.jobs.enqueue(input, { replayOf: id, ...tenantMeta });
     await this.inbox?.resolveJobs([{ queue: queueName, id }], "REPLAYED", actorName(actor));
     if (perJob.audit === false) return replay;
     await this.actions.record({
@@ -340,10 +381,43 @@ export class JobControl {
       jobId: id,
       details: {
         replayJobId: replay.id,
+        ...(tree.length > 0 ? { replayedChildren: tree.length } : {}),
         ...(data !== undefined ? { data: this.jobs.redacted(queueName, original.name, data) } : {}),
         ...(dataPatch !== undefined ? { dataPatch: this.jobs.redacted(queueName, original.name, dataPatch) } : {}),
       },
     });
     return replay;
   }
+}
+
+/**
+ * The input that replays a flow: `root` (the parent's replay) with the descendants history holds,
+ * each with its name, data (as history keeps it: secret values masked), attempts, backoff, priority
+ * and parent policy, and `replayOf` its original.
+ */
+function replayTree(root: EnqueueInput, rootId: string, rootQueue: string, rows: FlowRow[]): FlowNodeInput {
+  const nodes = new Map<string, FlowNodeInput & { children: FlowNodeInput[] }>();
+  const top = { ...root, replayOf: rootId, children: [] as FlowNodeInput[] };
+  nodes.set(`${rootQueue}\u0000${rootId}`, top);
+  // Parents come before their children (rows are ordered by level).
+  for (const row of rows) {
+    const policy = PARENT_POLICIES.find((p) => p === row.parentPolicy);
+    const node = {
+      queue: row.queue,
+      name: row.name,
+      data: row.data,
+      attempts: row.attempts,
+      backoff: backoffInput(row.backoff),
+      priority: row.priority > 0 ? row.priority : null,
+      replayOf: row.id,
+      ...(policy ? { [policy]: true } : {}),
+      children: [] as FlowNodeInput[],
+    };
+    nodes.get(`${row.parentQueue}\u0000${row.parentId}`)?.children.push(node);
+    nodes.set(`${row.queue}\u0000${row.id}`, node);
+  }
+  // Recursion as deep as the tree (at most 64 levels: history.descendants stops there).
+  const prune = (n: FlowNodeInput): FlowNodeInput =>
+    n.children && n.children.length > 0 ? { ...n, children: n.children.map(prune) } : { ...n, children: null };
+  return prune(top);
 }

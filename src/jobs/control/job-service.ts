@@ -33,19 +33,19 @@ export interface EnqueueInput {
 
 /**
  * What a flow child's final failure does to its parent: BullMQ's options, at most one per child.
- * None: BullMQ's default, the parent keeps waiting (a retried child lets it go on).
+ * None: BullMQ's default, the parent keeps waiting (a retried child lets it go on). BullMQ's
+ * continueParentOnFailure is left out: it starts the parent while siblings are still pending, and
+ * BullMQ then fails the parent at completion ("has pending dependencies") unless its processor
+ * removes them, which no processor here does.
  */
-export const PARENT_POLICIES = [
-  "failParentOnFailure",
-  "ignoreDependencyOnFailure",
-  "removeDependencyOnFailure",
-  "continueParentOnFailure",
-] as const;
+export const PARENT_POLICIES = ["failParentOnFailure", "ignoreDependencyOnFailure", "removeDependencyOnFailure"] as const;
 export type ParentPolicy = (typeof PARENT_POLICIES)[number];
 
 /** One node of `enqueueFlow`'s tree: a job like `enqueue`'s, its children, and (on a child) its parent policy. */
 export interface FlowNodeInput extends EnqueueInput, Partial<Record<ParentPolicy, boolean | null>> {
   children?: readonly FlowNodeInput[] | null;
+  /** The job this node replays (replayJob of a flow parent sets it on every node; clients cannot). */
+  replayOf?: string | null;
 }
 
 /** Whether the caller may see a job: an idempotent enqueue never hands back a job it may not see. */
@@ -154,6 +154,11 @@ function pendingView(
   };
 }
 
+/** The meta of one node of a flow: the call's, and the job it replays when it has one. */
+function nodeMeta(meta: JobMeta, node: FlowNodeInput): JobMeta {
+  return node.replayOf ? { ...meta, replayOf: node.replayOf } : meta;
+}
+
 /** A node of a flow being enqueued, flattened: its input, where it is in the tree, its parent's index. */
 interface FlowNode {
   input: FlowNodeInput;
@@ -178,9 +183,6 @@ function flatten(root: FlowNodeInput, maxNodes: number, maxDepth: number): FlowN
     const index = nodes.push(node) - 1;
     if (nodes.length > maxNodes) throw ValidationError.at(["children"], `a flow holds at most ${maxNodes} jobs (MAX_FLOW_NODES)`);
     const children = node.input.children;
-    if (children && children.length === 0) {
-      throw ValidationError.at([...node.path, "children"], "must list at least one child (omit it for a job without children)");
-    }
     // Pushed in reverse, so they come off the stack in order.
     for (let i = (children?.length ?? 0) - 1; i >= 0; i--) {
       stack.push({
@@ -473,6 +475,9 @@ export class JobService {
         else if (err instanceof NotFoundError && node.path.length > 0) throw new NotFoundError(`${node.path.join(".")}: ${err.message}`);
         else throw err;
       }
+      if (node.input.children && node.input.children.length === 0) {
+        issues.push({ path: [...node.path, "children"], message: "must list at least one child (omit it for a job without children)" });
+      }
       const policies = PARENT_POLICIES.filter((p) => node.input[p] === true);
       if (node.parent === null && policies.length > 0) {
         issues.push({
@@ -532,7 +537,7 @@ export class JobService {
     for (const [i, node] of nodes.entries()) {
       const v = valid[i] as (typeof valid)[number];
       const id = v.opts.jobId ?? (fresh.get(node.input.queue)?.shift() as string);
-      const full = jobMeta(meta, tenant, v.secret);
+      const full = jobMeta(nodeMeta(meta, node.input), tenant, v.secret);
       const parent = node.parent === null ? null : (views[node.parent] as JobView);
       const view = pendingView(node.input.queue, id, node.input.name, redact(v.data, v.secret), full, v.opts, createdAt, {
         parent,
@@ -571,7 +576,7 @@ export class JobService {
       return {
         name: node.input.name,
         queueName: node.input.queue,
-        data: withMeta(v.data, jobMeta(meta, tenant, v.secret)),
+        data: withMeta(v.data, jobMeta(nodeMeta(meta, node.input), tenant, v.secret)),
         opts: { ...v.opts, jobId: view.id, timestamp: createdAt.getTime(), ...(policy ? { [policy]: true } : {}) },
         ...(children.length > 0 ? { children } : {}),
       };

@@ -21,6 +21,9 @@ const RELAYED = [
   "stalled",
   "cancelled",
   "log",
+  // Flows: a child's end, written into its parent's stream by the worker (src/jobs/bullmq/flows.ts).
+  "child-completed",
+  "child-failed",
 ] as const;
 
 export interface EventRelayOptions {

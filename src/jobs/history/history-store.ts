@@ -191,7 +191,7 @@ export class HistoryStore {
     const rows = await poolOf(this.db).query<{ kind: keyof ChildrenCounts; n: number }>(
       `SELECT CASE WHEN state = 'COMPLETED' THEN 'processed'
                    WHEN state NOT IN ('FAILED', 'CANCELLED') THEN 'pending'
-                   WHEN parent_policy IN ('ignoreDependencyOnFailure', 'continueParentOnFailure') THEN 'ignored'
+                   WHEN parent_policy = 'ignoreDependencyOnFailure' THEN 'ignored'
                    ELSE 'failed' END AS kind, count(*)::int AS n
        FROM job_history WHERE parent_queue = $1 AND parent_id = $2 GROUP BY 1`,
       [queue, id],
