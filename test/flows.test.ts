@@ -168,10 +168,11 @@ describe("enqueueFlow with a real worker", () => {
       queue: "demo",
       name: "fanout",
       data: {},
-      children: [1, 2, 3, 4].map((n) => ({ queue: "shards", name: "square", data: { n, ms: 400 } })),
+      // Delayed, so the live subscription below is in place before the first child ends, however loaded the machine.
+      children: [1, 2, 3, 4].map((n) => ({ queue: "shards", name: "square", data: { n, ms: 100 }, delayMs: 2_000 })),
     });
     const root = flow.job as { id: string };
-    // Live: subscribed while the children run (they take 400 ms each).
+    // Live: subscribed before the children run.
     const live = await subscribeSse<{ jobEvents: { type: string } }>(
       stack.api.url,
       `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { type } }`,
