@@ -131,8 +131,8 @@ export class Attempt implements ProcessorContext {
   }
 
   /** A flow parent's completed children's results, keyed `<queue>:<id>` (ProcessorContext.childrenValues). */
-  childrenValues(): Promise<Record<string, unknown>> {
-    return childrenValuesOf(this.job);
+  get childrenValues(): ProcessorContext["childrenValues"] {
+    return () => childrenValuesOf(this.job);
   }
 
   get progress(): ProcessorContext["progress"] {
