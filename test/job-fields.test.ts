@@ -104,7 +104,11 @@ describe("a job's persisted fields (JOB_FIELDS)", () => {
       const view = viewFromBull(job, "WAITING");
       expect(Object.keys(view).sort()).toEqual(fields);
       expect(view).toMatchObject({ data: { order: 17 }, replayOfId: "job-0", tenant: "acme", parentQueue: null, parentId: null });
-      const child = await queue.add("pack", { order: 17 }, { parent: { id: String(job.id), queue: `${prefix}:orders` } });
+      const child = await queue.add(
+        "pack",
+        { order: 17 },
+        { parent: { id: String(job.id), queue: `${bullPrefix(prefix, "orders")}:orders` } },
+      );
       expect(viewFromBull(child, "WAITING")).toMatchObject({ parentQueue: "orders", parentId: String(job.id) });
     } finally {
       await queue.close();
