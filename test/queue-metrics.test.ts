@@ -59,7 +59,7 @@ describe("queue metrics on the API's /metrics", () => {
         await blocked;
         return null;
       },
-      { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix: stack.prefix, concurrency: 1 },
+      { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix: bullPrefix(stack.prefix, "demo"), concurrency: 1 },
     );
     try {
       await worker.waitUntilReady();
