@@ -18,6 +18,15 @@ function refused(status: number, code: string, message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code, http: { status } } });
 }
 
+/** PERSISTED_OPERATIONS=only and a document that is not in the manifest. */
+function onlyPersisted(): GraphQLError {
+  return refused(
+    403,
+    "PERSISTED_QUERY_ONLY",
+    "This API runs only persisted operations: send extensions.persistedQuery.sha256Hash of a known operation",
+  );
+}
+
 /** What a request (HTTP body or GET parameters, or a graphql-ws subscribe payload) carries. */
 export interface OperationParams {
   query?: unknown;
@@ -59,11 +68,7 @@ export class PersistedOperations {
     const persisted = (params.extensions as { persistedQuery?: unknown } | null | undefined)?.persistedQuery;
     if (persisted === undefined || persisted === null) {
       if (this.mode === "only") {
-        throw refused(
-          403,
-          "PERSISTED_QUERY_ONLY",
-          "This API runs only persisted operations: send extensions.persistedQuery.sha256Hash of a known operation",
-        );
+        throw onlyPersisted();
       }
       return query;
     }
@@ -78,11 +83,7 @@ export class PersistedOperations {
     if (known !== undefined) return known;
     if (query === undefined) throw refused(400, "PERSISTED_QUERY_NOT_FOUND", "No persisted operation has this sha256Hash");
     if (this.mode === "only") {
-      throw refused(
-        403,
-        "PERSISTED_QUERY_ONLY",
-        "This API runs only persisted operations: send extensions.persistedQuery.sha256Hash of a known operation",
-      );
+      throw onlyPersisted();
     }
     return query;
   }
