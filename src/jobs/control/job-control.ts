@@ -4,7 +4,7 @@ import type { RedisClient } from "../../infra/redis.ts";
 import { cancellation, clearCancelMark, markCancelled } from "../bullmq/cancellation.ts";
 import { appendCancelledEvent } from "../bullmq/internals.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
-import { InvalidStateError, NotFoundError, ValidationError } from "../errors.ts";
+import { InvalidStateError, NotFoundError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { FailedJobInbox } from "../history/failed-job-inbox.ts";
 import type { FlowRow, HistoryStore } from "../history/history-store.ts";
 import {
@@ -346,16 +346,30 @@ export class JobControl {
     }
     if (!original) throw new NotFoundError(`No job "${id}" in queue "${queueName}"`);
     const payload = data !== undefined ? data : dataPatch !== undefined ? applyMergePatch(realData, dataPatch) : realData;
-    const masked = maskedPaths(payload, this.jobs.secretPaths(queueName, original.name));
-    if (masked.length > 0) {
-      const why = unrestored ?? `"${REDACTED}" is not a value it can be sent with`;
-      throw ValidationError.of(
-        masked.map((path) => ({
-          path: ["data", ...path.split(".")],
-          message: `is a secret field that history keeps masked and ${why}; give it again in data or dataPatch`,
-        })),
-      );
+    const issues: ValidationIssue[] = maskedPaths(payload, this.jobs.secretPaths(queueName, original.name)).map((path) => ({
+      path: ["data", ...path.split(".")],
+      message: `is a secret field that history keeps masked and ${unrestored ?? UNSENDABLE}; give it again in data or dataPatch`,
+    }));
+    // A flow parent replays with its whole tree: new ids, each new job a replay of its original, and
+    // each with its real payload, read as the root's is (all or nothing: one node still masked and
+    // nothing is enqueued).
+    const tree = await this.history.descendants(queueName, id, this.options.maxFlowNodes ?? 1000);
+    const real = tree.length > 0 ? await this.realPayloads(tree) : new Map<string, RealPayload>();
+    const flow = tree.length > 0 ? replayTree({ queue: queueName, id }, tree, real) : null;
+    for (const row of tree) {
+      const node = real.get(nodeKey(row.queue, row.id));
+      const at = flow?.paths.get(nodeKey(row.queue, row.id));
+      if (!node || !at) continue;
+      for (const path of maskedPaths(node.data, this.jobs.secretPaths(row.queue, row.name))) {
+        issues.push({
+          path: [...at, "data", ...path.split(".")],
+          message:
+            `is a secret field of ${row.queue} job "${row.id}" (in the tree under the replayed job) that history keeps masked and ` +
+            `${node.reason ?? UNSENDABLE}; a tree replay cannot take it again: enqueue the flow anew (enqueueFlow), or replay that job on its own with data or dataPatch`,
+        });
+      }
     }
+    if (issues.length > 0) throw ValidationError.of(issues);
     const input: EnqueueInput = {
       queue: queueName,
       name: original.name,
@@ -365,12 +379,10 @@ export class JobControl {
       priority: options.priority > 0 ? options.priority : null,
       jobId: perJob.jobId ?? null,
     };
-    // A flow parent replays with its whole tree: new ids, each new job a replay of its original.
-    const tree = await this.history.descendants(queueName, id, this.options.maxFlowNodes ?? 1000);
     const tenantMeta = original.tenant ? { tenant: original.tenant } : {};
     const replay =
-      tree.length > 0
-        ? ((await this.jobs.enqueueFlow(replayTree(input, id, queueName, tree), tenantMeta))[0] as JobView)
+      flow && flow.children.length > 0
+        ? ((await this.jobs.enqueueFlow({ ...input, replayOf: id, children: flow.children }, tenantMeta))[0] as JobView)
         : await this.jobs.enqueue(input, { replayOf: id, ...tenantMeta });
     await this.inbox?.resolveJobs([{ queue: queueName, id }], "REPLAYED", actorName(actor));
     if (perJob.audit === false) return replay;
@@ -388,24 +400,79 @@ export class JobControl {
     });
     return replay;
   }
+
+  /**
+   * The real payloads of a flow's descendants, each read as a single-job replay reads its original:
+   * from Redis while it holds the job (the real values), else from history with its secret values put
+   * back from their sealed copy (PayloadSecrets.restore, one query per queue). A payload that still
+   * has masked values carries the reason. Only jobs whose history row has masked values are looked up.
+   */
+  private async realPayloads(rows: readonly FlowRow[]): Promise<Map<string, RealPayload>> {
+    const out = new Map<string, RealPayload>();
+    const masked: FlowRow[] = [];
+    for (const row of rows) {
+      out.set(nodeKey(row.queue, row.id), { data: row.data, reason: null });
+      if (maskedPaths(row.data, this.jobs.secretPaths(row.queue, row.name)).length > 0) masked.push(row);
+    }
+    const fromHistory = new Map<string, FlowRow[]>();
+    for (let i = 0; i < masked.length; i += 25) {
+      await Promise.all(
+        masked.slice(i, i + 25).map(async (row) => {
+          const live = await this.queues.get(row.queue)?.getJob(row.id);
+          if (live) out.set(nodeKey(row.queue, row.id), { data: splitData(live.data).data, reason: null });
+          else fromHistory.set(row.queue, [...(fromHistory.get(row.queue) ?? []), row]);
+        }),
+      );
+    }
+    const secrets = this.jobs.secrets;
+    if (!secrets) return out;
+    for (const [queue, group] of fromHistory) {
+      const restored = await secrets.restore(queue, group);
+      for (const row of group) {
+        const r = restored.get(row.id);
+        if (r) out.set(nodeKey(queue, row.id), { data: r.data, reason: r.reason });
+      }
+    }
+    return out;
+  }
 }
 
+/** Why a masked value is not replayed when nothing better is known. */
+const UNSENDABLE = `"${REDACTED}" is not a value it can be sent with`;
+
+/** A descendant's payload for its replay, and why it still has masked secret values (null: none, or no reason known). */
+interface RealPayload {
+  data: unknown;
+  reason: string | null;
+}
+
+const nodeKey = (queue: string, id: string) => `${queue}\u0000${id}`;
+
 /**
- * The input that replays a flow: `root` (the parent's replay) with the descendants history holds,
- * each with its name, data (as history keeps it: secret values masked), attempts, backoff, priority
- * and parent policy, and `replayOf` its original.
+ * The children that replay a flow's root (`root`: the original's queue and id): the descendants
+ * history holds, each with its name, its real payload (`real`, see JobControl.realPayloads; history's
+ * own data where it has none), attempts, backoff, priority and parent policy, and `replayOf` its
+ * original; and where each sits in the new tree (`["children", "1", "children", "0"]`), by
+ * `<queue>\u0000<id>` of its original, for the issues that name it.
  */
-function replayTree(root: EnqueueInput, rootId: string, rootQueue: string, rows: FlowRow[]): FlowNodeInput {
-  const nodes = new Map<string, FlowNodeInput & { children: FlowNodeInput[] }>();
-  const top = { ...root, replayOf: rootId, children: [] as FlowNodeInput[] };
-  nodes.set(`${rootQueue}\u0000${rootId}`, top);
+function replayTree(
+  root: { queue: string; id: string },
+  rows: readonly FlowRow[],
+  real: ReadonlyMap<string, RealPayload>,
+): { children: FlowNodeInput[]; paths: Map<string, string[]> } {
+  const nodes = new Map<string, { children: FlowNodeInput[] }>();
+  const paths = new Map<string, string[]>();
+  const top = { children: [] as FlowNodeInput[] };
+  nodes.set(nodeKey(root.queue, root.id), top);
+  paths.set(nodeKey(root.queue, root.id), []);
   // Parents come before their children (rows are ordered by level).
   for (const row of rows) {
     const policy = PARENT_POLICIES.find((p) => p === row.parentPolicy);
+    const key = nodeKey(row.queue, row.id);
     const node = {
       queue: row.queue,
       name: row.name,
-      data: row.data,
+      data: real.get(key)?.data ?? row.data,
       attempts: row.attempts,
       backoff: backoffInput(row.backoff),
       priority: row.priority > 0 ? row.priority : null,
@@ -413,11 +480,15 @@ function replayTree(root: EnqueueInput, rootId: string, rootQueue: string, rows:
       ...(policy ? { [policy]: true } : {}),
       children: [] as FlowNodeInput[],
     };
-    nodes.get(`${row.parentQueue}\u0000${row.parentId}`)?.children.push(node);
-    nodes.set(`${row.queue}\u0000${row.id}`, node);
+    const parentKey = nodeKey(row.parentQueue, row.parentId);
+    const parent = nodes.get(parentKey);
+    const parentPath = paths.get(parentKey);
+    if (!parent || !parentPath) continue;
+    paths.set(key, [...parentPath, "children", String(parent.children.push(node) - 1)]);
+    nodes.set(key, node);
   }
   // Recursion as deep as the tree (at most 64 levels: history.descendants stops there).
   const prune = (n: FlowNodeInput): FlowNodeInput =>
     n.children && n.children.length > 0 ? { ...n, children: n.children.map(prune) } : { ...n, children: null };
-  return prune(top);
+  return { children: top.children.map(prune), paths };
 }
