@@ -96,6 +96,9 @@ beforeAll(async () => {
     await stack.api.runtime.access.createKey({ name: "report-only", scopes: ["CONTROL", "READ"], queues: ["report"] })
   ).secret;
   keys.demoOnly = (await stack.api.runtime.access.createKey({ name: "demo-only", scopes: ["CONTROL", "READ"], queues: ["demo"] })).secret;
+  keys.aDemo = (
+    await stack.api.runtime.access.createKey({ name: "a-demo", scopes: ["CONTROL", "READ"], tenant: "a", queues: ["demo"] })
+  ).secret;
   db = new pg.Client({ connectionString: stack.databaseUrl });
   await db.connect();
   redis = new Redis(testRedisUrl);
@@ -450,5 +453,90 @@ describe("bulk actions and access", () => {
     const demo = await bulk("admin", "CANCEL", { queue: "demo", search: tag });
     expect(await confirm("demoOnly", demo.selectionId)).toMatchObject({ status: "RUNNING" });
     expect(await done(demo.selectionId)).toMatchObject({ acted: 1 });
+  });
+});
+
+describe("a bulk action's operator audit: one row per queue it touched", () => {
+  const AUDIT = `query ($id: ID!) { operatorActions(selectionId: $id, first: 50) { edges { node { action queue selectionId details } } } }`;
+  type Row = { action: string; queue: string; selectionId: string; details: Record<string, unknown> };
+  /** The rows `who` sees of one action, by queue; and the whole answer, to look for what must not be in it. */
+  async function audit(who: string, id: string): Promise<{ rows: Row[]; text: string }> {
+    const body = await call(who, AUDIT, { id });
+    expect(body.errors).toBeUndefined();
+    const rows = (body.data as { operatorActions: { edges: { node: Row }[] } }).operatorActions.edges.map((e) => e.node);
+    // Every key's plain list (no selectionId argument) shows the same rows of this action.
+    const all = await call(who, `{ operatorActions(first: 50) { edges { node { action queue selectionId details } } } }`);
+    const listed = (all.data as { operatorActions: { edges: { node: Row }[] } }).operatorActions.edges
+      .map((e) => e.node)
+      .filter((r) => r.selectionId === id);
+    expect(listed).toEqual(rows);
+    return { rows: rows.sort((a, b) => a.queue.localeCompare(b.queue)), text: JSON.stringify(body) };
+  }
+  const report = (tag: string, i: number) => ({ queue: "report", name: "csv", data: { fileName: `${tag}-${i}.csv` }, delayMs: 600_000 });
+
+  it("each queue's row holds that queue's counts; a key limited to one queue sees its row only, nothing of the other", async () => {
+    const tag = `bk9-${randomUUID().slice(0, 8)}`;
+    const finished = await enqueue({ name: "noop", data: {}, jobId: `${tag}-d-done` });
+    await until(
+      `${finished} completed`,
+      () => jobState(finished),
+      (s) => s === "COMPLETED",
+    );
+    for (let i = 0; i < 3; i++) await enqueue({ name: "noop", data: {}, delayMs: 600_000, jobId: `${tag}-d-${i}` });
+    for (let i = 0; i < 2; i++) await enqueue({ ...report(tag, i), jobId: `${tag}-r-${i}` });
+    const dry = await bulk("admin", "CANCEL", { search: tag });
+    expect(dry).toMatchObject({ count: 6, queues: ["demo", "report"] });
+    await confirm("admin", dry.selectionId);
+    expect(await done(dry.selectionId)).toMatchObject({ acted: 5, skipped: 1 });
+
+    const common = { action: "bulkJobAction", selectionId: dry.selectionId };
+    const details = { selectionId: dry.selectionId, bulkAction: "CANCEL", selectedBy: "admin", filter: { search: tag } };
+    const demoRow = {
+      ...common,
+      queue: "demo",
+      details: { ...details, total: 4, acted: 3, skipped: 1, failed: 0, skippedByState: { COMPLETED: 1 } },
+    };
+    const reportRow = {
+      ...common,
+      queue: "report",
+      details: { ...details, total: 2, acted: 2, skipped: 0, failed: 0, skippedByState: {} },
+    };
+    expect((await audit("admin", dry.selectionId)).rows).toEqual([demoRow, reportRow]);
+    // Limited to demo: the demo row, and neither the report row nor a count or id of report's jobs.
+    const demoOnly = await audit("demoOnly", dry.selectionId);
+    expect(demoOnly.rows).toEqual([demoRow]);
+    expect(demoOnly.text).not.toContain("report");
+    expect(demoOnly.text).not.toContain(`${tag}-r`);
+    expect((await audit("reportOnly", dry.selectionId)).rows).toEqual([reportRow]);
+    // No more rows than the queues it touched, and no comma-joined queue.
+    const { rows } = await db.query(`SELECT queue FROM operator_action WHERE selection_id = $1 ORDER BY queue`, [dry.selectionId]);
+    expect(rows).toEqual([{ queue: "demo" }, { queue: "report" }]);
+  });
+
+  it("a tenant-bound key's action: its rows carry its tenant, seen by it (per its queue limit too) and by unbound keys, never by another tenant", async () => {
+    const tag = `bk10-${randomUUID().slice(0, 8)}`;
+    for (let i = 0; i < 2; i++) await enqueue({ name: "noop", data: {}, delayMs: 600_000, jobId: `${tag}-a-d-${i}` }, "a");
+    await enqueue({ ...report(tag, 0), jobId: `${tag}-a-r-0` }, "a");
+    await enqueue({ name: "noop", data: {}, delayMs: 600_000, jobId: `${tag}-b-d-0` }, "b");
+    await enqueue({ ...report(tag, 1), jobId: `${tag}-b-r-0` }, "b");
+    const action = await bulk("a", "CANCEL", { search: tag }, false);
+    expect(action).toMatchObject({ count: 3, status: "RUNNING" });
+    expect(await done(action.selectionId)).toMatchObject({ acted: 3 });
+    expect(await jobState(`${tag}-b-d-0`)).toBe("DELAYED");
+
+    const mine = await audit("a", action.selectionId);
+    expect(mine.rows.map((r) => [r.queue, r.details.total, r.details.acted])).toEqual([
+      ["demo", 2, 2],
+      ["report", 1, 1],
+    ]);
+    expect((await audit("admin", action.selectionId)).rows).toEqual(mine.rows);
+    // Bound to tenant a and limited to demo: a's demo row only.
+    const aDemo = await audit("aDemo", action.selectionId);
+    expect(aDemo.rows).toEqual(mine.rows.filter((r) => r.queue === "demo"));
+    expect(aDemo.text).not.toContain("report");
+    // Another tenant sees none of them; the rows carry the acting key's tenant.
+    expect((await audit("b", action.selectionId)).rows).toEqual([]);
+    const { rows } = await db.query(`SELECT DISTINCT tenant FROM operator_action WHERE selection_id = $1`, [action.selectionId]);
+    expect(rows).toEqual([{ tenant: "a" }]);
   });
 });

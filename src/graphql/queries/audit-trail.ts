@@ -35,15 +35,20 @@ builder.queryFields((t) => ({
   }),
   operatorActions: t.field({
     type: OperatorActionConnection,
-    description: "Control actions taken through the API, newest first; optionally of one queue",
+    description:
+      "Control actions taken through the API, newest first; optionally of one queue, or of one bulk action (its rows, one per queue)",
     args: {
       queue: t.arg.string(),
+      selectionId: t.arg.id({ description: "Only the rows of this bulk action (bulkJobAction's selectionId)" }),
       first: t.arg.int({ defaultValue: 20 }),
       after: t.arg.string(),
     },
     resolve: (_root, args, ctx) =>
       withGraphQLErrors(() =>
-        ctx.history.listOperatorActions({ queue: args.queue, ...accessFilter(ctx.principal) }, { first: args.first, after: args.after }),
+        ctx.history.listOperatorActions(
+          { queue: args.queue, selectionId: args.selectionId == null ? null : String(args.selectionId), ...accessFilter(ctx.principal) },
+          { first: args.first, after: args.after },
+        ),
       ),
   }),
 }));

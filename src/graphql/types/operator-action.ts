@@ -12,5 +12,10 @@ export const OperatorActionRef = builder.objectRef<OperatorActionView>("Operator
     jobId: t.exposeID("jobId", { nullable: true }),
     at: t.expose("at", { type: "DateTime" }),
     details: t.expose("details", { type: "JSON", nullable: true }),
+    selectionId: t.exposeID("selectionId", {
+      nullable: true,
+      description:
+        "A bulk action's selection (bulkJobAction): its rows, one per queue it touched with that queue's counts, share it; null for other actions",
+    }),
   }),
 });

@@ -20,7 +20,7 @@ import type { JobListFilter } from "../history/history-queries.ts";
 import { type JobState, type JobView, TERMINAL_STATES } from "../job-view.ts";
 import type { JobControl } from "./job-control.ts";
 import type { JobService } from "./job-service.ts";
-import { type Actor, actorName, type OperatorActionLog } from "./operator-actions.ts";
+import { type Actor, actorName, type OperatorActionInput, type OperatorActionLog } from "./operator-actions.ts";
 
 export interface BulkActionOptions {
   /** Most jobs one selection may hold (BULK_MAX_SELECTION). */
@@ -77,6 +77,39 @@ function cancelReason(selectionId: string, actor: string): string {
 /** The id a bulk replay's new job gets: fixed per selection and position, so replaying again finds it. */
 export function bulkReplayId(selectionId: string, seq: number): string {
   return `bulk-${selectionId}-${seq}`;
+}
+
+/**
+ * A finished bulk action's operator actions: one per queue of its jobs (an empty selection: one per
+ * queue of its scope, or one with queue "" when it had none), each counting that queue's jobs only.
+ */
+export function bulkAuditRows(
+  done: BulkSelectionView,
+  counts: readonly { queue: string; outcome: BulkOutcome; state: string | null; count: number }[],
+): OperatorActionInput[] {
+  const queues = done.queues.length > 0 ? done.queues : done.scopeQueues.length > 0 ? done.scopeQueues : [""];
+  return queues.map((queue) => {
+    const tally = { total: 0, acted: 0, skipped: 0, failed: 0 };
+    const skippedByState: Record<string, number> = {};
+    for (const c of counts) {
+      if (c.queue !== queue) continue;
+      tally.total += c.count;
+      if (c.outcome === "ACTED") tally.acted += c.count;
+      if (c.outcome === "FAILED") tally.failed += c.count;
+      if (c.outcome === "SKIPPED") {
+        tally.skipped += c.count;
+        const state = c.state ?? "MISSING";
+        skippedByState[state] = (skippedByState[state] ?? 0) + c.count;
+      }
+    }
+    return {
+      actor: { name: done.confirmedBy ?? done.actor, tenant: done.tenant },
+      action: "bulkJobAction",
+      queue,
+      selectionId: done.id,
+      details: { selectionId: done.id, bulkAction: done.action, filter: done.filter, selectedBy: done.actor, ...tally, skippedByState },
+    };
+  });
 }
 
 const cut = (s: string) => (s.length > 500 ? `${s.slice(0, 499)}…` : s);
@@ -312,31 +345,18 @@ export class BulkActions {
     }
   }
 
-  /** RUNNING -> DONE and the one operator action with its counts, in one transaction (so neither happens twice). */
+  /**
+   * RUNNING -> DONE and the action's operator actions, in one transaction (so neither happens twice):
+   * one row per queue it touched, each with that queue's counts only, all with the selection id (see
+   * bulkAuditRows). A key limited to some queues lists the rows of its queues, and learns nothing of
+   * the others'.
+   */
   private async finish(selection: BulkSelectionView): Promise<BulkSelectionView | null> {
-    const counts = await this.store.outcomeCounts(selection.id);
+    const counts = await this.store.outcomeCountsByQueue(selection.id);
     return this.db.$transaction(async (tx) => {
       const done = await this.store.finish(selection.id, tx);
       if (!done) return null;
-      const skippedByState: Record<string, number> = {};
-      for (const c of counts) if (c.outcome === "SKIPPED") skippedByState[c.state ?? "MISSING"] = c.count;
-      await this.actions.recordIn(tx, {
-        actor: { name: done.confirmedBy ?? done.actor, tenant: done.tenant },
-        action: "bulkJobAction",
-        // One row per action; an action over several queues names them all.
-        queue: done.queues.join(","),
-        details: {
-          selectionId: done.id,
-          bulkAction: done.action,
-          filter: done.filter,
-          selectedBy: done.actor,
-          total: done.total,
-          acted: done.acted,
-          skipped: done.skipped,
-          failed: done.failed,
-          skippedByState,
-        },
-      });
+      for (const row of bulkAuditRows(done, counts)) await this.actions.recordIn(tx, row);
       return done;
     });
   }

@@ -20,6 +20,8 @@ export interface OperatorActionInput {
   action: string;
   queue: string;
   jobId?: string | null;
+  /** A bulk action's selection: its rows (one per queue it touched) share it. */
+  selectionId?: string | null;
   details?: Record<string, unknown>;
 }
 
@@ -60,6 +62,7 @@ export class OperatorActionLog {
         action: input.action,
         queue: input.queue,
         jobId: input.jobId ?? null,
+        selectionId: input.selectionId ?? null,
         details: (input.details ?? {}) as object,
       },
     });

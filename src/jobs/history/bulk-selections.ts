@@ -282,6 +282,13 @@ export class BulkSelectionStore {
       WHERE selection_id = ${id}::uuid AND outcome IS NOT NULL GROUP BY outcome, state ORDER BY outcome, state`);
   }
 
+  /** `outcomeCounts` per queue of the selection's jobs (for its operator actions, one per queue). */
+  async outcomeCountsByQueue(id: string): Promise<{ queue: string; outcome: BulkOutcome; state: string | null; count: number }[]> {
+    return this.db.$queryRaw(Prisma.sql`
+      SELECT queue, outcome, state, count(*)::int AS count FROM bulk_selection_job
+      WHERE selection_id = ${id}::uuid AND outcome IS NOT NULL GROUP BY queue, outcome, state ORDER BY queue, outcome, state`);
+  }
+
   /** Jobs of a selection with their outcome, in selection order, after position `afterSeq`. */
   async outcomes(id: string, filter: { outcome?: BulkOutcome | null; afterSeq: number; first: number }): Promise<BulkOutcomeView[]> {
     return this.db.$queryRaw(Prisma.sql`

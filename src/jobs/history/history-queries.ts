@@ -4,6 +4,9 @@ import { ValidationError, type ValidationIssue } from "../errors.ts";
 import { JOB_STATES, type JobState, type JobView } from "../job-view.ts";
 import { decodeJobCursor, decodeTimeIdCursor, encodeJobCursor, encodeTimeIdCursor, type JobCursor } from "./page-cursor.ts";
 
+/** A bulk action's selection id (bulk-selections.ts checks the same for its own arguments). */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** What `jobs(filter:)` narrows the history by; every field optional, all of them ANDed. */
 export interface JobListFilter {
   queue?: string | null;
@@ -74,6 +77,8 @@ export interface OperatorActionView {
   jobId: string | null;
   at: Date;
   details: unknown;
+  /** A bulk action's selection (its rows, one per queue, share it); null for other actions. */
+  selectionId: string | null;
 }
 
 export interface HistoryQueriesOptions {
@@ -248,20 +253,26 @@ export class HistoryQueries {
   }
 
   /** Operator actions, newest first (at desc, id desc); optionally of one queue. */
-  async listOperatorActions(filter: { queue?: string | null } & AccessFilter, page: PageArgs): Promise<Page<OperatorActionView>> {
+  async listOperatorActions(
+    filter: { queue?: string | null; selectionId?: string | null } & AccessFilter,
+    page: PageArgs,
+  ): Promise<Page<OperatorActionView>> {
     const issues: ValidationIssue[] = [];
     const first = this.pageSize(page.first, issues);
     checkText(issues, ["queue"], filter.queue);
+    const selectionId = filter.selectionId ? filter.selectionId.toLowerCase() : null;
+    if (selectionId && !UUID.test(selectionId)) issues.push({ path: ["selectionId"], message: "not a selection id (a UUID)" });
     const after = this.timeIdAfter("operatorAction", page.after, issues);
     if (issues.length > 0) throw ValidationError.of(issues);
 
     const where: Prisma.Sql[] = [];
     if (filter.queue) where.push(Prisma.sql`queue = ${filter.queue}`);
+    if (selectionId) where.push(Prisma.sql`selection_id = ${selectionId}::uuid`);
     if (filter.queues) where.push(Prisma.sql`queue = ANY(${[...filter.queues]}::text[])`);
     if (filter.tenant) where.push(Prisma.sql`tenant = ${filter.tenant}`);
     if (after) where.push(Prisma.sql`(at, id) < (${after.at}::timestamptz, ${after.id}::uuid)`);
     const rows = await this.db.$queryRaw<OperatorActionView[]>(Prisma.sql`
-      SELECT id::text AS id, actor, action, queue, job_id AS "jobId", at, details
+      SELECT id::text AS id, actor, action, queue, job_id AS "jobId", at, details, selection_id::text AS "selectionId"
       FROM operator_action
       ${where.length > 0 ? Prisma.sql`WHERE ${Prisma.join(where, " AND ")}` : Prisma.empty}
       ORDER BY at DESC, id DESC
