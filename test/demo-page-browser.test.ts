@@ -8,7 +8,8 @@ import { type RunningProcess, startApi } from "../src/testing/processes.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
 // The demo page in a real browser (Debian's chromium, driven by playwright-core) against a real API
-// process and a real worker process: enqueue, a bar that reaches 100 %, a failure and its replay.
+// process and a real worker process: enqueue, a bar that reaches 100 %, a failure and its replay, a
+// fan-out (a flow) whose one bar counts its children, and the N the page refuses.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const ARTIFACTS = path.resolve(import.meta.dirname, "artifacts");
@@ -31,7 +32,8 @@ beforeAll(async () => {
   stack = await startTestStack({ worker: true });
   [openApi, authApi] = await Promise.all([
     // PERSISTED_OPERATIONS=only: the page sends only its operations' hashes (the typed client).
-    startApi({ ...stack.env, DEMO_PAGE: "true", PERSISTED_OPERATIONS: "only" }),
+    // MAX_FLOW_NODES=50: the fan-out's bound comes from the server (49 children and the parent).
+    startApi({ ...stack.env, DEMO_PAGE: "true", PERSISTED_OPERATIONS: "only", MAX_FLOW_NODES: "50" }),
     startApi({ ...stack.env, DEMO_PAGE: "true", ADMIN_API_KEY: ADMIN_KEY, PERSISTED_OPERATIONS: "only" }),
   ]);
   userDataDir = await mkdtemp(path.join(os.tmpdir(), "demo-page-chromium-"));
@@ -174,9 +176,13 @@ describe("the demo page in chromium", () => {
     await page.close();
   });
 
-  it("with auth on, asks for the key once, keeps it for the tab, and asks again for a wrong one", { timeout: 120_000 }, async () => {
+  it("with auth on, asks for the key once, keeps it for the tab, asks again for a wrong one, and follows a fan-out with its job token", {
+    timeout: 120_000,
+  }, async () => {
     const url = pageUrl(authApi);
     const { page, errors } = await open(url);
+    const wsFrames: string[] = [];
+    page.on("websocket", (ws) => ws.on("framesent", (frame) => wsFrames.push(String(frame.payload))));
     await page.waitForSelector('[data-testid="key-form"]:visible', { timeout: 0 });
     await page.fill('[data-testid="api-key"]', "not-the-key-at-all-0000");
     await page.click('[data-testid="api-key-submit"]');
@@ -192,12 +198,151 @@ describe("the demo page in chromium", () => {
     await page.waitForSelector(`${rowSelector(id)}[data-state="COMPLETED"]`, { timeout: 0 });
     expect(await page.$eval(`${rowSelector(id)} [data-testid="job-progress"]`, (bar) => (bar as HTMLProgressElement).value)).toBe(100);
 
+    // A fan-out with auth on: its bar follows the parent with the flow's job token, like any job's.
+    await page.fill('[data-testid="fanout-children"]', "3");
+    const parentId = await clickForNewRow(page, '[data-testid="fanout-submit"]');
+    await page.waitForSelector(`${rowSelector(parentId)}[data-state="COMPLETED"]`, { timeout: 0 });
+    expect(await page.textContent(`${rowSelector(parentId)} [data-testid="flow-count"]`)).toBe("3 of 3 children");
+    const childIds = Object.keys(await stack.api.runtime.jobs.childrenValues("demo", parentId)).map((key) => key.slice("demo:".length));
+    expect(childIds).toHaveLength(3);
+
     // A reload in the same tab keeps the key: no second prompt.
     await page.reload();
     await page.waitForSelector("body[data-ready=true]", { timeout: 0 });
     expect(await page.isVisible('[data-testid="key-form"]')).toBe(false);
+    // The finished fan-out reads its counts from its SNAPSHOT; its children get no rows of their own.
+    await page.waitForFunction(
+      (sel) => document.querySelector(sel)?.textContent === "3 of 3 children",
+      `${rowSelector(parentId)} [data-testid="flow-count"]`,
+      { timeout: 0, polling: 50 },
+    );
+    for (const child of childIds) expect(await page.$(rowSelector(child))).toBeNull();
+    // Subscriptions went out with job tokens: the key never crossed a WebSocket.
+    expect(wsFrames.length).toBeGreaterThan(0);
+    expect(wsFrames.filter((f) => f.includes(ADMIN_KEY))).toEqual([]);
     // The refused key's 401 is the one console error a browser logs for it.
     expect(errors.filter((e) => !e.includes("401"))).toEqual([]);
+    await page.close();
+  });
+
+  it("fans out: one demo.fanout with N demo.sleep children, one bar for the parent to N of N, then the parent completes", {
+    timeout: 180_000,
+  }, async () => {
+    const { page, errors } = await open(pageUrl(openApi));
+    await page.waitForSelector("body[data-ready=true]", { timeout: 0 });
+    expect(await page.textContent('[data-testid="fanout-hint"]')).toContain("1 to 49 children");
+    expect(await page.inputValue('[data-testid="fanout-children"]')).toBe("10");
+    const progressOf = await recordProgress(page);
+
+    await page.fill('[data-testid="fanout-children"]', "12");
+    // Nothing runs until the parent's subscription is live, so the bar has every child to count.
+    await stack.queue.pause();
+    const parentId = await clickForNewRow(page, '[data-testid="fanout-submit"]');
+    const row = rowSelector(parentId);
+    await page.waitForSelector(`${row}[data-live="true"]`, { timeout: 0 });
+    // One row for the flow: the parent's; the children are counted on its bar.
+    expect(await page.$$eval('[data-testid="job-row"][data-kind="flow"]', (rows) => rows.length)).toBe(1);
+    expect(await page.getAttribute(row, "data-state")).toBe("WAITING_CHILDREN");
+    expect(await page.textContent(`${row} [data-testid="flow-count"]`)).toBe("0 of 12 children");
+    expect(await page.textContent(`${row} .job-name`)).toContain("demo.fanout");
+    await stack.queue.resume();
+
+    await page.waitForSelector(`${row}[data-state="COMPLETED"]`, { timeout: 0 });
+    expect(await page.textContent(`${row} [data-testid="flow-count"]`)).toBe("12 of 12 children");
+    expect(await page.getAttribute(row, "data-children-completed")).toBe("12");
+    expect(await page.getAttribute(row, "data-children-total")).toBe("12");
+    expect(await page.$eval(`${row} [data-testid="job-progress"]`, (bar) => (bar as HTMLProgressElement).value)).toBe(100);
+    // The parent ran after its children and read their results (demo.fanout adds up their steps).
+    expect(await page.getAttribute(row, "title")).toBe("Completed: 12 children, 48 steps in all");
+    // Live, child by child: the bar went up in steps of one child (k of 12), never back.
+    const seen = await progressOf(parentId);
+    expect(seen.at(-1)).toBe(100);
+    expect(seen.some((v) => v > 0 && v < 100)).toBe(true);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    const steps = new Set(Array.from({ length: 13 }, (_, k) => Math.round((100 * k) / 12)));
+    expect(seen.filter((v) => !steps.has(v))).toEqual([]);
+    // What the API says of the same flow.
+    const parent = await stack.api.runtime.jobs.childrenCounts("demo", parentId);
+    expect(parent).toEqual({ processed: 12, pending: 0, failed: 0, ignored: 0 });
+
+    await mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, "demo-page-fanout.png"), fullPage: true });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it("refuses an N of 0, negative, too big or not a number in the page; sent anyway, shows the server's typed error", {
+    timeout: 120_000,
+  }, async () => {
+    const { page, errors } = await open(pageUrl(openApi));
+    await page.waitForSelector("body[data-ready=true]", { timeout: 0 });
+    const sent: string[] = [];
+    page.on("request", (req) => {
+      if (req.method() === "POST" && new URL(req.url()).pathname === "/graphql") sent.push(req.postData() ?? "");
+    });
+    const rowCount = () => page.$$eval('[data-testid="job-row"]', (rows) => rows.length);
+    const rowsBefore = await rowCount();
+    const error = '[data-testid="fanout-error"]';
+
+    const refusals: [string, RegExp, boolean][] = [
+      ["0", /0 children: a flow needs at least one child\. Enter a whole number from 1 to 49/, true],
+      ["-3", /"-3" is negative.*from 1 to 49/, false],
+      ["50", /"50" children is more than this server takes: at most 49 \(its MAX_FLOW_NODES is 50, the parent included\)/, true],
+      ["99999999999999999999999", /"99999999999999999999999" children is more than this server takes/, false],
+      ["ten", /"ten" is not a whole number of children/, false],
+      ["2.5", /"2\.5" is not a whole number of children/, false],
+      ["1e3", /"1e3" is not a whole number of children/, false],
+      ["  ", /How many children\? Enter a whole number from 1 to 49/, false],
+      ["7; DROP TABLE jobs", /"7; DROP TABLE jobs" is not a whole number/, false],
+    ];
+    for (const [typed, message, sendable] of refusals) {
+      await page.fill('[data-testid="fanout-children"]', typed);
+      expect(await page.isVisible(error)).toBe(false);
+      await page.click('[data-testid="fanout-submit"]');
+      await page.waitForSelector(`${error}[data-source="client"]:visible`, { timeout: 0 });
+      expect(await page.textContent('[data-testid="fanout-error-text"]')).toMatch(message);
+      expect(await page.getAttribute('[data-testid="fanout-children"]', "aria-invalid")).toBe("true");
+      expect(await page.isVisible('[data-testid="fanout-send-anyway"]')).toBe(sendable);
+    }
+    // Refused in the page: nothing went to the API, no job appeared.
+    expect(sent).toEqual([]);
+    expect(await rowCount()).toBe(rowsBefore);
+
+    // Sent anyway, the server refuses it too, all or nothing, with its typed error (ValidationError, its path).
+    const serverSays: [string, string | RegExp][] = [
+      ["0", "The server refused it (VALIDATION): children: must list at least one child (omit it for a job without children)"],
+      ["50", "The server refused it (VALIDATION): children: a flow holds at most 50 jobs (MAX_FLOW_NODES)"],
+      // Megabytes of children: refused as a whole request before any resolver.
+      ["100000", /^The server refused it \(REQUEST_ENTITY_TOO_LARGE\): Request body too large \(at most \d+ bytes\)$/],
+    ];
+    for (const [typed, answer] of serverSays) {
+      await page.fill('[data-testid="fanout-children"]', typed);
+      await page.click('[data-testid="fanout-submit"]');
+      await page.waitForSelector(`${error}[data-source="client"]:visible`, { timeout: 0 });
+      await page.click('[data-testid="fanout-send-anyway"]');
+      await page.waitForSelector(`${error}[data-source="server"]:visible`, { timeout: 0 });
+      const text = await page.textContent('[data-testid="fanout-error-text"]');
+      if (typeof answer === "string") expect(text).toBe(answer);
+      else expect(text).toMatch(answer);
+      expect(await page.isVisible('[data-testid="fanout-send-anyway"]')).toBe(false);
+    }
+    // Three requests, persisted-operation hashes only (PERSISTED_OPERATIONS=only), no document text.
+    expect(sent).toHaveLength(3);
+    for (const body of sent) {
+      const parsed = JSON.parse(body) as { query: unknown; extensions?: { persistedQuery?: { sha256Hash?: unknown } } };
+      expect(parsed.query ?? "").toBe("");
+      expect(parsed.extensions?.persistedQuery?.sha256Hash).toMatch(/^[0-9a-f]{64}$/);
+    }
+    expect(await rowCount()).toBe(rowsBefore);
+
+    // A good N after the refusals clears the message and goes through.
+    await page.fill('[data-testid="fanout-children"]', "2");
+    expect(await page.isVisible(error)).toBe(false);
+    const id = await clickForNewRow(page, '[data-testid="fanout-submit"]');
+    await page.waitForSelector(`${rowSelector(id)}[data-state="COMPLETED"]`, { timeout: 0 });
+    expect(await page.textContent(`${rowSelector(id)} [data-testid="flow-count"]`)).toBe("2 of 2 children");
+    // The 413's is the one console error a browser logs for it.
+    expect(errors.filter((e) => !e.includes("413"))).toEqual([]);
     await page.close();
   });
 });

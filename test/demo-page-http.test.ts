@@ -1,6 +1,7 @@
 import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../src/config.ts";
+import { withSettings } from "../src/server/demo-page.ts";
 import { type RunningProcess, startApi } from "../src/testing/processes.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 
@@ -16,8 +17,9 @@ const origin = (api: RunningProcess) => new URL(/GraphQL API ready at (\S+)/.exe
 
 beforeAll(async () => {
   stack = await startTestStack({ worker: false });
-  // No DEMO_PAGE: on by default outside production (this process runs as development).
-  [on, off] = await Promise.all([startApi(stack.env), startApi({ ...stack.env, DEMO_PAGE: "false" })]);
+  // No DEMO_PAGE: on by default outside production (this process runs as development). Its
+  // MAX_FLOW_NODES goes into the page (the fan-out's bound).
+  [on, off] = await Promise.all([startApi({ ...stack.env, MAX_FLOW_NODES: "200" }), startApi({ ...stack.env, DEMO_PAGE: "false" })]);
   base = origin(on);
   offBase = origin(off);
 });
@@ -56,7 +58,10 @@ describe("GET /demo", () => {
     expect(page.headers.get("x-content-type-options")).toBe("nosniff");
     const html = await page.text();
     expect(html).toContain('<script type="module" src="/demo/app.js"></script>');
-    for (const testid of ["enqueue-steps", "enqueue-step-ms", "enqueue-submit"]) expect(html).toContain(`data-testid="${testid}"`);
+    for (const testid of ["enqueue-steps", "enqueue-step-ms", "enqueue-submit", "fanout-children", "fanout-submit", "fanout-error"]) {
+      expect(html).toContain(`data-testid="${testid}"`);
+    }
+    expect(html).toContain('<meta name="max-flow-nodes" content="200" />');
     expect((await fetch(`${base}/demo/`)).status).toBe(200);
 
     const script = await fetch(`${base}/demo/app.js`);
@@ -64,6 +69,8 @@ describe("GET /demo", () => {
     const js = await script.text();
     // The typed client's documents are bundled in, graphql-ws' client too.
     expect(js).toContain("JobEvents");
+    expect(js).toContain("EnqueueFanout");
+    expect(js).toContain("FlowEvents");
     expect(js).toContain("graphql-transport-ws");
     expect(js.length).toBeLessThan(200_000);
 
@@ -110,6 +117,20 @@ describe("GET /demo", () => {
     expect(off.stdout()).not.toContain("Demo page at");
     expect((await fetch(`${offBase}/demo`)).status).toBe(404);
     expect((await fetch(`${offBase}/demo/app.js`)).status).toBe(404);
+  });
+});
+
+describe("the page's settings", () => {
+  const html = '<head><meta name="max-flow-nodes" content="1000" /></head>';
+
+  it("writes MAX_FLOW_NODES into the page's meta tag; none given keeps the file's default", () => {
+    expect(withSettings(html, { maxFlowNodes: 7 })).toBe('<head><meta name="max-flow-nodes" content="7" /></head>');
+    expect(withSettings(html, {})).toBe(html);
+  });
+
+  it("refuses a value that is not a positive integer, and a page without the tag", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => withSettings(html, { maxFlowNodes: bad })).toThrow(/positive integer/);
+    expect(() => withSettings("<head></head>", { maxFlowNodes: 7 })).toThrow(/no <meta name="max-flow-nodes"/);
   });
 });
 

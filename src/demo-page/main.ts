@@ -1,10 +1,17 @@
 // The demo page (/demo): enqueue demo.sleep jobs, one progress bar per job from its `jobEvents`
-// subscription over graphql-ws, recent failures with Replay. Built on the generated typed client
-// (src/client) and nothing else; bundled by esbuild when the API serves it (src/server/demo-page.ts).
+// subscription over graphql-ws; a fan-out (a demo.fanout flow with N demo.sleep children, one bar for
+// the parent from its CHILD_COMPLETED / CHILD_FAILED events); recent failures with Replay. Built on
+// the generated typed client (src/client) and nothing else; bundled by esbuild when the API serves it
+// (src/server/demo-page.ts).
+import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { type Client, createClient } from "graphql-ws/client";
 import {
   CreateJobTokenDocument,
+  EnqueueFanoutDocument,
   EnqueueJobDocument,
+  type FlowCountsFragment,
+  FlowEventsDocument,
+  type FlowEventsSubscription,
   JobEventsDocument,
   type JobSummaryFragment,
   RecentFailuresDocument,
@@ -24,7 +31,7 @@ const wsEndpoint = endpoint.replace(/^http/, "ws");
 
 /** What a row needs of a job: the enqueue answer, a history row and a replay all have it. */
 type JobLike = Pick<JobSummaryFragment, "id" | "queue" | "name" | "state"> &
-  Partial<Pick<JobSummaryFragment, "progress" | "failedReason" | "replayOf">> & {
+  Partial<Pick<JobSummaryFragment, "progress" | "failedReason" | "replayOf" | "parent">> & {
     /** The job's own token, when the enqueue answer carried one (`EnqueueJobSuccess.jobToken`). */
     jobToken?: string;
   };
@@ -155,10 +162,31 @@ interface Row {
   percent: HTMLElement;
   state: HTMLElement;
   watching: boolean;
+  /** A flow parent's row (demo.fanout): its children's counts drive the bar, not the job's progress. */
+  flow?: { counts: FlowCountsFragment | undefined; label: HTMLElement };
 }
 
 const rows = new Map<string, Row>();
 const jobList = byId<HTMLUListElement>("jobs");
+
+const childrenTotal = (c: FlowCountsFragment) => c.processed + c.pending + c.failed + c.ignored;
+
+/** A flow parent's bar: the share of its children that completed ("7 of 10 children"). */
+function renderFlow(row: Row, counts: FlowCountsFragment | undefined, label: HTMLElement) {
+  if (!counts) {
+    label.textContent = "children: …";
+    return;
+  }
+  const total = childrenTotal(counts);
+  const percent = total > 0 ? Math.round((100 * counts.processed) / total) : 0;
+  row.progress.value = percent;
+  row.progress.setAttribute("value", String(percent));
+  row.percent.textContent = `${percent} %`;
+  row.li.dataset.childrenCompleted = String(counts.processed);
+  row.li.dataset.childrenTotal = String(total);
+  const failed = counts.failed + counts.ignored;
+  label.textContent = `${counts.processed} of ${total} children${failed > 0 ? ` · ${failed} failed` : ""}`;
+}
 
 /** Shows the row's status: `data-state`, the bar's `value`, the reason of a failure as a tooltip. */
 function render(row: Row) {
@@ -167,7 +195,9 @@ function render(row: Row) {
     row.li.dataset.state = state;
     row.state.textContent = state;
   }
-  if (percent !== undefined) {
+  if (row.flow) {
+    renderFlow(row, row.flow.counts, row.flow.label);
+  } else if (percent !== undefined) {
     row.progress.value = percent;
     row.progress.setAttribute("value", String(percent));
     row.percent.textContent = `${percent} %`;
@@ -230,16 +260,22 @@ function applyEvent(row: Row, event: JobEvent) {
   render(row);
 }
 
-/** Follows the job's events until its terminal one; a failure refreshes the failures list. */
-async function watchJob(job: JobLike) {
-  const row = showJob(job);
-  if (row.watching || TERMINAL_STATES.has(job.state)) return;
+/**
+ * Runs `each` over the job's subscription to `document` until the server completes it (after the
+ * job's terminal event); the row's tooltip tells an error. A refused token is replaced via the key.
+ */
+async function follow<R>(
+  job: JobLike,
+  row: Row,
+  document: TypedDocumentNode<R, { queue: string; id: string }>,
+  each: (data: R) => void,
+): Promise<void> {
   row.watching = true;
   try {
     for (;;) {
       try {
-        for await (const data of watch(clientFor(await subscriptionCredential(job)), JobEventsDocument, { queue: job.queue, id: job.id })) {
-          applyEvent(row, data.jobEvents);
+        for await (const data of watch(clientFor(await subscriptionCredential(job)), document, { queue: job.queue, id: job.id })) {
+          each(data);
         }
         break;
       } catch (err) {
@@ -255,6 +291,54 @@ async function watchJob(job: JobLike) {
     row.watching = false;
     delete row.li.dataset.live;
   }
+}
+
+/** Follows the job's events until its terminal one; a failure refreshes the failures list. */
+async function watchJob(job: JobLike) {
+  const row = showJob(job);
+  if (row.watching || TERMINAL_STATES.has(job.state)) return;
+  await follow(job, row, JobEventsDocument, (data) => applyEvent(row, data.jobEvents));
+  noteFailure(job, row);
+}
+
+/**
+ * Follows a flow parent: its state as any job's, its bar from the children's counts that its SNAPSHOT
+ * and each CHILD_COMPLETED / CHILD_FAILED carry. A finished parent too: its SNAPSHOT has the counts.
+ */
+async function watchFlow(job: JobLike, counts?: FlowCountsFragment) {
+  const row = showJob(job);
+  if (!row.flow) {
+    const label = element("span", { className: "flow-count" });
+    label.dataset.testid = "flow-count";
+    const bar = element("div", { className: "flow-bar" });
+    row.progress.replaceWith(bar);
+    bar.append(row.progress, label);
+    row.li.dataset.kind = "flow";
+    row.flow = { counts, label };
+    render(row);
+  }
+  if (row.watching) return;
+  await follow(job, row, FlowEventsDocument, (data) => applyFlowEvent(row, data.jobEvents));
+  noteFailure(job, row);
+}
+
+function applyFlowEvent(row: Row, event: FlowEventsSubscription["jobEvents"]) {
+  const counts = event.childrenCounts ?? event.job?.childrenCounts;
+  const known = row.flow?.counts;
+  // Counts only grow while a flow runs; a SNAPSHOT's, read a moment after the events that follow
+  // it were written, can be ahead of them: a bar never goes back.
+  if (row.flow && counts && (!known || finishedChildren(counts) >= finishedChildren(known))) row.flow.counts = counts;
+  applyEvent(row, event);
+  const result = event.job?.result as { children?: unknown; steps?: unknown } | null | undefined;
+  if (event.type === "COMPLETED" && result && typeof result.children === "number") {
+    row.li.title = `Completed: ${result.children} children, ${String(result.steps)} steps in all`;
+  }
+}
+
+const finishedChildren = (c: FlowCountsFragment) => c.processed + c.failed + c.ignored;
+
+/** A job this page watched that failed goes to the failures list at once. */
+function noteFailure(job: JobLike, row: Row) {
   if (row.status.state === "FAILED") {
     // Shown at once from the job's own events; the worker writes the audit row a moment later.
     failedHere.set(job.id, {
@@ -371,12 +455,117 @@ byId("enqueue-fail").onclick = () => {
 };
 byId("forget-key").onclick = forgetKey;
 
+// --- Fan-out (a flow) ------------------------------------------------------------------------------------
+
+/** What each child of a fan-out does: 4 steps of 250 ms. */
+const CHILD_DATA = { steps: 4, stepMs: 250 };
+/** The API's MAX_FLOW_NODES, which it writes into the page (src/server/demo-page.ts); the parent is one of them. */
+const maxFlowNodes = (() => {
+  const content = document.querySelector<HTMLMetaElement>('meta[name="max-flow-nodes"]')?.content ?? "";
+  return /^\d+$/.test(content) && Number(content) >= 1 ? Number(content) : 1000;
+})();
+const maxChildren = maxFlowNodes - 1;
+/** "Send anyway" builds at most this many children: past it the page would only hurt itself. */
+const SEND_ANYWAY_MAX = 100_000;
+
+type ChildrenCheck = { n: number } | { problem: string; anyway?: number };
+
+/** The field as typed, for a message: cut when long. */
+const shown = (text: string) => JSON.stringify(text.length > 24 ? `${text.slice(0, 24)}…` : text);
+
+/** N as the field holds it: a whole number of children from 1 to what the server takes, or why not. */
+function checkChildren(raw: string, most: number): ChildrenCheck {
+  const text = raw.trim();
+  const range = `a whole number from 1 to ${most}`;
+  if (text === "") return { problem: `How many children? Enter ${range}.` };
+  if (/^[-\u2212]\s*[\d.]/.test(text))
+    return { problem: `${shown(text)} is negative: a flow cannot have fewer than no children. Enter ${range}.` };
+  if (!/^\d+$/.test(text)) return { problem: `${shown(text)} is not a whole number of children. Enter ${range}.` };
+  const n = Number(text);
+  if (n === 0) return { problem: `0 children: a flow needs at least one child. Enter ${range}.`, anyway: 0 };
+  if (n > most) {
+    return {
+      problem: `${shown(text)} children is more than this server takes: at most ${most} (its MAX_FLOW_NODES is ${most + 1}, the parent included).`,
+      ...(n <= SEND_ANYWAY_MAX ? { anyway: n } : {}),
+    };
+  }
+  return { n };
+}
+
+const fanoutInput = byId<HTMLInputElement>("fanout-children");
+const fanoutError = byId("fanout-error");
+const sendAnyway = byId<HTMLButtonElement>("fanout-send-anyway");
+
+function fanoutProblem(message: string | undefined, source: "client" | "server" = "client", anyway?: number) {
+  fanoutError.hidden = message === undefined;
+  fanoutError.dataset.source = source;
+  byId("fanout-error-text").textContent = message ?? "";
+  sendAnyway.hidden = anyway === undefined;
+  sendAnyway.onclick =
+    anyway === undefined
+      ? null
+      : () => {
+          enqueueFanout(anyway).catch(fanoutFailed);
+        };
+  if (message === undefined) fanoutInput.removeAttribute("aria-invalid");
+  else if (source === "client") fanoutInput.setAttribute("aria-invalid", "true");
+}
+
+/** A request that failed: refused by the server as a whole (413, VALIDATION before the resolver) or not answered. */
+function fanoutFailed(err: unknown) {
+  if (err instanceof GraphQLRequestError && err.status !== 0) {
+    fanoutProblem(`The server refused it (${err.code ?? `HTTP ${err.status}`}): ${err.message}`, "server");
+  } else {
+    fanoutProblem(`Could not send it: ${err instanceof Error ? err.message : String(err)}`, "server");
+  }
+}
+
+/** Enqueues demo.fanout with `n` demo.sleep children through enqueueFlow and follows the parent. */
+async function enqueueFanout(n: number) {
+  fanoutProblem(undefined);
+  const children = Array.from({ length: n }, () => ({ queue: QUEUE, name: "sleep", data: CHILD_DATA }));
+  const { enqueueFlow } = await call(EnqueueFanoutDocument, {
+    input: { queue: QUEUE, name: "fanout", data: { label: `demo page: ${n} children` }, children },
+  });
+  switch (enqueueFlow.__typename) {
+    case "EnqueueFlowSuccess":
+      void watchFlow({ ...enqueueFlow.job, jobToken: enqueueFlow.jobToken?.token }, { processed: 0, pending: n, failed: 0, ignored: 0 });
+      return;
+    case "ValidationError":
+      fanoutProblem(
+        `The server refused it (${enqueueFlow.code}): ${enqueueFlow.issues.map((i) => `${i.path.join(".") || "input"}: ${i.message}`).join("; ")}`,
+        "server",
+      );
+      return;
+    default:
+      fanoutProblem(`The server refused it (${enqueueFlow.code}): ${enqueueFlow.message}`, "server");
+  }
+}
+
+byId("fanout-hint").textContent = `1 to ${maxChildren} children: this server's MAX_FLOW_NODES is ${maxFlowNodes}, the parent included.`;
+fanoutInput.oninput = () => fanoutProblem(undefined);
+byId<HTMLFormElement>("fanout-form").onsubmit = (event) => {
+  event.preventDefault();
+  const check = checkChildren(fanoutInput.value, maxChildren);
+  if ("problem" in check) {
+    fanoutProblem(check.problem, "client", check.anyway);
+    return;
+  }
+  enqueueFanout(check.n).catch(fanoutFailed);
+};
+
 // --- Start ---------------------------------------------------------------------------------------------
 
 async function start() {
   showAuth();
-  const { jobs } = await call(RecentJobsDocument, { filter: { queue: QUEUE }, first: 10 });
-  for (const { node } of jobs.edges) {
+  const { jobs } = await call(RecentJobsDocument, { filter: { queue: QUEUE }, first: 30 });
+  // A flow's children are counted on their parent's bar: no row of their own.
+  for (const { node } of jobs.edges.filter((e) => !e.node.parent).slice(0, 10)) {
+    if (node.name === "fanout") {
+      showJob(node, "bottom");
+      void watchFlow(node);
+      continue;
+    }
     showJob(node, "bottom");
     if (!TERMINAL_STATES.has(node.state)) void watchJob(node);
   }

@@ -63,6 +63,8 @@ export interface AppDeps {
   protections?: boolean | undefined;
   /** Serves the demo page at `/demo` (DEMO_PAGE); `"rebuild"` bundles it again on each page load (development). */
   demoPage?: boolean | "rebuild";
+  /** MAX_FLOW_NODES, which the demo page bounds its fan-out by (enqueueFlow refuses more anyway); default 1000. */
+  maxFlowNodes?: number | undefined;
   /** PERSISTED_OPERATIONS with the typed client's manifest; none: any document runs (as `allow` without hashes). */
   persisted?: PersistedOperations | undefined;
   /** TRUST_PROXY_HOPS: proxies whose X-Forwarded-For entry is trusted for the client's address (0: none). */
@@ -217,7 +219,9 @@ export function buildApp(deps: AppDeps): App {
     plugins: [
       httpMetrics,
       healthPlugin(deps.ready, metrics, deps.metricsToken, deps.log),
-      ...(deps.demoPage ? [demoPagePlugin({ log: deps.log, rebuildOnLoad: deps.demoPage === "rebuild" })] : []),
+      ...(deps.demoPage
+        ? [demoPagePlugin({ log: deps.log, rebuildOnLoad: deps.demoPage === "rebuild", maxFlowNodes: deps.maxFlowNodes })]
+        : []),
       ...(protect ? [guard.plugin] : []),
       ...(deps.persisted ? [deps.persisted.plugin()] : []),
       ...(deps.introspection ? [] : [noIntrospectionPlugin()]),

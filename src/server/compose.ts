@@ -27,6 +27,7 @@ export function buildAppFrom(config: Config, runtime: ApiRuntime, log: Logger, o
     trustProxyHops: config.trustProxyHops,
     persisted: PersistedOperations.load(config.persistedOperations),
     metrics: runtime.metrics,
+    maxFlowNodes: config.maxFlowNodes,
     ...overrides,
   });
 }

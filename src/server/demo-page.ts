@@ -12,11 +12,26 @@ interface Asset {
   type: string;
 }
 
+/** What the page learns of the API it is served by: its MAX_FLOW_NODES bounds the fan-out's N. */
+export interface DemoPageSettings {
+  maxFlowNodes?: number | undefined;
+}
+
+/** index.html with the API's settings in its `<meta>` tags (the file holds the defaults). */
+export function withSettings(html: string, settings: DemoPageSettings): string {
+  const nodes = settings.maxFlowNodes;
+  if (nodes === undefined) return html;
+  if (!Number.isSafeInteger(nodes) || nodes < 1) throw new Error(`maxFlowNodes must be a positive integer, not ${nodes}`);
+  const tag = /<meta name="max-flow-nodes" content="\d+" \/>/;
+  if (!tag.test(html)) throw new Error('index.html has no <meta name="max-flow-nodes" content="..." /> to set');
+  return html.replace(tag, `<meta name="max-flow-nodes" content="${nodes}" />`);
+}
+
 /**
  * The page and its bundle, built by esbuild in memory: no build step to remember, nothing written
  * to disk. About 100 ms the first time; see `demoPagePlugin` for when it is built again.
  */
-export async function buildDemoPage(): Promise<Map<string, Asset>> {
+export async function buildDemoPage(settings: DemoPageSettings = {}): Promise<Map<string, Asset>> {
   const [html, result] = await Promise.all([
     readFile(path.join(SOURCE, "index.html"), "utf8"),
     build({
@@ -34,7 +49,7 @@ export async function buildDemoPage(): Promise<Map<string, Asset>> {
       logLevel: "silent",
     }),
   ]);
-  const assets = new Map<string, Asset>([["/demo", { body: html, type: "text/html; charset=utf-8" }]]);
+  const assets = new Map<string, Asset>([["/demo", { body: withSettings(html, settings), type: "text/html; charset=utf-8" }]]);
   for (const file of result.outputFiles) {
     const type = file.path.endsWith(".css") ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8";
     assets.set(`/demo/${path.basename(file.path)}`, { body: file.text, type });
@@ -54,12 +69,13 @@ const SECURITY_HEADERS = {
 /**
  * Serves `/demo` (and `/demo/`), `/demo/app.js` and `/demo/app.css`; any other path under `/demo/`
  * is a 404, and no path reaches the file system. Built on the first request; with `rebuildOnLoad`
- * (development) built again each time the page itself is loaded, so edits show on reload.
+ * (development) built again each time the page itself is loaded, so edits show on reload. The page
+ * carries `maxFlowNodes` (MAX_FLOW_NODES) in a `<meta>` tag: its fan-out's bound.
  */
-export function demoPagePlugin(options: { log: Logger; rebuildOnLoad: boolean }): Plugin {
+export function demoPagePlugin(options: { log: Logger; rebuildOnLoad: boolean } & DemoPageSettings): Plugin {
   let assets: Promise<Map<string, Asset>> | undefined;
   const load = () => {
-    assets ??= buildDemoPage().catch((err: unknown) => {
+    assets ??= buildDemoPage({ maxFlowNodes: options.maxFlowNodes }).catch((err: unknown) => {
       assets = undefined;
       throw err;
     });
