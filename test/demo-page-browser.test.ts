@@ -235,17 +235,26 @@ describe("the demo page in chromium", () => {
     const progressOf = await recordProgress(page);
 
     await page.fill('[data-testid="fanout-children"]', "12");
+    const rowCount = () => page.$$eval('[data-testid="job-row"]', (rows) => rows.length);
+    const rowsBefore = await rowCount();
     // Nothing runs until the parent's subscription is live, so the bar has every child to count.
     await stack.queue.pause();
-    const parentId = await clickForNewRow(page, '[data-testid="fanout-submit"]');
+    let parentId = "";
+    try {
+      parentId = await clickForNewRow(page, '[data-testid="fanout-submit"]');
+      const row = rowSelector(parentId);
+      await page.waitForSelector(`${row}[data-live="true"]`, { timeout: 0 });
+      // One row for the flow, the parent's: the children are counted on its bar.
+      expect(await rowCount()).toBe(rowsBefore + 1);
+      expect(await page.getAttribute(row, "data-kind")).toBe("flow");
+      expect(await page.textContent(`${row} .job-name`)).toContain("demo.fanout");
+      expect(await page.getAttribute(row, "data-state")).toBe("WAITING_CHILDREN");
+      expect(await page.textContent(`${row} [data-testid="flow-count"]`)).toBe("0 of 12 children");
+    } finally {
+      // Resumed whatever happened: the tests after this one need a running queue.
+      await stack.queue.resume();
+    }
     const row = rowSelector(parentId);
-    await page.waitForSelector(`${row}[data-live="true"]`, { timeout: 0 });
-    // One row for the flow: the parent's; the children are counted on its bar.
-    expect(await page.$$eval('[data-testid="job-row"][data-kind="flow"]', (rows) => rows.length)).toBe(1);
-    expect(await page.getAttribute(row, "data-state")).toBe("WAITING_CHILDREN");
-    expect(await page.textContent(`${row} [data-testid="flow-count"]`)).toBe("0 of 12 children");
-    expect(await page.textContent(`${row} .job-name`)).toContain("demo.fanout");
-    await stack.queue.resume();
 
     await page.waitForSelector(`${row}[data-state="COMPLETED"]`, { timeout: 0 });
     expect(await page.textContent(`${row} [data-testid="flow-count"]`)).toBe("12 of 12 children");
