@@ -337,6 +337,86 @@ describe("queues spread over a Redis Cluster (3 masters, a replica each; per-que
     expect(await deletePrefix(PREFIX)).toBe(0);
   });
 
+  it("runs a flow within one queue; refuses one across queues up front (ValidationError naming each node, the reason and the remedy), writing nothing", async () => {
+    const ENQUEUE_FLOW = /* GraphQL */ `
+      mutation ($input: FlowInput!) {
+        enqueueFlow(input: $input) {
+          __typename
+          ... on EnqueueFlowSuccess { jobs { id queue state } }
+          ... on ValidationError { message issues { path message } }
+          ... on UserError { message }
+        }
+      }
+    `;
+    type Answer = {
+      __typename: string;
+      jobs?: { id: string; queue: string; state: string }[];
+      issues?: { path: string[]; message: string }[];
+    };
+    const enqueueFlow = async (input: unknown) => {
+      const { body } = await gql<{ enqueueFlow: Answer }>(api.url, ENQUEUE_FLOW, { input });
+      expect(body.errors).toBeUndefined();
+      return body.data?.enqueueFlow as Answer;
+    };
+    const sleep = (queue: string, extra: Record<string, unknown> = {}) => ({
+      queue,
+      name: "sleep",
+      data: { steps: 1, stepMs: 10 },
+      ...extra,
+    });
+
+    // One queue: parent and children in one slot, added in one MULTI, run by the worker.
+    const same = await enqueueFlow({
+      queue: "demo",
+      name: "fanout",
+      data: { label: "one slot" },
+      children: [sleep("demo"), sleep("demo")],
+    });
+    expect(same.__typename).toBe("EnqueueFlowSuccess");
+    const root = same.jobs?.[0] as { id: string };
+    const done = await until(
+      `flow root ${root.id} COMPLETED`,
+      async () =>
+        (
+          await sql<{ state: string; result: unknown }>("SELECT state, result FROM job_history WHERE queue = 'demo' AND id = $1", [root.id])
+        )[0],
+      (row) => row?.state === "COMPLETED",
+      { timeoutMs: 60_000 },
+    );
+    expect(done?.result).toMatchObject({ label: "one slot", children: 2, steps: 2 });
+
+    // Across queues (three slots): refused before anything is written, each node in another slot named.
+    const counts = async () => {
+      const [row] = await sql<{ jobs: number }>("SELECT count(*)::int AS jobs FROM job_history");
+      const waiting = await Promise.all(QUEUES.map((q) => admin.zcard(`${queuePrefix(space, q)}:${q}:waiting-children`)));
+      const ids = await Promise.all(QUEUES.map((q) => admin.get(keys.idCounter(space, q))));
+      return { jobs: row?.jobs, waiting, ids };
+    };
+    const before = await counts();
+    const cross = await enqueueFlow({
+      queue: "demo",
+      name: "fanout",
+      data: { label: "three slots" },
+      children: [sleep("demo"), sleep("mail"), { queue: "demo", name: "fanout", data: {}, children: [sleep("invoices")] }],
+    });
+    expect(cross.__typename).toBe("ValidationError");
+    expect(cross.issues?.map((i) => i.path)).toEqual([
+      ["children", "1", "queue"],
+      ["children", "2", "children", "0", "queue"],
+    ]);
+    for (const issue of cross.issues ?? []) {
+      expect(issue.message).toMatch(
+        /^queue "(mail|invoices)" keeps its keys in another Redis Cluster hash slot than the root's queue "demo"/,
+      );
+      expect(issue.message).toContain("REDIS_KEY_LAYOUT=per-queue");
+      expect(issue.message).toContain(
+        "put every job of the flow in the root's queue, or run every API and worker with REDIS_KEY_LAYOUT=single",
+      );
+      expect(issue.message).not.toContain("CROSSSLOT");
+    }
+    expect(await counts()).toEqual(before);
+  });
+
   it("loses no acknowledged job of the other queues when one master dies and its replica takes over", async () => {
     const victim = "invoices";
     const others = QUEUES.filter((q) => q !== victim);

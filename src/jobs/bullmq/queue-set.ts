@@ -13,6 +13,7 @@ export const KEEP_FAILED = { age: 7 * 24 * 3600 };
 export class QueueSet {
   private readonly queues = new Map<string, Queue>();
   private flowProducer: ReservedIdFlowProducer | undefined;
+  private readonly slots = new Map<string, number>();
 
   private readonly registry: JobRegistry;
   /** The connection the queues share (for the few reads BullMQ has no call for). */
@@ -86,6 +87,21 @@ export class QueueSet {
     };
     withDefaults(flow);
     return this.flowProducer.add(flow, { queuesOptions });
+  }
+
+  /**
+   * The Redis Cluster hash slot of a queue's keys (every key of a queue is in one slot: its prefix's
+   * hash tag), or null on one Redis, where any keys may go together. Asked of the cluster once per
+   * queue (CLUSTER KEYSLOT) and kept: a key's slot never changes.
+   */
+  async slotOf(queue: string): Promise<number | null> {
+    if (!this.connection.isCluster) return null;
+    let slot = this.slots.get(queue);
+    if (slot === undefined) {
+      slot = Number(await this.connection.cluster("KEYSLOT", keys.meta(this.space, queue)));
+      this.slots.set(queue, slot);
+    }
+    return slot;
   }
 
   /** The Redis key of a queue's events stream. */

@@ -504,6 +504,7 @@ export class JobService {
       if (seen.has(key)) issues.push({ path: [...node.path, "jobId"], message: "appears twice in this flow" });
       seen.add(key);
     }
+    issues.push(...(await this.crossSlotIssues(nodes, validated)));
     if (issues.length > 0) throw ValidationError.of(issues);
     const valid = validated as NonNullable<(typeof validated)[number]>[];
 
@@ -585,10 +586,42 @@ export class JobService {
       await this.queues.addFlow(flowNode(0));
     } catch (err) {
       if (afterRecord) await this.durable.forget(views);
+      for (const view of views) await this.options.secrets?.forget(view.queue, [view.id]).catch(() => {});
       throw err;
     }
     if (!afterRecord) this.durable.recordLater(writes);
     return views;
+  }
+
+  /**
+   * On a Redis Cluster, an issue for each node whose queue's keys are in another hash slot than the
+   * root's: BullMQ adds a whole flow in one MULTI (parent and children, and each child's entry in
+   * its parent's dependencies), which a cluster refuses (CROSSSLOT) when its keys span slots, and
+   * with REDIS_KEY_LAYOUT=per-queue every queue has a slot of its own. Checked before anything is
+   * written, so such a flow is a ValidationError naming the node, never a raw CROSSSLOT. None on one
+   * Redis, or when every queue shares one slot (REDIS_KEY_LAYOUT=single).
+   */
+  private async crossSlotIssues(nodes: readonly FlowNode[], validated: readonly (object | null)[]): Promise<ValidationIssue[]> {
+    const root = nodes[0];
+    const queues = [...new Set(nodes.filter((_, i) => validated[i]).map((n) => n.input.queue))];
+    if (!root || !validated[0] || queues.length < 2) return [];
+    const slots = new Map(await Promise.all(queues.map(async (q) => [q, await this.queues.slotOf(q)] as const)));
+    const rootSlot = slots.get(root.input.queue);
+    if (rootSlot === null || rootSlot === undefined) return [];
+    return nodes.flatMap((node, i) =>
+      validated[i] && slots.get(node.input.queue) !== rootSlot
+        ? [
+            {
+              path: [...node.path, "queue"],
+              message:
+                `queue "${node.input.queue}" keeps its keys in another Redis Cluster hash slot than the root's queue "${root.input.queue}" ` +
+                "(REDIS_KEY_LAYOUT=per-queue gives every queue a slot of its own), and a flow is added in one Redis transaction, " +
+                "which a cluster refuses across slots: put every job of the flow in the root's queue, " +
+                "or run every API and worker with REDIS_KEY_LAYOUT=single (all queues in one slot; README: Key layout)",
+            },
+          ]
+        : [],
+    );
   }
 
   /** The job as Redis holds it now, or null when Redis no longer has it. */
