@@ -298,8 +298,12 @@ export function buildApp(deps: AppDeps): App {
   };
 }
 
-/** What GraphiQL opens with: a demo job and a subscription to its progress. */
-const EXAMPLE_OPERATIONS = `# 1. Run "Enqueue": it answers with the new job's id.
+/**
+ * What GraphiQL opens with: a demo job and a subscription to its progress, then a demo flow
+ * (demo.fanout with 5 demo.sleep children) and its parent's events, one per child.
+ * test/playground-examples.test.ts runs them.
+ */
+export const EXAMPLE_OPERATIONS = `# 1. Run "Enqueue": it answers with the new job's id.
 # 2. Put that id in the variables of "Watch" and run it to see the progress bar move.
 mutation Enqueue {
   enqueueJob(input: { queue: "demo", name: "sleep", data: { steps: 10, stepMs: 500 } }) {
@@ -311,5 +315,29 @@ mutation Enqueue {
 
 subscription Watch($id: ID! = "1") {
   jobEvents(queue: "demo", id: $id) { id type progress job { state result } }
+}
+
+# 3. Run "Fanout": a flow, one demo.fanout parent waiting for its 5 demo.sleep children.
+# 4. Put the parent's id (job.id) in "WatchFlow": a CHILD_COMPLETED per child with the counts so far
+#    ("3 of 5": processed of the sum), then the parent runs and adds up its children's results.
+mutation Fanout {
+  enqueueFlow(input: {
+    queue: "demo", name: "fanout", data: { label: "playground" },
+    children: [
+      { queue: "demo", name: "sleep", data: { steps: 5, stepMs: 400 } }
+      { queue: "demo", name: "sleep", data: { steps: 5, stepMs: 400 } }
+      { queue: "demo", name: "sleep", data: { steps: 5, stepMs: 400 } }
+      { queue: "demo", name: "sleep", data: { steps: 5, stepMs: 400 } }
+      { queue: "demo", name: "sleep", data: { steps: 5, stepMs: 400 } }
+    ]
+  }) {
+    __typename
+    ... on EnqueueFlowSuccess { job { id state } jobs { id name state } }
+    ... on UserError { code message }
+  }
+}
+
+subscription WatchFlow($id: ID! = "1") {
+  jobEvents(queue: "demo", id: $id) { id type childrenCounts { processed pending failed ignored } job { state result } }
 }
 `;
