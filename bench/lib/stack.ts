@@ -109,6 +109,30 @@ export function cpuMs(pid: number): number {
 }
 
 /**
+ * CPU time used so far by a process and its children, in ms, from `/proc`: its own, that of the
+ * children it has waited for (cutime, cstime: a PostgreSQL backend that exited) and that of its live
+ * children (a postmaster's backends, WAL writer, checkpointer). For one server's share of the
+ * machine when other servers of the same program run beside it (`programCpuMs` counts them all).
+ */
+export function treeCpuMs(pid: number): number {
+  const stat = (p: string) => readFileSync(`/proc/${p}/stat`, "utf8").split(")").at(-1)?.trim().split(" ") ?? [];
+  const own = stat(String(pid));
+  let total = ((Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14])) * 1000) / 100;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || entry === String(pid)) continue;
+    let f: string[];
+    try {
+      f = stat(entry);
+    } catch {
+      continue; // exited since the listing
+    }
+    // Field 4 (ppid) is the second after the ")".
+    if (Number(f[1]) === pid) total += ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
+  }
+  return total;
+}
+
+/**
  * CPU time used so far by every live process of one program (by its command name, e.g.
  * "redis-server" or "postgres": a server and all its backends), in ms, from `/proc`.
  */

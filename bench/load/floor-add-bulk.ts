@@ -1,31 +1,85 @@
 // Baselines for enqueueJobs, steered over IPC one batch at a time so the scenario can alternate them
 // with the API's mutation: {kind: "raw"} is a bare `Queue.addBulk` of `size` jobs; {kind: "floor"} is
-// the least code that does the mutation's durable work: the same `addBulk`, then one multi-row
-// insert of the jobs' history rows through the same PostgreSQL function as the API's history writes
-// (`job_history_insert`, one statement, one commit). Each answers {ms}.
-import { Queue } from "bullmq";
+// the least code that does the mutation's work: the same `addBulk`, then one multi-row insert of the
+// jobs' history rows through the same PostgreSQL function as the API's history writes
+// (`job_history_insert`, one statement, one commit), and (as the API's event relay does for every
+// job it enqueues; see bench/README.md) the jobs' events read back from the queue's events stream and
+// published on Redis pub/sub, each on its job's channel and its queue's, in batches that also record
+// the last event relayed; {kind: "unrelayed"} is the floor without the relay (the floor issue #19
+// first named: addBulk + the insert). Each answers {ms}.
+import { Queue, QueueEvents } from "bullmq";
+import { Redis } from "ioredis";
 import pg from "pg";
 import { scriptInput } from "../lib/child.ts";
 import { nowMs } from "../lib/stats.ts";
 
+type Kind = "raw" | "floor" | "unrelayed";
 const input = scriptInput<{ redisUrl: string; prefix: string; databaseUrl: string; size: number }>();
-// Its own queue name ("floor"), so its ids never meet the API's in the shared history table.
-const queue = new Queue("floor", { connection: { url: input.redisUrl }, prefix: input.prefix });
+// Queues of its own ("floor", whose events are relayed; "unrelayed" and "raw", whose events nobody
+// reads), so its ids never meet the API's in the shared history table.
+const queues: Record<Kind, Queue> = {
+  floor: new Queue("floor", { connection: { url: input.redisUrl }, prefix: input.prefix }),
+  unrelayed: new Queue("unrelayed", { connection: { url: input.redisUrl }, prefix: input.prefix }),
+  raw: new Queue("raw", { connection: { url: input.redisUrl }, prefix: input.prefix }),
+};
 const pool = new pg.Pool({ connectionString: input.databaseUrl, max: 1 });
-await queue.waitUntilReady();
+await Promise.all(Object.values(queues).map((q) => q.waitUntilReady()));
 await pool.query("SELECT 1");
 
-async function batch(kind: "raw" | "floor"): Promise<number> {
+// The relay: every event of the floor's queue published twice (job channel, queue channel) by one
+// script per batch of up to 500 events that also stores the last event's id (where a relay resumes).
+const PUBLISH_BATCH = `for i = 2, #ARGV, 3 do
+  redis.call("publish", ARGV[i], ARGV[i + 2])
+  redis.call("publish", ARGV[i + 1], ARGV[i + 2])
+end
+redis.call("set", KEYS[1], ARGV[1])
+return 0`;
+const publisher = new Redis(input.redisUrl);
+const channelBase = `${input.prefix}:floor:ev:floor`;
+const pending: { id: string; type: string; jobId: string }[] = [];
+let draining = false;
+async function drain(): Promise<void> {
+  while (pending.length > 0) {
+    const batch = pending.splice(0, 500);
+    const args: string[] = [];
+    for (const e of batch) {
+      const at = new Date(Number(e.id.split("-")[0]));
+      args.push(
+        `${channelBase}:job:${e.jobId}`,
+        `${channelBase}:all`,
+        // The API's event, field for field (src/jobs/events/job-event.ts).
+        JSON.stringify({ id: e.id, queue: "floor", jobId: e.jobId, at, progress: null, failedReason: null, job: null, type: e.type }),
+      );
+    }
+    await publisher.eval(PUBLISH_BATCH, 1, `${input.prefix}:floor:relay-position`, batch.at(-1)?.id as string, ...args);
+  }
+}
+const events = new QueueEvents("floor", { connection: { url: input.redisUrl }, prefix: input.prefix });
+for (const name of ["added", "waiting"] as const) {
+  events.on(name, ((args: { jobId: string }, id: string) => {
+    pending.push({ id, type: name === "added" ? "ADDED" : "WAITING", jobId: args.jobId });
+    if (draining) return;
+    draining = true;
+    drain()
+      .catch((err: unknown) => process.stderr.write(`relay: ${String(err)}\n`))
+      .finally(() => {
+        draining = false;
+      });
+  }) as never);
+}
+await events.waitUntilReady();
+
+async function batch(kind: Kind): Promise<number> {
   const jobs = Array.from({ length: input.size }, () => ({
     name: "noop",
     data: {},
     opts: { removeOnComplete: { age: 86_400, count: 10_000 }, removeOnFail: { age: 604_800 } },
   }));
   const t = nowMs();
-  const added = await queue.addBulk(jobs);
-  if (kind === "floor") {
+  const added = await queues[kind].addBulk(jobs);
+  if (kind !== "raw") {
     const rows = added.map((job) => ({
-      queue: "floor",
+      queue: kind,
       id: job.id,
       name: job.name,
       data: job.data,
@@ -40,9 +94,11 @@ async function batch(kind: "raw" | "floor"): Promise<number> {
   return nowMs() - t;
 }
 
-process.on("message", (m: { kind: "raw" | "floor" } | { kind: "stop" }) => {
+process.on("message", (m: { kind: Kind } | { kind: "stop" }) => {
   if (m.kind === "stop") {
-    void Promise.all([queue.close(), pool.end()]).then(() => process.exit(0));
+    void Promise.all([...Object.values(queues).map((q) => q.close()), events.close(), publisher.quit(), pool.end()]).then(() =>
+      process.exit(0),
+    );
     return;
   }
   batch(m.kind).then(
