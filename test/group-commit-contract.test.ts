@@ -61,6 +61,25 @@ describe("GroupCommit's contract", () => {
     expect(seen.maxRunning).toBeGreaterThan(1);
   });
 
+  it("addAll writes one caller's items in one batch, past maxBatch if need be, and joins a batch only with room for all", async () => {
+    const { seen, write } = probe();
+    const gc = new GroupCommit(write, { concurrency: 1, maxBatch: 3 });
+    const first = gc.add(0); // goes out at once
+    const small = gc.addAll([1, 2]); // a new batch, still taking items
+    const joined = gc.add(3); // joins it: [1, 2, 3] is full
+    const big = gc.addAll([4, 5, 6, 7, 8]); // more than maxBatch: a batch of its own, not split
+    const after = gc.add(9); // the big batch takes no more
+    const fits = gc.addAll([10, 11]); // joins [9]: room for both
+    const noRoom = gc.addAll([12, 13]); // [9, 10, 11] is full: a batch of its own
+    expect(small).toBe(joined);
+    expect(after).toBe(fits);
+    expect(new Set([first, small, big, after, noRoom]).size).toBe(5);
+    await expect(gc.addAll([])).resolves.toBeUndefined();
+    await Promise.all([first, small, big, after, noRoom]);
+    expect(seen.batches).toEqual([[0], [1, 2, 3], [4, 5, 6, 7, 8], [9, 10, 11], [12, 13]]);
+    expect(seen.maxRunning).toBe(1);
+  });
+
   it("refuses a concurrency below one", () => {
     expect(() => new GroupCommit(async () => {}, { concurrency: 0 })).toThrow(/concurrency/);
     expect(() => new GroupCommit(async () => {}, { concurrency: 1.5 })).toThrow(/concurrency/);

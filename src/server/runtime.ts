@@ -324,7 +324,10 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
       access,
       transport,
       countEnqueued: (jobs) => {
-        for (const job of jobs) enqueued.inc({ key: principal.actor, queue: job.queue });
+        // One increment per queue (a bulk enqueue's 1,000 jobs are one call, not 1,000).
+        const perQueue = new Map<string, number>();
+        for (const job of jobs) perQueue.set(job.queue, (perQueue.get(job.queue) ?? 0) + 1);
+        for (const [queue, n] of perQueue) enqueued.inc({ key: principal.actor, queue }, n);
       },
     }),
     authenticate: limited(

@@ -370,19 +370,26 @@ export class JobService {
     const byQueue = new Map<string, number[]>();
     for (const [i, v] of validated.entries()) {
       if (results[i]) continue;
-      byQueue.set(v.input.queue, [...(byQueue.get(v.input.queue) ?? []), i]);
+      const indexes = byQueue.get(v.input.queue);
+      if (indexes) indexes.push(i);
+      else byQueue.set(v.input.queue, [i]);
     }
     // Ids first (one reservation per queue), then every row in one group commit, then the adds.
     const createdAt = new Date();
     const pending: JobView[] = [];
+    const metas: JobMeta[] = [];
     const writes: EnqueueWrite[] = [];
     for (const [queueName, indexes] of byQueue) {
       if (!this.queues.get(queueName)) throw new NotFoundError(`No queue named "${queueName}"`);
-      const fresh = await this.durable.reserve(queueName, indexes.filter((i) => !validated[i]?.opts.jobId).length);
+      let freshCount = 0;
+      for (const i of indexes) if (!validated[i]?.opts.jobId) freshCount++;
+      const fresh = await this.durable.reserve(queueName, freshCount);
+      let next = 0;
       for (const i of indexes) {
         const v = validated[i] as (typeof validated)[number];
-        const id = v.opts.jobId ?? (fresh.shift() as string);
+        const id = v.opts.jobId ?? (fresh[next++] as string);
         const full = jobMeta(meta, v.tenant, v.secret);
+        metas[i] = full;
         const view = pendingView(queueName, id, v.input.name, redact(v.data, v.secret), full, v.opts, createdAt);
         pending[i] = view;
         writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts), fresh: !v.opts.jobId });
@@ -402,21 +409,26 @@ export class JobService {
       for (const [queueName, indexes] of byQueue) {
         const queue = this.queues.get(queueName);
         if (!queue) throw new NotFoundError(`No queue named "${queueName}"`);
+        const timestamp = createdAt.getTime();
         const added = await queue.addBulk(
           indexes.map((i) => {
             const v = validated[i] as (typeof validated)[number];
             const view = pending[i] as JobView;
-            const payload = withMeta(v.data, jobMeta(meta, v.tenant, v.secret));
-            return { name: v.input.name, data: payload, opts: { ...v.opts, jobId: view.id, timestamp: createdAt.getTime() } };
+            const payload = withMeta(v.data, metas[i] as JobMeta);
+            return { name: v.input.name, data: payload, opts: { ...v.opts, jobId: view.id, timestamp } };
           }),
         );
         for (const i of indexes) notAdded.delete(pending[i] as JobView);
+        // With a jobId a concurrent call may have won: read back what Redis holds (all at once).
+        const stored = await Promise.all(
+          indexes.map((i) => {
+            const jobId = validated[i]?.opts.jobId;
+            return jobId ? this.getLive(queueName, jobId) : null;
+          }),
+        );
         for (const [k, job] of added.entries()) {
           const i = indexes[k] as number;
-          const v = validated[i] as (typeof validated)[number];
-          // With a jobId a concurrent call may have won: read back what Redis holds.
-          results[i] =
-            (v.opts.jobId ? await this.getLive(queueName, v.opts.jobId) : null) ?? viewFromBull(job, (pending[i] as JobView).state);
+          results[i] = stored[k] ?? viewFromBull(job, (pending[i] as JobView).state);
         }
       }
     } catch (err) {

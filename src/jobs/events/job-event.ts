@@ -115,22 +115,28 @@ export function isValidEventId(id: string): boolean {
   return /^\d{1,20}-\d{1,20}$/.test(id);
 }
 
-const timeOf = (id: string) => new Date(Number(id.split("-")[0]));
+/** The time of a stream id `<ms>-<seq>` (runs per relayed event: no split, no array). */
+function timeOf(id: string): Date {
+  const dash = id.indexOf("-");
+  return new Date(Number(dash < 0 ? id : id.slice(0, dash)));
+}
 
 export type LoadJob = (queue: string, id: string) => Promise<JobView | null>;
 
 /**
  * Turns one entry of a BullMQ events stream into our event, or null for entries we don't expose.
  * A failed attempt that will be retried shows in BullMQ's stream as `waiting` (prev: active) or
- * `delayed` after an attempt: both become RETRYING.
+ * `delayed` after an attempt: both become RETRYING. Answers at once (no promise) when the event
+ * needs no job read, as most do (a bulk enqueue's ADDED and WAITING: thousands a call); a promise
+ * when it reads the job.
  */
-export async function translate(
+export function translate(
   queue: string,
   id: string,
   name: string,
   args: Record<string, unknown>,
   loadJob: LoadJob,
-): Promise<JobEvent | null> {
+): JobEvent | null | Promise<JobEvent | null> {
   const jobId = typeof args.jobId === "string" ? args.jobId : null;
   if (!jobId) return null;
   const base = { id, queue, jobId, at: timeOf(id), progress: null, failedReason: null, job: null };
@@ -150,17 +156,19 @@ export async function translate(
       return { ...base, type: "LOG", log: typeof args.line === "string" ? args.line : "" };
     case "waiting":
     case "delayed": {
+      const type = name === "waiting" ? "WAITING" : "DELAYED";
       const fromAttempt = name === "waiting" ? args.prev === "active" : true;
-      if (fromAttempt) {
+      if (!fromAttempt) return { ...base, type };
+      return (async (): Promise<JobEvent> => {
         const job = await loadJob(queue, jobId);
         if (job && job.attemptsMade > 0 && job.failedReason) {
           return { ...base, type: "RETRYING", failedReason: job.failedReason };
         }
-      }
-      return { ...base, type: name === "waiting" ? "WAITING" : "DELAYED" };
+        return { ...base, type };
+      })();
     }
     case "completed":
-      return { ...base, type: "COMPLETED", job: await loadJob(queue, jobId) };
+      return (async (): Promise<JobEvent> => ({ ...base, type: "COMPLETED", job: await loadJob(queue, jobId) }))();
     case "child-completed":
     case "child-failed":
       // Written by the worker that finished a flow child, into its parent's stream (src/jobs/bullmq/flows.ts).
@@ -177,18 +185,19 @@ export async function translate(
       };
     case "cancelled":
       // Written by cancelJob for a job it took out of the queue (an active one ends as `failed`).
-      return {
+      return (async (): Promise<JobEvent> => ({
         ...base,
         type: "CANCELLED",
         failedReason: `${CANCELLED_PREFIX}: ${String(args.reason ?? "")}`,
         job: await loadJob(queue, jobId),
-      };
-    case "failed": {
-      // Cancelled or failed is the job's own state (decided by its cancel mark), not read from the reason.
-      const failedReason = typeof args.failedReason === "string" ? args.failedReason : null;
-      const job = await loadJob(queue, jobId);
-      return { ...base, type: job?.state === "CANCELLED" ? "CANCELLED" : "FAILED", failedReason, job };
-    }
+      }))();
+    case "failed":
+      return (async (): Promise<JobEvent> => {
+        // Cancelled or failed is the job's own state (decided by its cancel mark), not read from the reason.
+        const failedReason = typeof args.failedReason === "string" ? args.failedReason : null;
+        const job = await loadJob(queue, jobId);
+        return { ...base, type: job?.state === "CANCELLED" ? "CANCELLED" : "FAILED", failedReason, job };
+      })();
     default:
       return null;
   }

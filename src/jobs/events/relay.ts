@@ -44,7 +44,7 @@ export interface EventRelayOptions {
 /** A queue this instance relays: its reader, the events read and not yet published, the publishing loop. */
 interface Leading {
   reader: QueueEvents;
-  pending: { id: string; name: string; translated: Promise<JobEvent | null> }[];
+  pending: { id: string; name: string; translated: JobEvent | null | Promise<JobEvent | null> }[];
   draining: Promise<void> | null;
 }
 
@@ -150,7 +150,7 @@ export class EventRelay {
         ((args: Record<string, unknown>, id: string) => {
           // Lookups (the job of a terminal event) start at once and overlap; publishing stays in order.
           const translated = translate(queue, id, name, args, this.options.loadJob);
-          translated.catch(() => undefined);
+          if (translated instanceof Promise) translated.catch(() => undefined);
           state.pending.push({ id, name, translated });
           state.draining ??= this.drain(queue, state).finally(() => {
             state.draining = null;
@@ -166,20 +166,21 @@ export class EventRelay {
   /** Publishes what is pending, in order, in batches, until nothing is. */
   private async drain(queue: string, state: Leading): Promise<void> {
     const { publisher, space, log } = this.options;
+    const queueChannel = channels.queue(space, queue);
     while (state.pending.length > 0) {
       const batch = state.pending.splice(0, 500);
       const args: string[] = [];
       for (const { id, name, translated } of batch) {
         let event: JobEvent | null;
         try {
-          event = await translated;
+          // Most events are translated at once; only those that read their job are awaited.
+          event = translated instanceof Promise ? await translated : translated;
         } catch (err) {
           log.error("relaying an event failed", { queue, id, name, err: err instanceof Error ? err.message : String(err) });
           continue;
         }
         if (!event) continue;
         const jobChannel = channels.job(space, queue, event.jobId);
-        const queueChannel = channels.queue(space, queue);
         this.options.local?.emit(jobChannel, event);
         this.options.local?.emit(queueChannel, event);
         args.push(jobChannel, queueChannel, JSON.stringify(event));

@@ -78,7 +78,8 @@ export class DurableRecords {
    */
   async insertFresh(writes: Write[]): Promise<Write[]> {
     const items = writes.map((write) => ({ write, taken: false }));
-    await Promise.all(items.map((item) => this.fresh.add(item)));
+    // One call's rows in one statement and one commit (a bulk enqueue's 1,000 included).
+    await this.fresh.addAll(items);
     return items.filter((i) => i.taken).map((i) => i.write);
   }
 

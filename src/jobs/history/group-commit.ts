@@ -74,11 +74,30 @@ export class GroupCommit<T> {
 
   add(item: T): Promise<void> {
     let batch = this.waiting[this.waiting.length - 1];
+    // A batch `addAll` filled past maxBatch takes no more either.
     if (!batch || batch.items.length >= this.options.maxBatch) {
       batch = new Batch<T>();
       this.waiting.push(batch);
     }
     batch.items.push(item);
+    if (this.inFlight < this.options.concurrency) void this.run();
+    return batch.done;
+  }
+
+  /**
+   * One caller's items, written together in one batch (one statement, one commit), as a multi-row
+   * insert would: they join the batch still taking items when it has room for all of them, else
+   * they form a batch of their own, which may hold more than `maxBatch` (a bulk enqueue's 1,000
+   * rows are one write, not two). One promise for them all, the batch's (the contract above holds).
+   */
+  addAll(items: readonly T[]): Promise<void> {
+    if (items.length === 0) return Promise.resolve();
+    let batch = this.waiting[this.waiting.length - 1];
+    if (!batch || batch.items.length + items.length > this.options.maxBatch) {
+      batch = new Batch<T>();
+      this.waiting.push(batch);
+    }
+    for (const item of items) batch.items.push(item);
     if (this.inFlight < this.options.concurrency) void this.run();
     return batch.done;
   }

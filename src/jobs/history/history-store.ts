@@ -163,9 +163,12 @@ export class HistoryStore {
     this.upserts = new GroupCommit((views) => upsert(upsertRows(views)), batching);
   }
 
-  /** The row of a newly enqueued job; an existing row (an idempotent re-enqueue) is left alone. */
-  async recordEnqueued(views: Write[]): Promise<void> {
-    await Promise.all(views.map((write) => this.inserts.add(write)));
+  /**
+   * The rows of newly enqueued jobs; an existing row (an idempotent re-enqueue) is left alone. One
+   * call's rows are one statement and one commit (`addAll`), however many there are.
+   */
+  recordEnqueued(views: Write[]): Promise<void> {
+    return this.inserts.addAll(views);
   }
 
   /** True when `upsert`s are written one batch at a time, in order (`concurrency: 1`): a later write of a job never overtakes an earlier one. */
