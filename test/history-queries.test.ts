@@ -3,7 +3,7 @@ import { Queue } from "bullmq";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Prisma } from "../src/generated/prisma/client.ts";
-import { createPrisma, type Db } from "../src/infra/prisma.ts";
+import { createPrisma, type Db, poolOf } from "../src/infra/prisma.ts";
 import { createJobLoaders, encodeTimeIdCursor, HistoryQueries, type JobListFilter, SEARCH_WINDOW } from "../src/jobs/history/index.ts";
 import type { TestApi } from "../src/testing/api.ts";
 import { gql } from "../src/testing/graphql.ts";
@@ -261,14 +261,18 @@ describe("jobs: search over more history than one search window", () => {
     await prisma.$executeRawUnsafe("ANALYZE job_history");
   });
 
-  /** HistoryQueries on a Db that counts the queries it runs: one when the newest rows fill the page. */
+  /**
+   * HistoryQueries on a Db that counts the queries of history rows it runs: one when the newest rows
+   * fill the page (the planner settings the trigram query runs under are not a query of rows).
+   */
   function counted() {
     const count = { queries: 0 };
     const db = {
       $queryRaw: (query: Prisma.Sql) => {
-        count.queries++;
+        if (query.sql.includes("job_history")) count.queries++;
         return prisma.$queryRaw(query);
       },
+      $transaction: (queries: Prisma.PrismaPromise<unknown>[]) => prisma.$transaction(queries),
     } as unknown as Db;
     return { history: new HistoryQueries(db, { maxPageSize: 100 }), count };
   }
@@ -357,6 +361,58 @@ describe("jobs: search over more history than one search window", () => {
 
   it("answers the same through the API", async () => {
     expect(await walk({ search: "host-7 " }, 25)).toEqual(await allInOrder(SEARCH, ["%host-7 %"]));
+  });
+
+  // At 10M rows one histogram entry of `id` that matched the term made the planner expect 1% of the
+  // table (101,000 rows for ~300), and plan the trigram query with two parallel workers and JIT:
+  // 873 ms where the scan itself took 14. Here a session whose costs make parallel plans and JIT
+  // look free does the same on a small table, and auto_explain reports the plan of every statement
+  // the API sends, in the transaction it sends it in.
+  it("runs the trigram query without parallel workers or JIT, however cheap the planner thinks they are", async () => {
+    const url = new URL(stack.databaseUrl);
+    url.searchParams.set(
+      "options",
+      [
+        "parallel_setup_cost=0",
+        "parallel_tuple_cost=0",
+        "min_parallel_table_scan_size=0",
+        "min_parallel_index_scan_size=0",
+        "jit_above_cost=0",
+        "session_preload_libraries=auto_explain",
+        "auto_explain.log_min_duration=0",
+        "auto_explain.log_level=notice",
+        "auto_explain.log_format=json",
+      ]
+        .map((s) => `-c ${s}`)
+        .join(" "),
+    );
+    const GATHER = /"Node Type":\s*"Gather/;
+    const JIT = /"JIT":/;
+    const eager = createPrisma(url.toString(), { max: 1 });
+    const plans: string[] = [];
+    poolOf(eager).on("connect", (client) => client.on("notice", (n) => plans.push(n.message ?? "")));
+    try {
+      // The session really plans this query with workers and JIT when nothing else says otherwise.
+      const control = await eager.$queryRawUnsafe<{ "QUERY PLAN": unknown }[]>(
+        `EXPLAIN (FORMAT JSON) SELECT * FROM job_history WHERE ${SEARCH} ORDER BY created_at DESC`,
+        "%disk full%",
+      );
+      const controlPlan = JSON.stringify(control[0]?.["QUERY PLAN"]);
+      expect(controlPlan).toMatch(GATHER);
+      expect(controlPlan).toMatch(JIT);
+
+      plans.length = 0;
+      const page = await new HistoryQueries(eager, { maxPageSize: 100 }).listJobs({ search: "disk FULL" }, { first: 10 });
+      expect(page.edges.map((e) => `${e.node.queue}/${e.node.id}`)).toEqual((await allInOrder(SEARCH, ["%disk full%"])).slice(0, 10));
+      // Step 1 (the newest rows) fills no page with this term: step 2, the one that reads every match.
+      const trigram = plans.filter((p) => p.includes("WITH matches AS MATERIALIZED"));
+      expect(trigram).toHaveLength(1);
+      expect(trigram[0]).not.toMatch(GATHER);
+      expect(trigram[0]).not.toMatch(/"Parallel Aware":\s*true/);
+      expect(trigram[0]).not.toMatch(JIT);
+    } finally {
+      await eager.$disconnect();
+    }
   });
 });
 

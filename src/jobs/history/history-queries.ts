@@ -101,6 +101,19 @@ const MAX_SEARCH_WINDOW = 20_000;
 const MAX_NAME_LENGTH = 256;
 const MAX_DATA_CONTAINS_BYTES = 16 * 1024;
 
+/**
+ * Planner settings for step 2 of a search, for its own transaction only (`set_config(..., true)` is
+ * `SET LOCAL`: nothing outlives the transaction, so a transaction-mode pooler is fine). The planner
+ * estimates `id ILIKE '%term%'` from the column's histogram: 0.01% of the rows when no histogram
+ * entry matches the term, 1% per matching entry (1 of ~100). At 10M rows one matching entry turns the
+ * ~300 real matches of "12345" into an estimate of 101,000, and with it a Gather of two parallel
+ * workers and JIT compilation, which cost 30-100x the scan itself (873 ms vs 8 ms, bench/README.md).
+ * Step 2 only runs for terms rare among the newest rows, whose matches are a bitmap heap scan of a
+ * few hundred rows at most in the common case: no plan of it needs workers or compiled expressions.
+ */
+const PIN_SEARCH_PLAN = Prisma.sql`SELECT set_config('max_parallel_workers_per_gather', '0', true), set_config('jit', 'off', true)`;
+const SEARCH_TIMEOUT_MS = 60_000;
+
 /** Columns of job_history under the JobView's names. */
 const JOB_COLUMNS = Prisma.sql`queue, id, name, data, state::text AS state, progress,
   attempts_made AS "attemptsMade", max_attempts AS "maxAttempts", priority,
@@ -203,13 +216,20 @@ export class HistoryQueries {
       ORDER BY created_at DESC, id DESC, queue DESC
       LIMIT ${first + 1}`);
     if (recent.length > first) return toPage(recent, first, (j) => encodeJobCursor(j));
-    const rows = await this.db.$queryRaw<JobView[]>(Prisma.sql`
-      WITH matches AS MATERIALIZED (
-        SELECT ${JOB_COLUMNS} FROM job_history WHERE ${Prisma.join([...range, ...rest, search], " AND ")}
-      )
-      SELECT * FROM matches
-      ORDER BY "createdAt" DESC, id DESC, queue DESC
-      LIMIT ${first + 1}`);
+    const [, rows] = await this.db.$transaction(
+      [
+        this.db.$queryRaw(PIN_SEARCH_PLAN),
+        this.db.$queryRaw<JobView[]>(Prisma.sql`
+        WITH matches AS MATERIALIZED (
+          SELECT ${JOB_COLUMNS} FROM job_history WHERE ${Prisma.join([...range, ...rest, search], " AND ")}
+        )
+        SELECT * FROM matches
+        ORDER BY "createdAt" DESC, id DESC, queue DESC
+        LIMIT ${first + 1}`),
+      ],
+      // Prisma's default (5 s) would turn a slow search (a term only many old rows hold) into an error.
+      { timeout: SEARCH_TIMEOUT_MS },
+    );
     return toPage(rows, first, (j) => encodeJobCursor(j));
   }
 
