@@ -105,11 +105,12 @@ const MAX_DATA_CONTAINS_BYTES = 16 * 1024;
  * Planner settings for step 2 of a search, for its own transaction only (`set_config(..., true)` is
  * `SET LOCAL`: nothing outlives the transaction, so a transaction-mode pooler is fine). The planner
  * estimates `id ILIKE '%term%'` from the column's histogram: 0.01% of the rows when no histogram
- * entry matches the term, 1% per matching entry (1 of ~100). At 10M rows one matching entry turns the
- * ~300 real matches of "12345" into an estimate of 101,000, and with it a Gather of two parallel
- * workers and JIT compilation, which cost 30-100x the scan itself (873 ms vs 8 ms, bench/README.md).
- * Step 2 only runs for terms rare among the newest rows, whose matches are a bitmap heap scan of a
- * few hundred rows at most in the common case: no plan of it needs workers or compiled expressions.
+ * entry matches the term, 1% per matching entry (1 of ~100), whatever the term really matches. At
+ * 10M rows one matching entry made 304 real matches of "12345" an estimate of 101,016, and the plan
+ * a Gather of two parallel workers plus JIT compilation: 837 ms p95, where the index and heap scans
+ * took ~45 ms of it (bench/README.md, history queries). Without workers, JIT alone still doubled it.
+ * Step 2 runs for terms rare among the newest rows; its plan is a bitmap heap scan of their matches,
+ * which neither workers nor compiled expressions make faster at any size measured.
  */
 const PIN_SEARCH_PLAN = Prisma.sql`SELECT set_config('max_parallel_workers_per_gather', '0', true), set_config('jit', 'off', true)`;
 const SEARCH_TIMEOUT_MS = 60_000;
@@ -197,7 +198,8 @@ export class HistoryQueries {
    *    that finds a full page, no later row can belong on it, so it is the answer (common terms).
    * 2. Otherwise the term is rare, among recent rows at least: every match from the trigram indexes
    *    (a BitmapOr of the id and failed_reason ones), sorted. The MATERIALIZED CTE keeps the planner
-   *    from turning the ORDER BY ... LIMIT back into the index walk of step 1, unbounded.
+   *    from turning the ORDER BY ... LIMIT back into the index walk of step 1, unbounded. It runs in
+   *    a transaction of its own with parallel workers and JIT off (PIN_SEARCH_PLAN).
    *
    * Either way the rows are those of the single query with every filter: step 1 answers only when
    * the window holds a whole page, and no row past the window sorts before one inside it.
