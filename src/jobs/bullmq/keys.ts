@@ -106,7 +106,9 @@ export const keys = {
 /** Pub/sub channel names. */
 export const channels = {
   /** Relayed events of one job. */
-  job: (space: KeySpace, queue: string, jobId: string) => `${queuePrefix(space, queue)}:ev:${queue}:job:${jobId}`,
+  job: (space: KeySpace, queue: string, jobId: string) => `${channels.jobPrefix(space, queue)}${jobId}`,
+  /** What every job channel of a queue starts with (the relay names thousands a second: it builds this once). */
+  jobPrefix: (space: KeySpace, queue: string) => `${queuePrefix(space, queue)}:ev:${queue}:job:`,
   /** Relayed events of every job of a queue. */
   queue: (space: KeySpace, queue: string) => `${queuePrefix(space, queue)}:ev:${queue}:all`,
   /** cancelJob's requests to the worker processes serving a queue (`single`: one channel for all queues). */

@@ -167,6 +167,7 @@ export class EventRelay {
   private async drain(queue: string, state: Leading): Promise<void> {
     const { publisher, space, log } = this.options;
     const queueChannel = channels.queue(space, queue);
+    const jobChannelPrefix = channels.jobPrefix(space, queue);
     while (state.pending.length > 0) {
       const batch = state.pending.splice(0, 500);
       const args: string[] = [];
@@ -180,7 +181,7 @@ export class EventRelay {
           continue;
         }
         if (!event) continue;
-        const jobChannel = channels.job(space, queue, event.jobId);
+        const jobChannel = jobChannelPrefix + event.jobId;
         this.options.local?.emit(jobChannel, event);
         this.options.local?.emit(queueChannel, event);
         args.push(jobChannel, queueChannel, JSON.stringify(event));
