@@ -15,6 +15,8 @@ import { until } from "../src/testing/until.ts";
 
 const ENQUEUE = `mutation($input: EnqueueJobInput!) { enqueueJob(input: $input) {
   __typename ... on EnqueueJobSuccess { job { id state } } ... on UserError { code message } } }`;
+const ENQUEUE_FLOW = `mutation($input: FlowInput!) { enqueueFlow(input: $input) {
+  __typename ... on EnqueueFlowSuccess { jobs { id parent { id } } } ... on UserError { code message } } }`;
 const ENQUEUE_MANY = `mutation($inputs: [EnqueueJobInput!]!) { enqueueJobs(inputs: $inputs) {
   __typename ... on EnqueueJobsSuccess { jobs { id } } ... on UserError { code message } } }`;
 
@@ -216,5 +218,72 @@ describe("durable enqueue", () => {
     } finally {
       await fast.stop();
     }
+  });
+
+  it("a flow's rows are committed before any of it reaches Redis: with PostgreSQL stopped, enqueueFlow fails with UNAVAILABLE and adds no node", async () => {
+    // BullMQ builds the flow's transaction while the rows commit; it is sent only after the commit.
+    const before = await jobsInRedis();
+    await pgp.stop();
+    try {
+      const res = await gql(api.url, ENQUEUE_FLOW, {
+        input: {
+          queue: "demo",
+          name: "fanout",
+          data: {},
+          children: Array.from({ length: 3 }, () => ({ queue: "demo", name: "noop", data: {} })),
+        },
+      });
+      expect(res.body.data?.enqueueFlow ?? null).toBeNull();
+      expect(res.body.errors?.[0]?.extensions?.code).toBe("UNAVAILABLE");
+      expect(res.body.errors?.[0]?.message).toMatch(/history rows of 4 jobs could not be written/);
+      // Past the moment the transaction would have gone out: nothing of the flow is in Redis.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await jobsInRedis()).toEqual(before);
+    } finally {
+      await pgp.start();
+    }
+  });
+
+  it("a flow whose ids a stale counter had issued before gets new ones, its children's parent included, and runs", async () => {
+    const largest = Math.max(
+      ...(await queryRows<{ id: string }>(pgp.url, "SELECT id FROM job_history WHERE id ~ '^[0-9]+$'")).map((r) => Number(r.id)),
+    );
+    const taken = await queryRows<{ id: string; name: string }>(pgp.url, "SELECT id, name FROM job_history WHERE id = $1", [
+      String(largest),
+    ]);
+    // The counter's next id (the root's) is one history already holds.
+    await redis.set(jobIdCounterKey(keySpace(prefix), "demo"), String(largest - 1));
+    await redis.del(`${bullPrefix(prefix, "demo")}:demo:id`);
+    const res = await gql(api.url, ENQUEUE_FLOW, {
+      input: {
+        queue: "demo",
+        name: "fanout",
+        data: { label: "moved" },
+        children: [
+          { queue: "demo", name: "noop", data: {} },
+          { queue: "demo", name: "noop", data: {} },
+        ],
+      },
+    });
+    const jobs = (res.body.data?.enqueueFlow as { jobs?: { id: string; parent: { id: string } | null }[] } | undefined)?.jobs ?? [];
+    expect(jobs).toHaveLength(3);
+    const [root, ...children] = jobs as [{ id: string }, ...{ id: string; parent: { id: string } | null }[]];
+    expect(Number(root.id)).toBeGreaterThan(largest);
+    for (const child of children) expect(child.parent?.id).toBe(root.id);
+    // The row that held the reused id is untouched; the flow's rows name the new parent.
+    expect(await queryRows(pgp.url, "SELECT id, name FROM job_history WHERE id = $1", [String(largest)])).toEqual(taken);
+    const rows = await queryRows<{ id: string; parent_id: string | null }>(
+      pgp.url,
+      "SELECT id, parent_id FROM job_history WHERE id = ANY($1)",
+      [children.map((c) => c.id)],
+    );
+    expect(rows.map((r) => r.parent_id)).toEqual([root.id, root.id]);
+    // In Redis the flow is whole under the new ids: the children run, then the parent.
+    await until(
+      "the flow's parent completed",
+      async () => (await queue.getJob(root.id))?.finishedOn ?? null,
+      (v) => v != null,
+    );
+    expect((await queue.getJob(root.id))?.returnvalue).toMatchObject({ label: "moved", children: 2 });
   });
 });

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { FlowJob, JobNode, Queue, Telemetry } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
@@ -9,11 +10,38 @@ import { type KeySpace, keys, queuePrefix } from "./keys.ts";
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
 export const KEEP_FAILED = { age: 7 * 24 * 3600 };
 
+/** The promise a flow's Redis transaction waits for before it is sent (`QueueSet.addFlow`'s `gate`). */
+const flowGate = new AsyncLocalStorage<Promise<unknown>>();
+
+/**
+ * A connection of its own for the FlowProducer, whose transactions (`multi`: BullMQ adds a flow in
+ * one) started inside `flowGate.run(gate, ...)` are sent only once `gate` resolves, and never when it
+ * rejects: until `exec`, an ioredis transaction is only a list of commands in memory.
+ */
+function gatedConnection(connection: RedisClient): RedisClient {
+  const gated = (connection as { duplicate(): RedisClient }).duplicate();
+  const multi = gated.multi.bind(gated) as (...args: unknown[]) => { exec: (...a: unknown[]) => Promise<unknown> };
+  (gated as { multi: unknown }).multi = (...args: unknown[]) => {
+    const transaction = multi(...args);
+    const gate = flowGate.getStore();
+    if (gate) {
+      const exec = transaction.exec.bind(transaction);
+      transaction.exec = async (...a: unknown[]) => {
+        await gate;
+        return exec(...a);
+      };
+    }
+    return transaction;
+  };
+  return gated;
+}
+
 /** One BullMQ `Queue` per registered queue, sharing one connection; made on first use. */
 export class QueueSet {
   private readonly queues = new Map<string, Queue>();
   private flowProducer: ReservedIdFlowProducer | undefined;
   private readonly slots = new Map<string, number>();
+  private flowConnection: RedisClient | undefined;
 
   private readonly registry: JobRegistry;
   /** The connection the queues share (for the few reads BullMQ has no call for). */
@@ -67,11 +95,18 @@ export class QueueSet {
    * Adds a flow (a parent and its children, any queues) atomically with BullMQ's FlowProducer. Every
    * node gets the options a queue's own adds get (finished jobs kept as long, events stream trimmed
    * the same): the FlowProducer does not read the queues' defaults.
+   *
+   * With a `gate`, the flow's transaction is built at once (BullMQ's work on the client: a job object,
+   * its encoded options and a script call per node) but sent to Redis only once `gate` resolves; if it
+   * rejects nothing is sent and this rejects with its error. An enqueue passes the commit of the
+   * flow's history rows as the gate, so building the transaction overlaps the wait for PostgreSQL
+   * while Redis still gets nothing before the rows are committed.
    */
-  addFlow(flow: FlowJob): Promise<JobNode> {
+  addFlow(flow: FlowJob, gate?: Promise<unknown>): Promise<JobNode> {
     if (!this.flowProducer) {
+      this.flowConnection = gatedConnection(this.connection);
       this.flowProducer = new ReservedIdFlowProducer({
-        connection: this.connection,
+        connection: this.flowConnection,
         prefix: this.space.base,
         ...(this.telemetry ? { telemetry: this.telemetry } : {}),
       });
@@ -86,7 +121,9 @@ export class QueueSet {
       for (const child of node.children ?? []) withDefaults(child);
     };
     withDefaults(flow);
-    return this.flowProducer.add(flow, { queuesOptions });
+    const producer = this.flowProducer;
+    const add = () => producer.add(flow, { queuesOptions });
+    return gate ? flowGate.run(gate, add) : add();
   }
 
   /**
@@ -124,5 +161,8 @@ export class QueueSet {
     this.queues.clear();
     await this.flowProducer?.close();
     this.flowProducer = undefined;
+    // BullMQ leaves a connection it was given open.
+    this.flowConnection?.disconnect();
+    this.flowConnection = undefined;
   }
 }

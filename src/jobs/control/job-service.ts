@@ -561,25 +561,12 @@ export class JobService {
       writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts), parentPolicy: policy, fresh: !v.opts.jobId });
     }
     const afterRecord = this.options.enqueueAck !== "redis";
-    if (afterRecord) {
-      await this.durable.record(writes);
-      // record() gives a job a new id when history already held the counter's (a Redis that lost
-      // its last writes): its children's rows then name the old one, so they are written again.
-      const moved = nodes.flatMap((node, i) => {
-        const view = views[i] as JobView;
-        const parent = node.parent === null ? null : (views[node.parent] as JobView);
-        return parent && view.parentId !== parent.id ? [Object.assign(view, { parentId: parent.id })] : [];
-      });
-      await Promise.all(moved.map((view) => this.history.upsert(view)));
-    }
     // Secret payload fields kept encrypted for replays and recovery, as every enqueue does.
-    await this.keepSecrets(
-      nodes.map((node, i) => ({ queue: node.input.queue, id: (views[i] as JobView).id, name: node.input.name, data: valid[i]?.data })),
-      afterRecord ? views : [],
-    );
+    const secretJobs = () =>
+      nodes.map((node, i) => ({ queue: node.input.queue, id: (views[i] as JobView).id, name: node.input.name, data: valid[i]?.data }));
     const childrenOf = nodes.map((): number[] => []);
     for (const [k, n] of nodes.entries()) if (n.parent !== null) childrenOf[n.parent]?.push(k);
-    // Recursion as deep as the tree, which flatten() bounded.
+    // Recursion as deep as the tree, which flatten() bounded. Reads each node's id when called.
     const flowNode = (i: number): FlowJob => {
       const node = nodes[i] as FlowNode;
       const v = valid[i] as (typeof valid)[number];
@@ -594,12 +581,51 @@ export class JobService {
         ...(children.length > 0 ? { children } : {}),
       };
     };
-    try {
-      await this.queues.addFlow(flowNode(0));
-    } catch (err) {
+
+    // What must hold before Redis gets anything of the flow: every row committed (durable enqueue)
+    // and the secret fields stored. BullMQ builds the flow's transaction meanwhile (its share of the
+    // CPU, ~60 µs a node, overlaps the commit) and sends it only once this resolves.
+    const issued = views.map((view) => view.id);
+    const ready = (async (): Promise<boolean> => {
+      if (afterRecord) await this.durable.record(writes);
+      // record() gives a job a new id when history already held the counter's (a Redis that lost
+      // its last writes): the transaction built meanwhile names the old ones, so it is never sent.
+      const moved = views.some((view, i) => view.id !== issued[i]);
+      if (!moved) await this.keepSecrets(secretJobs(), afterRecord ? views : []);
+      return moved;
+    })();
+    const gate = ready.then((moved) => {
+      if (moved) throw new Error("flow ids moved; the transaction is rebuilt");
+    });
+    // Observed below through `ready` (and by the transaction when BullMQ gets that far).
+    gate.catch(() => undefined);
+    // From the next turn of the event loop: the rows' statement is on its way to PostgreSQL by then.
+    const tree = flowNode(0);
+    const adding = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.queues.addFlow(tree, gate));
+    const [recorded, added] = await Promise.allSettled([ready, adding]);
+    // Nothing reached Redis: the transaction waits for `ready` (a failed row or secret write cleans up after itself).
+    if (recorded.status === "rejected") throw recorded.reason;
+    if (recorded.value) {
+      // The children's rows of a job that got a new id name the old one: they are written again,
+      // and the flow added with the new ids.
+      const moved = nodes.flatMap((node, i) => {
+        const view = views[i] as JobView;
+        const parent = node.parent === null ? null : (views[node.parent] as JobView);
+        return parent && view.parentId !== parent.id ? [Object.assign(view, { parentId: parent.id })] : [];
+      });
+      await Promise.all(moved.map((view) => this.history.upsert(view)));
+      await this.keepSecrets(secretJobs(), afterRecord ? views : []);
+      try {
+        await this.queues.addFlow(flowNode(0));
+      } catch (err) {
+        if (afterRecord) await this.durable.forget(views);
+        for (const view of views) await this.options.secrets?.forget(view.queue, [view.id]).catch(() => {});
+        throw err;
+      }
+    } else if (added.status === "rejected") {
       if (afterRecord) await this.durable.forget(views);
       for (const view of views) await this.options.secrets?.forget(view.queue, [view.id]).catch(() => {});
-      throw err;
+      throw added.reason;
     }
     if (!afterRecord) this.durable.recordLater(writes);
     return views;
