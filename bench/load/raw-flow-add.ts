@@ -1,48 +1,111 @@
-// Baseline for enqueueFlow: raw BullMQ `FlowProducer.add` of the same tree (a `fanout` parent with
-// `children` `noop` children, one queue), steered over IPC so the scenario can alternate it with the
-// API's mutation: {count} adds `count` flows one after the other and answers each one's duration in
-// ms. Every node carries its queue's per-queue prefix (REDIS_KEY_LAYOUT=per-queue, the `prefix` the
-// API's own flows get) and the options the API's flows get (finished jobs kept as long, events
-// stream trimmed the same), so both sides write the same keys the same way. Its own queue name, which
-// nothing consumes, so its jobs and ids never meet the API's.
+// Baselines for enqueueFlow, steered over IPC so the scenario can alternate them with the API's
+// mutation: {kind, count} adds `count` flows one after the other and answers each one's duration in
+// ms, and this process' CPU time over them.
+// - "raw": BullMQ `FlowProducer.add` of the same tree (a `fanout` parent with `children` `noop`
+//   children, one queue), nothing else.
+// - "floor": the least code that does the mutation's durable work, in the order durability needs
+//   (issue #18: a job's row is committed before the job is in Redis, so its id is known first):
+//   one INCRBY reserving the tree's ids, one multi-row insert of the tree's history rows through the
+//   same PostgreSQL function as the API's history writes (`job_history_insert`: one statement, one
+//   commit; children carry their parent), then the same `FlowProducer.add` with those ids.
+// Every node carries its queue's per-queue prefix (REDIS_KEY_LAYOUT=per-queue, the `prefix` the API's
+// own flows get) and the options the API's flows get (finished jobs kept as long, events stream
+// trimmed the same), so all sides write the same keys the same way. Queues of their own ("rawflow",
+// "floorflow"), which nothing consumes, so their jobs and ids never meet the API's or each other's.
+import type { FlowJob } from "bullmq";
 import { FlowProducer } from "bullmq";
-import { KEEP_COMPLETED, KEEP_FAILED } from "../../src/jobs/bullmq/index.ts";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { KEEP_COMPLETED, KEEP_FAILED, ReservedIdFlowProducer } from "../../src/jobs/bullmq/index.ts";
 import { bullPrefix } from "../../src/testing/redis.ts";
 import { scriptInput } from "../lib/child.ts";
 import { nowMs } from "../lib/stats.ts";
 
-const input = scriptInput<{ redisUrl: string; basePrefix: string; queue: string; children: number }>();
-const prefix = bullPrefix(input.basePrefix, input.queue);
-const producer = new FlowProducer({ connection: { url: input.redisUrl }, prefix: input.basePrefix });
-await producer.waitUntilReady();
+const input = scriptInput<{
+  redisUrl: string;
+  basePrefix: string;
+  databaseUrl: string;
+  rawQueue: string;
+  floorQueue: string;
+  children: number;
+}>();
+const connection = { url: input.redisUrl };
+const raw = new FlowProducer({ connection, prefix: input.basePrefix });
+// The floor's ids are numbers from a counter of its own, as the API's are: BullMQ refuses integer
+// custom ids unless told they were reserved (the API's ReservedIdFlowProducer; nothing else differs).
+const floor = new ReservedIdFlowProducer({ connection, prefix: input.basePrefix });
+const redis = new Redis(input.redisUrl);
+const pool = new pg.Pool({ connectionString: input.databaseUrl, max: 1 });
+await Promise.all([raw.waitUntilReady(), floor.waitUntilReady(), pool.query("SELECT 1")]);
 const opts = { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED };
-const queuesOptions = { [input.queue]: { streams: { events: { maxLen: 10_000 } } } };
+const queuesOptions = (queue: string) => ({ [queue]: { streams: { events: { maxLen: 10_000 } } } });
+const counter = `${bullPrefix(input.basePrefix, input.floorQueue)}:${input.floorQueue}:floor-seq`;
 
-async function flows(count: number): Promise<number[]> {
-  const ms: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const tree = {
-      queueName: input.queue,
-      name: "fanout",
-      data: { label: "bench" },
+function tree(queue: string, ids?: string[]): FlowJob {
+  const prefix = bullPrefix(input.basePrefix, queue);
+  return {
+    queueName: queue,
+    name: "fanout",
+    data: { label: "bench" },
+    prefix,
+    opts: ids ? { ...opts, jobId: ids[0] } : opts,
+    children: Array.from({ length: input.children }, (_, i) => ({
+      queueName: queue,
+      name: "noop",
+      data: {},
       prefix,
-      opts,
-      children: Array.from({ length: input.children }, () => ({ queueName: input.queue, name: "noop", data: {}, prefix, opts })),
-    };
-    const t = nowMs();
-    await producer.add(tree, { queuesOptions });
-    ms.push(nowMs() - t);
-  }
-  return ms;
+      opts: ids ? { ...opts, jobId: ids[i + 1] } : opts,
+    })),
+  };
 }
 
-process.on("message", (m: { count: number } | { stop: true }) => {
-  if ("stop" in m) {
-    void producer.close().then(() => process.exit(0));
+async function floorFlow(): Promise<void> {
+  const queue = input.floorQueue;
+  const nodes = input.children + 1;
+  const last = await redis.incrby(counter, nodes);
+  const ids = Array.from({ length: nodes }, (_, i) => String(last - nodes + 1 + i));
+  const createdAt = Date.now();
+  const row = (id: string, name: string, data: unknown, state: string, parentId?: string) => ({
+    queue,
+    id,
+    name,
+    data,
+    state,
+    attemptsMade: 0,
+    maxAttempts: 1,
+    priority: 0,
+    createdAt,
+    ...(parentId ? { parentQueue: queue, parentId } : {}),
+  });
+  const rows = ids.map((id, i) =>
+    i === 0 ? row(id, "fanout", { label: "bench" }, "WAITING_CHILDREN") : row(id, "noop", {}, "WAITING", ids[0]),
+  );
+  await pool.query("SELECT job_history_insert($1::jsonb)", [JSON.stringify(rows)]);
+  const flow = tree(queue, ids);
+  for (const node of [flow, ...(flow.children ?? [])]) node.opts = { ...node.opts, timestamp: createdAt };
+  await floor.add(flow, { queuesOptions: queuesOptions(queue) });
+}
+
+async function flows(kind: "raw" | "floor", count: number): Promise<{ ms: number[]; cpuMs: number }> {
+  const ms: number[] = [];
+  const cpu0 = process.cpuUsage();
+  for (let i = 0; i < count; i++) {
+    const t = nowMs();
+    if (kind === "floor") await floorFlow();
+    else await raw.add(tree(input.rawQueue), { queuesOptions: queuesOptions(input.rawQueue) });
+    ms.push(nowMs() - t);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return { ms, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+process.on("message", (m: { kind: "raw" | "floor"; count: number } | { kind: "stop" }) => {
+  if (m.kind === "stop") {
+    void Promise.all([raw.close(), floor.close(), redis.quit(), pool.end()]).then(() => process.exit(0));
     return;
   }
-  flows(m.count).then(
-    (ms) => process.send?.({ type: "ms", ms }),
+  flows(m.kind, m.count).then(
+    (r) => process.send?.({ type: "ms", ...r }),
     (err: unknown) => process.send?.({ type: "error", message: String(err) }),
   );
 });

@@ -1,20 +1,60 @@
 // enqueueFlow of a parent with 100 children (demo.fanout over 100 demo.noop, through the API) against
-// raw BullMQ FlowProducer.add of the same tree from a load process of its own
-// (bench/load/raw-flow-add.ts), same run: rounds of `perRound` flows of each, one flow at a time, the
-// order alternating round by round; the ratio is the median of the rounds' flows/s ratios. Both sides
-// write under the same per-queue prefixes (REDIS_KEY_LAYOUT=per-queue); the raw side in a queue of
-// its own, and no worker runs, so nothing consumes either side's jobs during the measurement.
+// its floor and raw BullMQ, from a load process of its own (bench/load/raw-flow-add.ts), same run:
+// - floor (the target, issue #19's "same durable work"): one INCRBY reserving the tree's ids, one
+//   multi-row insert of its 101 history rows through `job_history_insert` (one commit), then
+//   `FlowProducer.add` of the same tree with those ids, answered after all of it;
+// - raw `FlowProducer.add` of the same tree, nothing else (issue #20's original baseline: an
+//   information row, since it writes no history).
+// Rounds of `perRound` flows of each, one flow at a time, the order alternating round by round; the
+// ratios are the medians of the rounds' flows/s ratios. Beside them, CPU time per flow of every
+// process that does the work (the API or the load process, Redis, PostgreSQL), summed over all
+// rounds, which is what decides on a loaded machine. Both sides write under the same per-queue
+// prefixes (REDIS_KEY_LAYOUT=per-queue), the baselines in queues of their own, and no worker runs, so
+// nothing consumes any side's jobs during the measurement.
+import { readdirSync, readFileSync } from "node:fs";
+import { Redis } from "ioredis";
+import pg from "pg";
 import { post } from "../lib/graphql-client.ts";
 import { steer } from "../lib/ipc.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
+import { cpuMs } from "../lib/stack.ts";
 import { median, nowMs, summarize } from "../lib/stats.ts";
 
 const CHILDREN = 100;
-const RAW_QUEUE = "rawflow";
+const KINDS = ["ours", "floor", "raw"] as const;
+type Kind = (typeof KINDS)[number];
 
 const ENQUEUE_FLOW = `mutation($input: FlowInput!) {
   enqueueFlow(input: $input) { __typename ... on EnqueueFlowSuccess { job { id } } }
 }`;
+
+/** The parent pid of a process, from `/proc` (Linux). */
+function ppidOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+/** CPU time, in ms, of a PostgreSQL server: its postmaster and every live child (backends, WAL writer, checkpointer...). */
+function postgresCpuMs(postmaster: number): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    try {
+      if (pid === postmaster || ppidOf(pid) === postmaster) total += cpuMs(pid);
+    } catch {
+      // exited since the listing
+    }
+  }
+  return total;
+}
+
+/** CPU time, in ms, the Redis server has used (`INFO cpu`: its main thread and its own threads). */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info("cpu");
+  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, "m").exec(info)?.[1] ?? 0);
+  return (field("used_cpu_sys") + field("used_cpu_user")) * 1000;
+}
 
 export default {
   name: "enqueue-flow",
@@ -23,79 +63,113 @@ export default {
     const rounds = ctx.quick ? 2 : 10;
     const perRound = ctx.quick ? 5 : 20;
     const stack = await ctx.startStack();
-    const raw = steer<{ type: string; ms?: number[]; message?: string }>("load/raw-flow-add.ts", {
+    const apiPid = stack.api?.proc.pid;
+    if (!apiPid) throw new Error("no API process");
+    const baselines = steer<{ type: string; ms?: number[]; cpuMs?: number; message?: string }>("load/raw-flow-add.ts", {
       redisUrl: ctx.redisUrl,
       basePrefix: stack.prefix,
-      queue: RAW_QUEUE,
+      databaseUrl: stack.databaseUrl,
+      rawQueue: "rawflow",
+      floorQueue: "floorflow",
       children: CHILDREN,
     });
+    const redis = new Redis(ctx.redisUrl);
+    const db = new pg.Client({ connectionString: stack.databaseUrl });
+    await db.connect();
     try {
-      await raw.next("ready");
+      const backend = (await db.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid as number;
+      const postmaster = ppidOf(backend);
+      await baselines.next("ready");
       const input = {
         queue: "demo",
         name: "fanout",
         data: { label: "bench" },
         children: Array.from({ length: CHILDREN }, () => ({ queue: "demo", name: "noop", data: {} })),
       };
-      const ours = async (count: number): Promise<number[]> => {
-        const ms: number[] = [];
-        for (let i = 0; i < count; i++) {
-          const t = nowMs();
-          const data = await post<{ enqueueFlow: { __typename: string } }>(stack.url, ctx.apiKey, ENQUEUE_FLOW, { input });
-          ms.push(nowMs() - t);
-          if (data.enqueueFlow.__typename !== "EnqueueFlowSuccess") throw new Error(`enqueueFlow answered ${data.enqueueFlow.__typename}`);
+      /** `count` flows of one kind: each one's ms, and the CPU ms of the process that made them. */
+      const batch = async (kind: Kind, count: number): Promise<{ ms: number[]; ownCpuMs: number }> => {
+        if (kind === "ours") {
+          const ms: number[] = [];
+          const cpu0 = cpuMs(apiPid);
+          for (let i = 0; i < count; i++) {
+            const t = nowMs();
+            const data = await post<{ enqueueFlow: { __typename: string } }>(stack.url, ctx.apiKey, ENQUEUE_FLOW, { input });
+            ms.push(nowMs() - t);
+            if (data.enqueueFlow.__typename !== "EnqueueFlowSuccess")
+              throw new Error(`enqueueFlow answered ${data.enqueueFlow.__typename}`);
+          }
+          return { ms, ownCpuMs: cpuMs(apiPid) - cpu0 };
         }
-        return ms;
-      };
-      const baseline = async (count: number): Promise<number[]> => {
-        raw.send({ count });
-        const m = await raw.next();
-        if (m.type !== "ms") throw new Error(`raw FlowProducer.add failed: ${m.message}`);
-        return m.ms as number[];
+        baselines.send({ kind, count });
+        const m = await baselines.next();
+        if (m.type !== "ms") throw new Error(`${kind} flows failed: ${m.message}`);
+        return { ms: m.ms as number[], ownCpuMs: m.cpuMs as number };
       };
       // Warm-up (connections, scripts loaded, JIT), not counted.
-      await ours(2);
-      await baseline(2);
-      const ms = { ours: [] as number[], raw: [] as number[] };
-      const ratios: number[] = [];
-      const rates: { ours: number; raw: number }[] = [];
+      for (const kind of KINDS) await batch(kind, 2);
+      const ms: Record<Kind, number[]> = { ours: [], floor: [], raw: [] };
+      const cpu: Record<Kind, { own: number; redis: number; postgres: number }> = {
+        ours: { own: 0, redis: 0, postgres: 0 },
+        floor: { own: 0, redis: 0, postgres: 0 },
+        raw: { own: 0, redis: 0, postgres: 0 },
+      };
+      const rates: Record<Kind, number>[] = [];
       const rate = (d: number[]) => (d.length / d.reduce((a, b) => a + b, 0)) * 1000;
       for (let r = 0; r < rounds; r++) {
-        let o: number[];
-        let b: number[];
-        if (r % 2 === 0) {
-          o = await ours(perRound);
-          b = await baseline(perRound);
-        } else {
-          b = await baseline(perRound);
-          o = await ours(perRound);
+        const round = {} as Record<Kind, number>;
+        for (const kind of r % 2 === 0 ? KINDS : [...KINDS].reverse()) {
+          const redis0 = await redisCpuMs(redis);
+          const postgres0 = postgresCpuMs(postmaster);
+          const b = await batch(kind, perRound);
+          cpu[kind].redis += (await redisCpuMs(redis)) - redis0;
+          cpu[kind].postgres += postgresCpuMs(postmaster) - postgres0;
+          cpu[kind].own += b.ownCpuMs;
+          ms[kind].push(...b.ms);
+          round[kind] = rate(b.ms);
         }
-        ms.ours.push(...o);
-        ms.raw.push(...b);
-        rates.push({ ours: rate(o), raw: rate(b) });
-        ratios.push(rate(o) / rate(b));
+        rates.push(round);
       }
-      const mid = rates[ratios.indexOf(median(ratios))] ?? rates[0];
-      if (!mid) throw new Error("no rounds");
-      const p = summarize(ms.ours);
-      const b = summarize(ms.raw);
+      const ratios = { floor: rates.map((r) => r.ours / r.floor), raw: rates.map((r) => r.ours / r.raw) };
+      const mid = (k: "floor" | "raw") => rates[ratios[k].indexOf(median(ratios[k]))] ?? (rates[0] as Record<Kind, number>);
+      const flowsMeasured = rounds * perRound;
+      const perFlow = (kind: Kind) => {
+        const c = cpu[kind];
+        return { own: c.own / flowsMeasured, redis: c.redis / flowsMeasured, postgres: c.postgres / flowsMeasured };
+      };
+      const total = (kind: Kind) => {
+        const c = perFlow(kind);
+        return c.own + c.redis + c.postgres;
+      };
+      const lat = { ours: summarize(ms.ours), floor: summarize(ms.floor), raw: summarize(ms.raw) };
+      const floorName = "floor: INCRBY ids + 1 multi-row insert + FlowProducer.add";
       const rawName = "raw FlowProducer.add, same tree";
+      const info = (metric: string, project: number, baseline: number, baselineName: string) =>
+        ratioRow({ scenario, metric, project, baseline, baselineName, target: "-" }, null);
+      const [ours, floor, raw] = [perFlow("ours"), perFlow("floor"), perFlow("raw")];
       return {
         rows: [
-          ratioRow({ scenario, metric: "flows/s", project: mid.ours, baseline: mid.raw, baselineName: rawName, target: ">= 0.8x" }, 0.8),
           ratioRow(
             {
               scenario,
-              metric: "children/s",
-              project: mid.ours * CHILDREN,
-              baseline: mid.raw * CHILDREN,
-              baselineName: rawName,
-              target: "-",
+              metric: "flows/s",
+              project: mid("floor").ours,
+              baseline: mid("floor").floor,
+              baselineName: floorName,
+              target: ">= 0.8x",
             },
-            null,
+            0.8,
           ),
-          ratioRow({ scenario, metric: "p50 ms per flow", project: p.p50, baseline: b.p50, baselineName: rawName, target: "-" }, null),
-          ratioRow({ scenario, metric: "p99 ms per flow", project: p.p99, baseline: b.p99, baselineName: rawName, target: "-" }, null),
+          // Information: issue #20's original baseline, which writes no history (bench/README.md says why).
+          info("flows/s", mid("raw").ours, mid("raw").raw, rawName),
+          info("p50 ms per flow", lat.ours.p50, lat.floor.p50, floorName),
+          info("p99 ms per flow", lat.ours.p99, lat.floor.p99, floorName),
+          info("p50 ms per flow", lat.ours.p50, lat.raw.p50, rawName),
+          // CPU per flow: what decides on a loaded machine (the API vs the load process that does the floor's work).
+          info("CPU ms / flow: API vs floor process", ours.own, floor.own, floorName),
+          info("CPU ms / flow: Redis", ours.redis, floor.redis, floorName),
+          info("CPU ms / flow: PostgreSQL", ours.postgres, floor.postgres, floorName),
+          info("CPU ms / flow: all three", total("ours"), total("floor"), floorName),
+          info("CPU ms / flow: all three", total("ours"), total("raw"), rawName),
         ],
         details: {
           rounds,
@@ -103,14 +177,18 @@ export default {
           children: CHILDREN,
           ratios,
           rates,
+          cpuMsPerFlow: { ours, floor, raw },
           enqueueFlowMs: ms.ours,
+          floorFlowMs: ms.floor,
           rawFlowMs: ms.raw,
-          latency: { ours: p, raw: b },
+          latency: lat,
         },
       };
     } finally {
-      raw.kill();
-      // The raw queue's keys are under the stack's prefix (its per-queue `{bench-…:rawflow}`): stop() removes them.
+      baselines.kill();
+      redis.disconnect();
+      await db.end();
+      // The baselines' keys are under the stack's prefix (their per-queue `{bench-…:rawflow}`): stop() removes them.
       await stack.stop();
     }
   },
