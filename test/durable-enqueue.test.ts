@@ -223,6 +223,8 @@ describe("durable enqueue", () => {
   it("a flow's rows are committed before any of it reaches Redis: with PostgreSQL stopped, enqueueFlow fails with UNAVAILABLE and adds no node", async () => {
     // BullMQ builds the flow's transaction while the rows commit; it is sent only after the commit.
     const before = await jobsInRedis();
+    // A request first, so the API's credential cache (KEY_CACHE_MS) is fresh while PostgreSQL is down.
+    await gql(api.url, "{ __typename }");
     await pgp.stop();
     try {
       const res = await gql(api.url, ENQUEUE_FLOW, {
