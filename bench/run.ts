@@ -59,11 +59,14 @@ try {
   const files = readdirSync(dir)
     .filter((f) => f.endsWith(".ts"))
     .sort();
+  const scenarios = await Promise.all(files.map(async (f) => ((await import(path.join(dir, f))).default as Scenario).name));
+  const exact = only !== undefined && scenarios.includes(only);
   const outputs: Record<string, ScenarioOutput & { seconds: number }> = {};
   const rows: Row[] = [];
   for (const file of files) {
     const scenario = (await import(path.join(dir, file))).default as Scenario;
-    if (only && !scenario.name.includes(only)) continue;
+    // --only <name>: that scenario when one has exactly this name (fan-out, not also tenant-fan-out), else every name containing it.
+    if (only && (exact ? scenario.name !== only : !scenario.name.includes(only))) continue;
     const t0 = Date.now();
     log(`scenario ${scenario.name}`);
     try {

@@ -14,6 +14,10 @@ export interface Inspector {
   stopAllocationSampling(file: string): Promise<void>;
   /** Writes a `.heapsnapshot` (the process is paused meanwhile; a GC runs first). */
   heapSnapshot(file: string): Promise<void>;
+  /** A full garbage collection. */
+  collectGarbage(): Promise<void>;
+  /** Evaluates `expression` in the process (it must produce a string) and answers the string. */
+  evaluate(expression: string): Promise<string>;
   close(): void;
 }
 
@@ -86,6 +90,14 @@ export async function connectInspector(url: string): Promise<Inspector> {
         onChunk = null;
         await new Promise<void>((resolve) => out.end(() => resolve()));
       }
+    },
+    async collectGarbage() {
+      await call("HeapProfiler.enable");
+      await call("HeapProfiler.collectGarbage");
+    },
+    async evaluate(expression) {
+      const { result } = await call<{ result: { value?: unknown } }>("Runtime.evaluate", { expression, returnByValue: true });
+      return String(result.value);
     },
     close: () => ws.close(),
   };
