@@ -255,6 +255,7 @@ export function buildApp(deps: AppDeps): App {
   const server = http.createServer(withRequestId(traced));
   const ws = attachGraphqlWs(server, yoga, {
     authenticate: deps.authenticate,
+    context: deps.context,
     trackConnection: deps.trackConnection,
     limits: deps.websocket,
     connections,

@@ -15,7 +15,7 @@ export function buildAppFrom(config: Config, runtime: ApiRuntime, log: Logger, o
     schema,
     context: runtime.context,
     authenticate: runtime.authenticate,
-    trackConnection: (principal, close) => runtime.access.sessions.trackConnection(principal, close),
+    trackConnection: (principal, connection) => runtime.access.sessions.trackConnection(principal, connection),
     websocket: websocketLimits(config),
     ready: runtime.ready,
     log,

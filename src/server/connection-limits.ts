@@ -50,6 +50,27 @@ export class ConnectionLimits {
     };
   }
 
+  /**
+   * `acquireAddress` without a release function to keep: null when counted (then `releaseAddress`
+   * once, with the same address), else the reason it is refused. For holders of thousands (websocket.ts).
+   */
+  takeAddress(address: string): string | null {
+    return this.take(this.byAddress, address, this.perAddress, "from one address");
+  }
+
+  releaseAddress(address: string): void {
+    this.give(this.byAddress, address);
+  }
+
+  /** `acquireCredential` the same way (see `takeAddress`). */
+  takeCredential(key: string): string | null {
+    return this.take(this.byCredential, key, this.perCredential, "with one credential");
+  }
+
+  releaseCredential(key: string): void {
+    this.give(this.byCredential, key);
+  }
+
   /** Open connections counted now (for tests and metrics). */
   counts(): { addresses: number; credentials: number } {
     let addresses = 0;
@@ -60,16 +81,26 @@ export class ConnectionLimits {
   }
 
   private acquire(map: Map<string, number>, key: string, limit: number, what: string): (() => void) | string {
-    const now = map.get(key) ?? 0;
-    if (limit > 0 && now >= limit) return `Too many open connections ${what} (at most ${limit} WebSockets and SSE streams)`;
-    map.set(key, now + 1);
+    const refused = this.take(map, key, limit, what);
+    if (refused !== null) return refused;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (map.get(key) ?? 1) - 1;
-      if (left <= 0) map.delete(key);
-      else map.set(key, left);
+      this.give(map, key);
     };
+  }
+
+  private take(map: Map<string, number>, key: string, limit: number, what: string): string | null {
+    const now = map.get(key) ?? 0;
+    if (limit > 0 && now >= limit) return `Too many open connections ${what} (at most ${limit} WebSockets and SSE streams)`;
+    map.set(key, now + 1);
+    return null;
+  }
+
+  private give(map: Map<string, number>, key: string): void {
+    const left = (map.get(key) ?? 1) - 1;
+    if (left <= 0) map.delete(key);
+    else map.set(key, left);
   }
 }

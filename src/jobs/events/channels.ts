@@ -87,6 +87,16 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
    * nothing published after that is missed. Returns the function that removes the listener.
    */
   async join(name: string, listener: ChannelListener<E>): Promise<() => void> {
+    await this.enter(name, listener);
+    return () => this.leave(name, listener);
+  }
+
+  /**
+   * `join` without a function to keep: resolves once Redis confirmed the channel's subscription
+   * (rejects, having left, if it failed); `leave(name, listener)` removes the listener. What a
+   * subscription's feed uses, so it holds no closure for it.
+   */
+  async enter(name: string, listener: ChannelListener<E>): Promise<void> {
     let channel = this.channels.get(name);
     if (!channel) {
       const subscription = this.pubsub.subscribe<string>(name, (message) => this.onMessage(name, message));
@@ -111,18 +121,21 @@ export class EventChannels<E extends ChannelEvent = JobEvent> implements LocalDe
         channel.tenantBound++;
       }
     }
-    const joined = channel;
-    const leave = () => this.leave(name, joined, listener);
     try {
       await channel.subscription;
     } catch (err) {
-      leave();
+      this.leaveChannel(name, channel, listener);
       throw err;
     }
-    return leave;
   }
 
-  private leave(name: string, channel: Channel<E>, listener: ChannelListener<E>): void {
+  /** Removes `listener` from `name` (nothing if it is not there); the last one to leave unsubscribes. */
+  leave(name: string, listener: ChannelListener<E>): void {
+    const channel = this.channels.get(name);
+    if (channel) this.leaveChannel(name, channel, listener);
+  }
+
+  private leaveChannel(name: string, channel: Channel<E>, listener: ChannelListener<E>): void {
     const tenant = listener.tenant;
     if (tenant == null) {
       if (!channel.listeners.delete(listener)) return;

@@ -27,18 +27,52 @@ export interface EventFeedOptions {
   tenantOf?: (queue: string, jobId: string) => string | null | Promise<string | null>;
 }
 
+/** Who reads a `PullStream` without awaiting it (websocket.ts): told when `take` has something new. */
+export interface StreamConsumer {
+  ready(): void;
+}
+
+/**
+ * A stream read without a promise per read: `take` answers the next result when one is ready, else
+ * null, and the consumer set with `consume` is called once one is (or the stream ends). What a
+ * WebSocket subscription reads its feed through, so an idle subscription holds no pending promise,
+ * suspended function or closure.
+ */
+export interface PullStream<T> {
+  take(): IteratorResult<T> | null;
+  consume(consumer: StreamConsumer | null): void;
+  return(): Promise<IteratorResult<T>>;
+}
+
+export function isPullStream<T>(value: unknown): value is PullStream<T> & AsyncIterator<T> {
+  return typeof value === "object" && value !== null && typeof (value as Partial<PullStream<T>>).take === "function";
+}
+
+const DONE: IteratorResult<never> = Object.freeze({ value: undefined, done: true }) as IteratorResult<never>;
+
 /**
  * The events of one subscription: first the events known at start (a SNAPSHOT, or the history after
  * `since`), then live ones from pub/sub. Live events whose id is not past the last one delivered are
  * dropped, which removes the overlap between the two parts and any event relayed twice.
+ *
+ * Read as an async iterator (SSE, tests) or as a `PullStream` (WebSocket). A server holds one per
+ * subscription, tens of thousands of them: the queues are allocated only while events wait, and
+ * the feed leaves its channel by name (no closure kept for it).
  */
-class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
-  private readonly initial: JobEvent[] = [];
-  private live: JobEvent[] = [];
+// Also an `EndableStream` (src/access/live-sessions.ts: `endWith`, `notifyEnd`), so revocation tracks it as it is.
+class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener, PullStream<JobEvent> {
+  /** Events known at start, not yet read (null: none). */
+  private initial: JobEvent[] | null = null;
+  /** Live events waiting to be read (null: none). */
+  private live: JobEvent[] | null = null;
   private wake: (() => void) | null = null;
+  private consumer: StreamConsumer | null = null;
+  private endListener: { ended(): void } | null = null;
   private done = false;
   private failure: Error | null = null;
-  private unsubscribe: (() => void) | null = null;
+  /** The channel joined, left by name (see `EventChannels.leave`). */
+  private channel: string | null = null;
+  private channels: EventChannels | null = null;
   /** The newest id pushed so far, from any source. */
   private lastPushed: string | null = null;
   /** Set once nothing more is to be delivered, buffered events included. */
@@ -65,13 +99,18 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
     this.tenant = tenant;
   }
 
-  attach(unsubscribe: () => void): void {
-    if (this.done) unsubscribe();
-    else this.unsubscribe = unsubscribe;
+  /** Joins `name` on `channels`; resolves once Redis confirmed it, so nothing published after is missed. */
+  async enter(channels: EventChannels, name: string): Promise<void> {
+    await channels.enter(name, this);
+    if (this.done) channels.leave(name, this);
+    else {
+      this.channels = channels;
+      this.channel = name;
+    }
   }
 
   setStart(initial: JobEvent[], last: string): void {
-    this.initial.push(...initial);
+    if (initial.length > 0) this.initial = this.initial ? this.initial.concat(initial) : initial.slice();
     this.last = last;
   }
 
@@ -81,34 +120,66 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
     // relay, or a relay that took over) is dropped here rather than buffered.
     if (this.lastPushed !== null && compareEventIds(event.id, this.lastPushed) <= 0) return;
     this.lastPushed = event.id;
-    if (this.live.length >= this.maxBuffer) this.coalesce();
-    if (this.live.length >= this.maxBuffer) {
+    let live = this.live;
+    if (live === null) live = this.live = [];
+    if (live.length >= this.maxBuffer) live = this.coalesce(live);
+    if (live.length >= this.maxBuffer) {
       this.failure = new SlowSubscriberError(this.maxBuffer);
       this.close();
       return;
     }
-    this.live.push(event);
-    this.wake?.();
+    live.push(event);
+    this.signal();
   }
 
   /**
    * For a reader that fell behind: of each job's waiting PROGRESS events only the newest stays
    * (latest wins). Every other event, terminal ones above all, is kept.
    */
-  private coalesce(): void {
+  private coalesce(live: JobEvent[]): JobEvent[] {
     const newest = new Map<string, JobEvent>();
-    for (const e of this.live) if (e.type === "PROGRESS") newest.set(e.jobId, e);
-    this.live = this.live.filter((e) => e.type !== "PROGRESS" || newest.get(e.jobId) === e);
+    for (const e of live) if (e.type === "PROGRESS") newest.set(e.jobId, e);
+    this.live = live.filter((e) => e.type !== "PROGRESS" || newest.get(e.jobId) === e);
+    return this.live;
+  }
+
+  private signal(): void {
+    this.wake?.();
+    this.consumer?.ready();
   }
 
   private close(): void {
-    this.done = true;
-    this.unsubscribe?.();
-    this.unsubscribe = null;
-    this.wake?.();
+    if (!this.done) {
+      this.done = true;
+      if (this.channels && this.channel !== null) this.channels.leave(this.channel, this);
+      this.channels = null;
+      this.channel = null;
+      const listener = this.endListener;
+      this.endListener = null;
+      listener?.ended();
+    }
+    this.signal();
   }
 
-  /** Delivers `event`; after a terminal event of a job feed, the next call ends the stream. */
+  /** Ends the feed now: what it buffered is dropped and the next read throws `error` (a revoked key). */
+  endWith(error: Error): void {
+    if (this.ended) return;
+    this.initial = null;
+    this.live = null;
+    this.failure = error;
+    this.close();
+  }
+
+  notifyEnd(listener: { ended(): void }): void {
+    if (this.done) listener.ended();
+    else this.endListener = listener;
+  }
+
+  consume(consumer: StreamConsumer | null): void {
+    this.consumer = consumer;
+  }
+
+  /** Delivers `event`; after a terminal event of a job feed, the next read ends the stream. */
   private deliver(event: JobEvent): IteratorResult<JobEvent> {
     if (this.completesOnTerminal && TERMINAL_EVENTS.has(event.type)) {
       this.close();
@@ -117,16 +188,21 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
     return { value: event, done: false };
   }
 
-  async next(): Promise<IteratorResult<JobEvent>> {
+  /** The next result if one is ready; null when the reader has to wait. Throws the feed's failure once. */
+  take(): IteratorResult<JobEvent> | null {
     for (;;) {
-      if (this.ended) return { value: undefined, done: true };
-      const first = this.initial.shift();
-      if (first) {
+      if (this.ended) return DONE;
+      const initial = this.initial;
+      if (initial !== null) {
+        const first = initial.shift() as JobEvent;
+        if (initial.length === 0) this.initial = null;
         if (this.types && !this.types.has(first.type)) continue;
         return this.deliver(first);
       }
-      const event = this.live.shift();
-      if (event) {
+      const live = this.live;
+      if (live !== null && live.length > 0) {
+        const event = live.shift() as JobEvent;
+        if (live.length === 0) this.live = null;
         if (compareEventIds(event.id, this.last) <= 0) continue;
         this.last = event.id;
         if (this.types && !this.types.has(event.type)) continue;
@@ -138,7 +214,15 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
         this.ended = true;
         throw failure;
       }
-      if (this.done) return { value: undefined, done: true };
+      if (this.done) return DONE;
+      return null;
+    }
+  }
+
+  async next(): Promise<IteratorResult<JobEvent>> {
+    for (;;) {
+      const result = this.take();
+      if (result) return result;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
@@ -149,7 +233,8 @@ class Feed implements AsyncIterableIterator<JobEvent>, ChannelListener {
   async return(): Promise<IteratorResult<JobEvent>> {
     this.close();
     this.ended = true;
-    return { value: undefined, done: true };
+    this.consumer = null;
+    return DONE;
   }
 
   async throw(err: unknown): Promise<IteratorResult<JobEvent>> {
@@ -191,8 +276,8 @@ export class EventFeeds {
   }
 
   /** Joins `channel` and resolves once Redis confirmed it, so nothing published after is missed. */
-  private async subscribe(feed: Feed, channel: string): Promise<void> {
-    feed.attach(await this.options.channels.join(channel, feed));
+  private subscribe(feed: Feed, channel: string): Promise<void> {
+    return feed.enter(this.options.channels, channel);
   }
 
   /**

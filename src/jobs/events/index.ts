@@ -4,6 +4,6 @@
 export { channels } from "../bullmq/index.ts";
 export * from "./bulk-action-feed.ts";
 export { type ChannelEvent, type ChannelListener, EventChannels, type LocalDelivery, type TenantOf } from "./channels.ts";
-export { type EventFeedOptions, EventFeeds } from "./feed.ts";
+export { type EventFeedOptions, EventFeeds, isPullStream, type PullStream, type StreamConsumer } from "./feed.ts";
 export { compareEventIds, EventStream, JOB_EVENT_TYPES, type JobEvent, type JobEventType, type LoadJob } from "./job-event.ts";
 export { EventRelay, type EventRelayOptions } from "./relay.ts";
