@@ -591,9 +591,9 @@ class Watch {
     return conn;
   }
 
-  /** Every open connection's socket. */
-  sockets(): WebSocket[] {
-    return this.groups.flatMap((group) => [...group].map((conn) => conn.socket));
+  /** Every open connection. */
+  connections(): Connection[] {
+    return this.groups.flatMap((group) => [...group]);
   }
 
   initialised(conn: Connection): void {
@@ -864,9 +864,15 @@ export function attachGraphqlWs(
   return {
     async close() {
       watch.stop();
-      const sockets = watch.sockets();
-      for (const socket of sockets) socket.close(1001, "Going away");
-      for (const socket of sockets) socket.terminate();
+      const open = watch.connections();
+      // Operations end now, not when each socket's close event comes: their feeds leave their
+      // channels (an UNSUBSCRIBE) while the Redis connections are still open.
+      for (const conn of open) {
+        conn.socket.connection = null;
+        onClose(conn);
+      }
+      for (const conn of open) conn.socket.close(1001, "Going away");
+      for (const conn of open) conn.socket.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
