@@ -21,7 +21,8 @@ export interface Stack {
   env: Record<string, string>;
   api: RunningProcess | null;
   workers: RunningProcess[];
-  startWorker(extra?: Record<string, string>): Promise<RunningProcess>;
+  /** `from`: another checkout's workers/main.ts (same environment), for A/B runs of the worker. */
+  startWorker(extra?: Record<string, string>, from?: string): Promise<RunningProcess>;
   stop(): Promise<void>;
 }
 
@@ -72,8 +73,8 @@ export async function startStack(
   const profileDir = process.env.BENCH_PROFILE_DIR;
   if (profileDir) env.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profileDir}`;
   const workers: RunningProcess[] = [];
-  const spawnWorker = async (extra: Record<string, string> = {}) => {
-    const w = await startWorker({ ...env, ...options.workerEnv, ...extra });
+  const spawnWorker = async (extra: Record<string, string> = {}, from?: string) => {
+    const w = await startWorker({ ...env, ...options.workerEnv, ...extra }, from);
     workers.push(w);
     return w;
   };
@@ -152,6 +153,44 @@ export function programCpuMs(command: string): number {
     total += ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
   }
   return total;
+}
+
+/**
+ * CPU time used so far by the one server listening on `url`'s port (a `redis://` or `postgresql://`
+ * URL), in ms, from `/proc`: for PostgreSQL the postmaster started with `-p <port>` (with its reaped
+ * children's time) and every live process it forked (backends, autovacuum, WAL writer); for Redis the
+ * `redis-server <host>:<port>` process. Unlike `programCpuMs`, other servers of the same program on the
+ * machine (the shared ones, other benches' private ones) are not counted. Falls back to
+ * `programCpuMs` when no such process is found (a server on another host, or not started this way).
+ */
+export function serverCpuMs(url: string): number {
+  const { protocol, port } = new URL(url);
+  const redis = protocol === "redis:" || protocol === "rediss:";
+  const stats = new Map<number, { ppid: number; own: number; reaped: number }>();
+  let server = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      cmdline = server ? "" : readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ");
+    } catch {
+      continue; // exited since the listing
+    }
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (name !== (redis ? "redis-server" : "postgres")) continue;
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // After the command name: ppid is the 2nd field; utime, stime, cutime, cstime the 12th to 15th.
+    const pid = Number(entry);
+    stats.set(pid, { ppid: Number(f[1]), own: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) });
+    if (!server && (redis ? cmdline.trim().endsWith(`:${port}`) : cmdline.includes(` -p ${port} `))) server = pid;
+  }
+  const root = stats.get(server);
+  if (!root) return programCpuMs(redis ? "redis-server" : "postgres");
+  let ticks = root.own + root.reaped;
+  for (const s of stats.values()) if (s.ppid === server) ticks += s.own;
+  return (ticks * 1000) / 100;
 }
 
 /**

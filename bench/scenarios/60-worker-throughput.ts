@@ -10,7 +10,7 @@ import pg from "pg";
 import { bullPrefix, deletePrefix } from "../../src/testing/redis.ts";
 import { steer } from "../lib/ipc.ts";
 import { ratioRow, type Scenario } from "../lib/scenario.ts";
-import { cpuMs, machineBusyMs, programCpuMs } from "../lib/stack.ts";
+import { cpuMs, machineBusyMs, serverCpuMs } from "../lib/stack.ts";
 import { median } from "../lib/stats.ts";
 
 const CONCURRENCY = 20;
@@ -36,17 +36,30 @@ interface Drain {
   cpuUsPerJob: number;
   /** CPU time of the whole machine (worker, Redis, PostgreSQL, the harness) over that span, per job. */
   machineUsPerJob: number;
-  /** CPU time of Redis (every redis-server process on the machine) over that span, per job. */
+  /** CPU time of the bench's Redis over that span, per job (`serverCpuMs`: not the machine's other Redis servers). */
   redisUsPerJob: number;
-  /** CPU time of PostgreSQL (every postgres process on the machine) over that span, per job. */
+  /** CPU time of the bench's PostgreSQL (postmaster, backends, autovacuum) over that span, per job. */
   postgresUsPerJob: number;
+}
+
+/** The servers whose CPU time a drain counts (URLs: `serverCpuMs` finds each by its port). */
+interface Servers {
+  redisUrl: string;
+  databaseUrl: string;
 }
 
 /**
  * Polls until `done()` reaches `count` (every `everyMs`); jobs/s between 10% and 100% done, and the
  * CPU time per job over the same span of the worker process (`pid`), Redis, PostgreSQL and the machine.
  */
-async function drain(count: number, done: () => Promise<number>, pid: number, timeoutMs: number, everyMs = 20): Promise<Drain> {
+async function drain(
+  count: number,
+  done: () => Promise<number>,
+  pid: number,
+  servers: Servers,
+  timeoutMs: number,
+  everyMs = 20,
+): Promise<Drain> {
   const deadline = Date.now() + timeoutMs;
   let t1 = 0;
   let cpu1 = 0;
@@ -60,8 +73,8 @@ async function drain(count: number, done: () => Promise<number>, pid: number, ti
       t1 = now;
       cpu1 = cpuMs(pid);
       machine1 = machineBusyMs();
-      redis1 = programCpuMs("redis-server");
-      postgres1 = programCpuMs("postgres");
+      redis1 = serverCpuMs(servers.redisUrl);
+      postgres1 = serverCpuMs(servers.databaseUrl);
     }
     if (n >= count) {
       const jobs = count - count / 10;
@@ -69,8 +82,8 @@ async function drain(count: number, done: () => Promise<number>, pid: number, ti
         rate: (jobs / (now - t1)) * 1000,
         cpuUsPerJob: ((cpuMs(pid) - cpu1) * 1000) / jobs,
         machineUsPerJob: ((machineBusyMs() - machine1) * 1000) / jobs,
-        redisUsPerJob: ((programCpuMs("redis-server") - redis1) * 1000) / jobs,
-        postgresUsPerJob: ((programCpuMs("postgres") - postgres1) * 1000) / jobs,
+        redisUsPerJob: ((serverCpuMs(servers.redisUrl) - redis1) * 1000) / jobs,
+        postgresUsPerJob: ((serverCpuMs(servers.databaseUrl) - postgres1) * 1000) / jobs,
       };
     }
     if (Date.now() > deadline) throw new Error(`only ${n} of ${count} jobs done after ${timeoutMs} ms`);
@@ -114,9 +127,22 @@ interface Run {
   rate: number;
 }
 
-const KINDS = ["raw", "floor", "ours", "traced"] as const;
+const KINDS = ["raw", "floor", "ours", "traced", "base"] as const;
 type Kind = (typeof KINDS)[number];
-type Round = Record<Kind, Run>;
+type Round = Partial<Record<Kind, Run>>;
+
+/**
+ * Which workers run in each round: `BENCH_WORKER_KINDS` (comma-separated, default
+ * `raw,floor,ours,traced`), plus `base` when `BENCH_WORKER_BASE` names another checkout (its
+ * workers/main.ts, same environment: an A/B of two versions of our worker in the same rounds).
+ */
+function kindsToRun(): Kind[] {
+  const named = (process.env.BENCH_WORKER_KINDS ?? "raw,floor,ours,traced").split(",").map((k) => k.trim());
+  const kinds = KINDS.filter((k) => named.includes(k) && k !== "base");
+  if (process.env.BENCH_WORKER_BASE) kinds.push("base");
+  if (kinds.length === 0) throw new Error(`BENCH_WORKER_KINDS names none of ${KINDS.join(", ")}`);
+  return kinds;
+}
 
 /**
  * An OTLP/HTTP sink on loopback: answers every export 200 and counts the spans' bytes (it runs in
@@ -144,12 +170,13 @@ export default {
     // Enough jobs that a run lasts seconds, not a few polls; several rounds, since one run on this
     // machine is not evidence (its speed drifts by a third within a minute).
     const count = ctx.quick ? 1_000 : 20_000;
-    const rounds = ctx.quick ? 1 : 5;
+    const rounds = Number(process.env.BENCH_WORKER_ROUNDS) || (ctx.quick ? 1 : 5);
     const timeoutMs = ctx.quick ? 60_000 : 240_000;
     const stack = await ctx.startStack({ noApi: true });
     const db = new pg.Client({ connectionString: stack.databaseUrl });
     await db.connect();
     const sink = await startOtlpSink();
+    const servers: Servers = { redisUrl: ctx.redisUrl, databaseUrl: stack.databaseUrl };
 
     // A bench script's worker (the raw Worker, the floor) on a queue of its own, pre-filled.
     const scripted = async (entry: string, prefix: string, writesHistory: boolean): Promise<Run> => {
@@ -161,7 +188,7 @@ export default {
         databaseUrl: stack.databaseUrl,
       });
       try {
-        const drained = drain(count, async () => count - (await remaining(queue)), worker.child.pid as number, timeoutMs);
+        const drained = drain(count, async () => count - (await remaining(queue)), worker.child.pid as number, servers, timeoutMs);
         const [d, rate] = await Promise.all([
           drained,
           writesHistory ? historyRate(db, count, timeoutMs, drained) : drained.then((x) => x.rate),
@@ -173,6 +200,7 @@ export default {
         await deletePrefix(prefix, ctx.redisUrl);
       }
     };
+    const base = process.env.BENCH_WORKER_BASE;
     const runners: Record<Kind, () => Promise<Run>> = {
       // Baseline: a raw Worker, no-op processor, no persistence.
       raw: () => scripted("load/raw-worker.ts", `{bench-raw-worker-${process.pid}}`, false),
@@ -186,13 +214,15 @@ export default {
       ours: () => ours({}),
       // Ours with tracing on: a span per job, exported in batches to the sink.
       traced: () => ours({ OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }),
+      // Another checkout's worker (BENCH_WORKER_BASE), same environment: before / after a change.
+      base: () => ours({}, base),
     };
 
-    async function ours(env: Record<string, string>): Promise<Run> {
+    async function ours(env: Record<string, string>, from?: string): Promise<Run> {
       const queue = await fill(ctx.redisUrl, bullPrefix(stack.prefix, "demo"), count);
-      const worker = await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY), ...env });
+      const worker = await stack.startWorker({ WORKER_CONCURRENCY: String(CONCURRENCY), ...env }, from);
       try {
-        const drained = drain(count, async () => count - (await remaining(queue)), worker.proc.pid as number, timeoutMs);
+        const drained = drain(count, async () => count - (await remaining(queue)), worker.proc.pid as number, servers, timeoutMs);
         const [d, rate] = await Promise.all([drained, historyRate(db, count, timeoutMs, drained)]);
         return { drain: d, rate };
       } finally {
@@ -204,85 +234,125 @@ export default {
     }
 
     try {
+      const kinds = kindsToRun();
       const results: Round[] = [];
       for (let r = 0; r < rounds; r++) {
-        const round: Partial<Round> = {};
+        const round: Round = {};
         // Alternating order, so drift within a round does not always favour the same worker.
-        for (const kind of r % 2 === 0 ? KINDS : [...KINDS].reverse()) {
-          round[kind] = await runners[kind]();
-          // Every run starts on an empty table (history rates are read from it).
-          await db.query("TRUNCATE job_history");
+        for (const kind of r % 2 === 0 ? kinds : [...kinds].reverse()) {
+          const run = await runners[kind]();
+          round[kind] = run;
+          const d = run.drain;
+          ctx.log(
+            `round ${r + 1} ${kind}: ${run.rate.toFixed(0)} jobs/s; CPU µs/job worker ${d.cpuUsPerJob.toFixed(1)}, Redis ${d.redisUsPerJob.toFixed(1)}, PostgreSQL ${d.postgresUsPerJob.toFixed(1)}, machine ${d.machineUsPerJob.toFixed(1)}`,
+          );
+          // Every run starts on empty tables: history rates are read from job_history, and a worker's
+          // stats fold (workers/stats-folder.ts) must fold its own rows' contributions, not the last run's.
+          await db.query("TRUNCATE job_history, job_stats_pending");
           await db.query("VACUUM ANALYZE job_history");
         }
-        results.push(round as Round);
+        results.push(round);
       }
-      // Each figure is the median round's (by that worker's ratio to the raw Worker of the same
-      // round), with that round's own numbers, so a row's figures stay consistent with each other.
-      const ratios = (kind: Kind) => results.map((r) => r[kind].rate / r.raw.rate);
-      const medianRound = (kind: Kind) => results.find((r) => r[kind].rate / r.raw.rate === median(ratios(kind))) ?? (results[0] as Round);
-      const oursRound = medianRound("ours");
-      const floorRound = medianRound("floor");
-      // The target (issue #19): ours against the floor of the same round, median over rounds.
-      const vsFloor = results.map((r) => r.ours.rate / r.floor.rate);
-      const floorMedianRound = results.find((r) => r.ours.rate / r.floor.rate === median(vsFloor)) ?? (results[0] as Round);
-      // Tracing on vs off, same round.
-      const tracedRatios = results.map((r) => r.traced.rate / r.ours.rate);
-      const tracedRound = results.find((r) => r.traced.rate / r.ours.rate === median(tracedRatios)) ?? (results[0] as Round);
+      const has = (kind: Kind) => kinds.includes(kind);
+      const run = (r: Round, kind: Kind) => r[kind] as Run;
+      /** The round whose a/b rate ratio is the median one (its own figures stay consistent with each other). */
+      const medianOf = (a: Kind, b: Kind) => {
+        const ratios = results.map((r) => run(r, a).rate / run(r, b).rate);
+        const round = results.find((r) => run(r, a).rate / run(r, b).rate === median(ratios)) ?? (results[0] as Round);
+        return { ratios, round };
+      };
       const scenario = `worker no-op x${count}, c=${CONCURRENCY}, median of ${rounds}`;
       const floorScenario = `floor: raw Worker + 1 row/job, x${count}, median of ${rounds}`;
       const tracedScenario = `ours, tracing on (OTLP sink on loopback), x${count}, median of ${rounds}`;
-      const info = (on: string, metric: string, project: number, base: number | null, baselineName = "raw BullMQ Worker") =>
-        ratioRow({ scenario: on, metric, project, baseline: base, baselineName: base === null ? "-" : baselineName, target: "-" }, null);
-      // Where the CPU goes, for ours and for the floor: the worker process itself, then Redis and
-      // PostgreSQL (other processes on the same two cores), then everything on the machine.
-      const split = (on: string, d: Drain, raw: Drain) => [
-        info(on, "worker CPU µs / job", d.cpuUsPerJob, raw.cpuUsPerJob),
-        info(on, "Redis CPU µs / job", d.redisUsPerJob, raw.redisUsPerJob),
-        info(on, "PostgreSQL CPU µs / job", d.postgresUsPerJob, null),
-        info(on, "machine CPU µs / job", d.machineUsPerJob, raw.machineUsPerJob),
+      const baseScenario = `ours vs BENCH_WORKER_BASE (another checkout), x${count}, median of ${rounds}`;
+      const info = (on: string, metric: string, project: number, baseline: number | null, baselineName = "raw BullMQ Worker") =>
+        ratioRow({ scenario: on, metric, project, baseline, baselineName: baseline === null ? "-" : baselineName, target: "-" }, null);
+      // Where the CPU goes: the worker process itself, then Redis and PostgreSQL (other processes on
+      // the same two cores), then everything on the machine.
+      const split = (on: string, d: Drain, than: Drain | null, thanName = "raw BullMQ Worker") => [
+        info(on, "worker CPU µs / job", d.cpuUsPerJob, than?.cpuUsPerJob ?? null, thanName),
+        info(on, "Redis CPU µs / job", d.redisUsPerJob, than?.redisUsPerJob ?? null, thanName),
+        info(
+          on,
+          "PostgreSQL CPU µs / job",
+          d.postgresUsPerJob,
+          than && thanName !== "raw BullMQ Worker" ? than.postgresUsPerJob : null,
+          thanName,
+        ),
+        info(on, "machine CPU µs / job", d.machineUsPerJob, than?.machineUsPerJob ?? null, thanName),
       ];
-      return {
-        rows: [
+      // Per kind, the median over rounds of each CPU figure (the steadiest comparison on a loaded machine).
+      const cpuMedians = Object.fromEntries(
+        kinds.map((k) => [
+          k,
+          Object.fromEntries(
+            (["cpuUsPerJob", "redisUsPerJob", "postgresUsPerJob", "machineUsPerJob"] as const).map((f) => [
+              f,
+              median(results.map((r) => run(r, k).drain[f])),
+            ]),
+          ),
+        ]),
+      );
+      const rows = [];
+      const details: Record<string, unknown> = { count, rounds, concurrency: CONCURRENCY, kinds, cpuMedians };
+      if (has("ours") && has("floor")) {
+        // The target (issue #19): ours against the floor of the same round, median over rounds.
+        const { ratios, round } = medianOf("ours", "floor");
+        details.oursVsFloor = ratios;
+        rows.push(
           ratioRow(
             {
               scenario,
               metric: "jobs/s, history written",
-              project: floorMedianRound.ours.rate,
-              baseline: floorMedianRound.floor.rate,
+              project: run(round, "ours").rate,
+              baseline: run(round, "floor").rate,
               baselineName: "floor (raw Worker + 1 row/job)",
               target: ">= 0.95x",
             },
             0.95,
           ),
-          info(scenario, "jobs/s, history written", oursRound.ours.rate, oursRound.raw.rate),
-          info(scenario, "jobs/s, Redis drained", oursRound.ours.drain.rate, oursRound.raw.rate),
-          ...split(scenario, oursRound.ours.drain, oursRound.raw.drain),
+          ...split(scenario, run(round, "ours").drain, run(round, "floor").drain, "floor, same round"),
+        );
+      }
+      if (has("raw")) {
+        for (const kind of ["ours", "floor"] as const) {
+          if (!has(kind)) continue;
+          const { ratios, round } = medianOf(kind, "raw");
+          details[kind === "ours" ? "oursRatios" : "floorRatios"] = ratios;
+          const on = kind === "ours" ? scenario : floorScenario;
+          rows.push(info(on, "jobs/s, history written", run(round, kind).rate, run(round, "raw").rate));
+          if (kind === "ours") rows.push(info(on, "jobs/s, Redis drained", run(round, kind).drain.rate, run(round, "raw").rate));
           // The floor: a raw Worker plus one history row per job and nothing else. Its ratio bounds
           // what any worker that writes history can reach on these cores.
-          info(floorScenario, "jobs/s, history written", floorRound.floor.rate, floorRound.raw.rate),
-          ...split(floorScenario, floorRound.floor.drain, floorRound.raw.drain),
-          // Tracing: on (a CONSUMER span per job, OTLP/HTTP to a loopback sink) vs off, same round.
-          info(tracedScenario, "jobs/s, history written", tracedRound.traced.rate, tracedRound.ours.rate, "ours, tracing off"),
+          rows.push(...split(on, run(round, kind).drain, run(round, "raw").drain));
+        }
+      }
+      if (has("traced") && has("ours")) {
+        // Tracing: on (a CONSUMER span per job, OTLP/HTTP to a loopback sink) vs off, same round.
+        const { ratios, round } = medianOf("traced", "ours");
+        details.tracedVsOff = ratios;
+        details.otlpBytesExported = sink.bytes();
+        rows.push(
+          info(tracedScenario, "jobs/s, history written", run(round, "traced").rate, run(round, "ours").rate, "ours, tracing off"),
           info(
             tracedScenario,
             "worker CPU µs / job",
-            tracedRound.traced.drain.cpuUsPerJob,
-            tracedRound.ours.drain.cpuUsPerJob,
+            run(round, "traced").drain.cpuUsPerJob,
+            run(round, "ours").drain.cpuUsPerJob,
             "ours, tracing off",
           ),
-        ],
-        details: {
-          count,
-          rounds,
-          concurrency: CONCURRENCY,
-          oursVsFloor: vsFloor,
-          oursRatios: ratios("ours"),
-          floorRatios: ratios("floor"),
-          tracedVsOff: tracedRatios,
-          otlpBytesExported: sink.bytes(),
-          results,
-        },
-      };
+        );
+      }
+      if (has("base") && has("ours")) {
+        const { ratios, round } = medianOf("ours", "base");
+        details.oursVsBase = ratios;
+        rows.push(
+          info(baseScenario, "jobs/s, history written", run(round, "ours").rate, run(round, "base").rate, "base checkout"),
+          ...split(baseScenario, run(round, "ours").drain, run(round, "base").drain, "base checkout"),
+        );
+      }
+      details.results = results;
+      return { rows, details };
     } finally {
       await sink.close();
       await db.end();

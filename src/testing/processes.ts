@@ -31,9 +31,11 @@ export async function startProcess(
   readyLine: RegExp | null,
   timeoutMs = 30_000,
   args: string[] = [],
+  /** The checkout to run `entry` from (the bench compares a worker with another checkout's). */
+  from = root,
 ): Promise<RunningProcess> {
-  const proc = spawn(process.execPath, [...(NODE_FLAGS[entry] ?? []), path.join(root, entry), ...args], {
-    cwd: root,
+  const proc = spawn(process.execPath, [...(NODE_FLAGS[entry] ?? []), path.join(from, entry), ...args], {
+    cwd: from,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -79,6 +81,7 @@ export async function killAll(): Promise<string[]> {
   return left.map((p) => String(p.proc.spawnargs.at(-1)));
 }
 
-export const startWorker = (env: Record<string, string>) => startProcess("workers/main.ts", { WORKER_PORT: "0", ...env }, /serving queues/);
+export const startWorker = (env: Record<string, string>, from = root) =>
+  startProcess("workers/main.ts", { WORKER_PORT: "0", ...env }, /serving queues/, 30_000, [], from);
 export const startApi = (env: Record<string, string>) =>
   startProcess("src/server/main.ts", { PORT: "0", ...env }, /GraphQL API ready at (\S+)/);
