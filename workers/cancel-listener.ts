@@ -50,7 +50,8 @@ export async function listenForCancellations(
   });
   if (subscribed.length > 0) await subscriber.subscribe(...subscribed);
   return {
-    requested: (queue, jobId) => notRunning.get(keyOf(queue, jobId)),
+    // Asked once per job: no key is built while nothing is remembered (the usual case).
+    requested: (queue, jobId) => (notRunning.size === 0 ? undefined : notRunning.get(keyOf(queue, jobId))),
     stop: async () => {
       if (subscribed.length > 0) await subscriber.unsubscribe(...subscribed);
     },

@@ -60,7 +60,9 @@ export class LedgerReconciler {
     this.db = db;
     this.log = log;
     this.options = options;
-    this.loop = new Periodic(() => this.runOnce(), { intervalMs: options.intervalMs, firstDelayMs: Math.min(1_000, options.intervalMs) });
+    // The first pass at once: the worker starts it before taking jobs, so it compares what finished
+    // before this process ran (what a worker that died may have left), not the jobs it is running.
+    this.loop = new Periodic(() => this.runOnce(), { intervalMs: options.intervalMs, firstDelayMs: 0 });
   }
 
   start(): void {
@@ -88,6 +90,8 @@ export class LedgerReconciler {
 
   private async reconcileQueue(queue: Queue): Promise<void> {
     const { space } = this.ledger;
+    // The pass' end of range: jobs finishing while it runs are the next pass' (see `compare`).
+    const startedAt = Date.now();
     const lease = new Lease(this.redis, keys.ledgerLease(space, queue.name), Math.max(10_000, this.options.intervalMs * 2));
     if (!(await lease.acquire())) return;
     try {
@@ -96,7 +100,6 @@ export class LedgerReconciler {
         return !live || live.finishedOn === record.view.finishedAt?.getTime();
       };
       const flushed = await this.ledger.flushPending(queue.name, isCurrent);
-      const startedAt = Date.now();
       const watermarkKey = keys.ledgerWatermark(space, queue.name);
       const last = Number((await this.redis.get(watermarkKey)) ?? startedAt);
       const from = last - this.options.lookbackMs;

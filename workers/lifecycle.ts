@@ -30,10 +30,11 @@ export class Lifecycle {
   private readonly progressTimers = new Map<string, NodeJS.Timeout>();
   private readonly chains = new Map<string, Promise<unknown>>();
   /**
-   * Jobs started and not yet finished whose ACTIVE row is not written yet, in the order they started
-   * (by BullMQ's `processedOn`, the start the row records; the job itself is the entry, no wrapper).
+   * Jobs started and not yet finished whose ACTIVE row is not written yet, by queue then job id, in
+   * the order they started (by BullMQ's `processedOn`, the start the row records; the job itself is
+   * the entry, no wrapper). Keyed by the job's own strings: no key is built per job.
    */
-  private readonly started = new Map<string, Job>();
+  private readonly started = new Map<string, Map<string, Job>>();
   private activeSweep: NodeJS.Timeout | undefined;
 
   private readonly history: HistoryStore;
@@ -76,18 +77,25 @@ export class Lifecycle {
   /** Schedules the ACTIVE write (see ACTIVE_WRITE_DELAY_MS); one timer sweeps every started job. */
   active(job: Job): void {
     this.metrics?.onActive(job);
-    const key = `${job.queueName}:${job.id}`;
-    this.started.delete(key);
-    this.started.set(key, job);
+    let started = this.started.get(job.queueName);
+    if (!started) {
+      started = new Map();
+      this.started.set(job.queueName, started);
+    }
+    const id = String(job.id);
+    started.delete(id);
+    started.set(id, job);
     this.activeSweep ??= setInterval(() => this.writeLongRunning(), ACTIVE_WRITE_DELAY_MS / 2).unref();
   }
 
   private writeLongRunning(): void {
     const due = Date.now() - ACTIVE_WRITE_DELAY_MS;
-    for (const [key, job] of this.started) {
-      if ((job.processedOn ?? 0) > due) break;
-      this.started.delete(key);
-      this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    for (const started of this.started.values()) {
+      for (const [id, job] of started) {
+        if ((job.processedOn ?? 0) > due) break;
+        started.delete(id);
+        this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+      }
     }
   }
 
@@ -102,30 +110,31 @@ export class Lifecycle {
     this.progressTimers.set(key, timer);
   }
 
-  /** The job's attempt ended: its pending ACTIVE and progress writes are superseded. Returns the job's key. */
-  private cancelProgress(job: Job): string {
-    const key = `${job.queueName}:${job.id}`;
+  /** The job's attempt ended: its pending ACTIVE and progress writes are superseded. */
+  private cancelProgress(job: Job): void {
     if (this.progressTimers.size > 0) {
+      const key = `${job.queueName}:${job.id}`;
       clearTimeout(this.progressTimers.get(key));
       this.progressTimers.delete(key);
     }
-    this.started.delete(key);
-    return key;
+    this.started.get(job.queueName)?.delete(String(job.id));
   }
 
   completed(job: Job): void {
-    const key = this.cancelProgress(job);
+    this.cancelProgress(job);
     this.metrics?.onCompleted(job);
     const record = recordOf(job, "completed", workerId);
     if (!record) return;
-    // The common case, nothing of this job's in flight: the ledger follows the write by its batch.
-    if (this.chains.has(key)) this.track("completed", job, () => this.ledger.write(record), key);
+    // The common case, nothing of this job's in flight (no key built): the ledger follows the write by its batch.
+    const key = this.chains.size > 0 ? `${job.queueName}:${job.id}` : undefined;
+    if (key !== undefined && this.chains.has(key)) this.track("completed", job, () => this.ledger.write(record), key);
     else this.ledger.submit(record);
   }
 
   /** A failed attempt: RETRYING (back to WAITING / DELAYED) or, when no attempt is left, final. */
   failed(job: Job): void {
-    const key = this.cancelProgress(job);
+    this.cancelProgress(job);
+    const key = `${job.queueName}:${job.id}`;
     const final = job.finishedOn != null;
     this.metrics?.onFailed(job, final);
     if (!final) {
@@ -153,7 +162,9 @@ export class Lifecycle {
     clearInterval(this.activeSweep);
     this.activeSweep = undefined;
     // Jobs still running when the worker gave up waiting: history says they started.
-    for (const job of this.started.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    for (const started of this.started.values()) {
+      for (const job of started.values()) this.track("active", job, () => this.history.upsert(viewFromBull(job, "ACTIVE")));
+    }
     this.started.clear();
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
     await this.ledger.settled();

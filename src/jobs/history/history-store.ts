@@ -53,6 +53,15 @@ export type Write = { view: JobView; delayMs: number; backoff: unknown; parentPo
 /** One job per (queue, id) in a batch, the last write winning: Postgres won't update a row twice in a statement. */
 function lastPerJob<T>(items: T[], viewOf: (item: T) => JobView): T[] {
   if (items.length === 1) return items;
+  // The usual batch: one queue, no job twice. Checked on the ids themselves, no key built per row.
+  const queue = viewOf(items[0] as T).queue;
+  const ids = new Set<string>();
+  for (const item of items) {
+    const v = viewOf(item);
+    if (v.queue !== queue) break;
+    ids.add(v.id);
+  }
+  if (ids.size === items.length) return items;
   const latest = new Map<string, T>();
   for (const item of items) {
     const v = viewOf(item);
