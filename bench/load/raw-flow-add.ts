@@ -3,17 +3,22 @@
 // ms, and this process' CPU time over them.
 // - "raw": BullMQ `FlowProducer.add` of the same tree (a `fanout` parent with `children` `noop`
 //   children, one queue), nothing else.
-// - "floor": the least code that does the mutation's durable work, in the order durability needs
-//   (issue #18: a job's row is committed before the job is in Redis, so its id is known first):
-//   one INCRBY reserving the tree's ids, one multi-row insert of the tree's history rows through the
-//   same PostgreSQL function as the API's history writes (`job_history_insert`: one statement, one
-//   commit; children carry their parent), then the same `FlowProducer.add` with those ids.
+// - "floor": the least code that does the mutation's work, in the order durability needs (issue
+//   #18: a job's row is committed before the job is in Redis, so its id is known first): one INCRBY
+//   reserving the tree's ids, one multi-row insert of the tree's history rows through the same
+//   PostgreSQL function as the API's history writes (`job_history_insert`: one statement, one
+//   commit; children carry their parent), then the same `FlowProducer.add` with those ids; and, as
+//   the API's event relay does for every job it enqueues (bench/README.md, enqueueJobs' floor), the
+//   flow's events read back from its queue's events stream and published on Redis pub/sub, each on
+//   its job's channel and its queue's, in batches that also record the last event relayed.
+// - "unrelayed": the floor without the relay (the floor as first named: ids, rows, add).
 // Every node carries its queue's per-queue prefix (REDIS_KEY_LAYOUT=per-queue, the `prefix` the API's
 // own flows get) and the options the API's flows get (finished jobs kept as long, events stream
 // trimmed the same), so all sides write the same keys the same way. Queues of their own ("rawflow",
-// "floorflow"), which nothing consumes, so their jobs and ids never meet the API's or each other's.
+// "floorflow", "unrelayedflow"), which nothing consumes, so their jobs and ids never meet the API's
+// or each other's.
 import type { FlowJob } from "bullmq";
-import { FlowProducer } from "bullmq";
+import { FlowProducer, QueueEvents } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { KEEP_COMPLETED, KEEP_FAILED, ReservedIdFlowProducer } from "../../src/jobs/bullmq/index.ts";
@@ -27,6 +32,7 @@ const input = scriptInput<{
   databaseUrl: string;
   rawQueue: string;
   floorQueue: string;
+  unrelayedQueue: string;
   children: number;
 }>();
 const connection = { url: input.redisUrl };
@@ -39,7 +45,59 @@ const pool = new pg.Pool({ connectionString: input.databaseUrl, max: 1 });
 await Promise.all([raw.waitUntilReady(), floor.waitUntilReady(), pool.query("SELECT 1")]);
 const opts = { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED };
 const queuesOptions = (queue: string) => ({ [queue]: { streams: { events: { maxLen: 10_000 } } } });
-const counter = `${bullPrefix(input.basePrefix, input.floorQueue)}:${input.floorQueue}:floor-seq`;
+const counterOf = (queue: string) => `${bullPrefix(input.basePrefix, queue)}:${queue}:floor-seq`;
+
+// The floor's relay: every event of its queue published twice (job channel, queue channel) by one
+// script per batch of up to 500 events that also stores the last event's id (where a relay resumes).
+const PUBLISH_BATCH = `for i = 2, #ARGV, 3 do
+  redis.call("publish", ARGV[i], ARGV[i + 2])
+  redis.call("publish", ARGV[i + 1], ARGV[i + 2])
+end
+redis.call("set", KEYS[1], ARGV[1])
+return 0`;
+const floorPrefix = bullPrefix(input.basePrefix, input.floorQueue);
+const channelBase = `${floorPrefix}:ev:${input.floorQueue}`;
+const pending: { id: string; type: string; jobId: string }[] = [];
+let draining = false;
+async function drain(): Promise<void> {
+  while (pending.length > 0) {
+    const batch = pending.splice(0, 500);
+    const args: string[] = [];
+    for (const e of batch) {
+      const at = new Date(Number(e.id.split("-")[0]));
+      args.push(
+        `${channelBase}:job:${e.jobId}`,
+        `${channelBase}:all`,
+        // The API's event, field for field (src/jobs/events/job-event.ts).
+        JSON.stringify({
+          id: e.id,
+          queue: input.floorQueue,
+          jobId: e.jobId,
+          at,
+          progress: null,
+          failedReason: null,
+          job: null,
+          type: e.type,
+        }),
+      );
+    }
+    await redis.eval(PUBLISH_BATCH, 1, `${floorPrefix}:${input.floorQueue}:relay-position`, batch.at(-1)?.id as string, ...args);
+  }
+}
+const events = new QueueEvents(input.floorQueue, { connection, prefix: floorPrefix });
+for (const name of ["added", "waiting"] as const) {
+  events.on(name, ((args: { jobId: string }, id: string) => {
+    pending.push({ id, type: name === "added" ? "ADDED" : "WAITING", jobId: args.jobId });
+    if (draining) return;
+    draining = true;
+    drain()
+      .catch((err: unknown) => process.stderr.write(`relay: ${String(err)}\n`))
+      .finally(() => {
+        draining = false;
+      });
+  }) as never);
+}
+await events.waitUntilReady();
 
 function tree(queue: string, ids?: string[]): FlowJob {
   const prefix = bullPrefix(input.basePrefix, queue);
@@ -59,10 +117,9 @@ function tree(queue: string, ids?: string[]): FlowJob {
   };
 }
 
-async function floorFlow(): Promise<void> {
-  const queue = input.floorQueue;
+async function floorFlow(queue: string): Promise<void> {
   const nodes = input.children + 1;
-  const last = await redis.incrby(counter, nodes);
+  const last = await redis.incrby(counterOf(queue), nodes);
   const ids = Array.from({ length: nodes }, (_, i) => String(last - nodes + 1 + i));
   const createdAt = Date.now();
   const row = (id: string, name: string, data: unknown, state: string, parentId?: string) => ({
@@ -86,22 +143,26 @@ async function floorFlow(): Promise<void> {
   await floor.add(flow, { queuesOptions: queuesOptions(queue) });
 }
 
-async function flows(kind: "raw" | "floor", count: number): Promise<{ ms: number[]; cpuMs: number }> {
+type Kind = "raw" | "floor" | "unrelayed";
+
+async function flows(kind: Kind, count: number): Promise<{ ms: number[]; cpuMs: number }> {
   const ms: number[] = [];
   const cpu0 = process.cpuUsage();
   for (let i = 0; i < count; i++) {
     const t = nowMs();
-    if (kind === "floor") await floorFlow();
-    else await raw.add(tree(input.rawQueue), { queuesOptions: queuesOptions(input.rawQueue) });
+    if (kind === "raw") await raw.add(tree(input.rawQueue), { queuesOptions: queuesOptions(input.rawQueue) });
+    else await floorFlow(kind === "floor" ? input.floorQueue : input.unrelayedQueue);
     ms.push(nowMs() - t);
   }
+  // The relay's trailing work counts for the batch that caused it, as the API's does.
+  await new Promise((r) => setTimeout(r, 100));
   const cpu = process.cpuUsage(cpu0);
   return { ms, cpuMs: (cpu.user + cpu.system) / 1000 };
 }
 
-process.on("message", (m: { kind: "raw" | "floor"; count: number } | { kind: "stop" }) => {
+process.on("message", (m: { kind: Kind; count: number } | { kind: "stop" }) => {
   if (m.kind === "stop") {
-    void Promise.all([raw.close(), floor.close(), redis.quit(), pool.end()]).then(() => process.exit(0));
+    void Promise.all([raw.close(), floor.close(), events.close(), redis.quit(), pool.end()]).then(() => process.exit(0));
     return;
   }
   flows(m.kind, m.count).then(

@@ -1,14 +1,17 @@
 // enqueueFlow of a parent with 100 children (demo.fanout over 100 demo.noop, through the API) against
 // its floor and raw BullMQ, from a load process of its own (bench/load/raw-flow-add.ts), same run:
-// - floor (the target, issue #19's "same durable work"): one INCRBY reserving the tree's ids, one
-//   multi-row insert of its 101 history rows through `job_history_insert` (one commit), then
-//   `FlowProducer.add` of the same tree with those ids, answered after all of it;
-// - raw `FlowProducer.add` of the same tree, nothing else (issue #20's original baseline: an
-//   information row, since it writes no history).
-// Rounds of `perRound` flows of each, one flow at a time, the order alternating round by round; the
+// - floor (the target, issue #19's "same work"): one INCRBY reserving the tree's ids, one multi-row
+//   insert of its 101 history rows through `job_history_insert` (one commit), then
+//   `FlowProducer.add` of the same tree with those ids, answered after all of it; and the flow's
+//   ~200 events relayed to pub/sub in the same process, as the API's relay does (as enqueueJobs'
+//   floor does, bench/README.md);
+// - the same floor without the relay, and raw `FlowProducer.add` of the same tree, nothing else
+//   (issue #20's original baseline): information rows.
+// Rounds of `perRound` flows of each, one flow at a time, the order rotating round by round; the
 // ratios are the medians of the rounds' flows/s ratios. Beside them, CPU time per flow of every
-// process that does the work (the API or the load process, Redis, PostgreSQL), summed over all
-// rounds, which is what decides on a loaded machine. Both sides write under the same per-queue
+// process that does the work (the API or the load process, Redis, PostgreSQL), each read 100 ms
+// after its batch (so a relay's trailing work counts for the batch that caused it) and summed over
+// all rounds, which is what decides on a loaded machine. All sides write under the same per-queue
 // prefixes (REDIS_KEY_LAYOUT=per-queue), the baselines in queues of their own, and no worker runs, so
 // nothing consumes any side's jobs during the measurement.
 import { readdirSync, readFileSync } from "node:fs";
@@ -21,7 +24,7 @@ import { cpuMs } from "../lib/stack.ts";
 import { median, nowMs, summarize } from "../lib/stats.ts";
 
 const CHILDREN = 100;
-const KINDS = ["ours", "floor", "raw"] as const;
+const KINDS = ["ours", "floor", "unrelayed", "raw"] as const;
 type Kind = (typeof KINDS)[number];
 
 const ENQUEUE_FLOW = `mutation($input: FlowInput!) {
@@ -60,7 +63,7 @@ export default {
   name: "enqueue-flow",
   async run(ctx) {
     const scenario = `enqueueFlow 1+${CHILDREN}`;
-    const rounds = ctx.quick ? 2 : 10;
+    const rounds = ctx.quick ? 2 : 12;
     const perRound = ctx.quick ? 5 : 20;
     const stack = await ctx.startStack();
     const apiPid = stack.api?.proc.pid;
@@ -71,6 +74,7 @@ export default {
       databaseUrl: stack.databaseUrl,
       rawQueue: "rawflow",
       floorQueue: "floorflow",
+      unrelayedQueue: "unrelayedflow",
       children: CHILDREN,
     });
     const redis = new Redis(ctx.redisUrl);
@@ -107,17 +111,18 @@ export default {
       };
       // Warm-up (connections, scripts loaded, JIT), not counted.
       for (const kind of KINDS) await batch(kind, 2);
-      const ms: Record<Kind, number[]> = { ours: [], floor: [], raw: [] };
-      const cpu: Record<Kind, { own: number; redis: number; postgres: number }> = {
-        ours: { own: 0, redis: 0, postgres: 0 },
-        floor: { own: 0, redis: 0, postgres: 0 },
-        raw: { own: 0, redis: 0, postgres: 0 },
-      };
+      const ms = Object.fromEntries(KINDS.map((k) => [k, [] as number[]])) as Record<Kind, number[]>;
+      const cpu = Object.fromEntries(KINDS.map((k) => [k, { own: 0, redis: 0, postgres: 0 }])) as Record<
+        Kind,
+        { own: number; redis: number; postgres: number }
+      >;
       const rates: Record<Kind, number>[] = [];
       const rate = (d: number[]) => (d.length / d.reduce((a, b) => a + b, 0)) * 1000;
       for (let r = 0; r < rounds; r++) {
         const round = {} as Record<Kind, number>;
-        for (const kind of r % 2 === 0 ? KINDS : [...KINDS].reverse()) {
+        // Rotated: each side runs first, second, third and last in turn.
+        for (let k = 0; k < KINDS.length; k++) {
+          const kind = KINDS[(r + k) % KINDS.length] as Kind;
           const redis0 = await redisCpuMs(redis);
           const postgres0 = postgresCpuMs(postmaster);
           const b = await batch(kind, perRound);
@@ -129,8 +134,12 @@ export default {
         }
         rates.push(round);
       }
-      const ratios = { floor: rates.map((r) => r.ours / r.floor), raw: rates.map((r) => r.ours / r.raw) };
-      const mid = (k: "floor" | "raw") => rates[ratios[k].indexOf(median(ratios[k]))] ?? (rates[0] as Record<Kind, number>);
+      const ratios = {
+        floor: rates.map((r) => r.ours / r.floor),
+        unrelayed: rates.map((r) => r.ours / r.unrelayed),
+        raw: rates.map((r) => r.ours / r.raw),
+      };
+      const mid = (k: "floor" | "unrelayed" | "raw") => rates[ratios[k].indexOf(median(ratios[k]))] ?? (rates[0] as Record<Kind, number>);
       const flowsMeasured = rounds * perRound;
       const perFlow = (kind: Kind) => {
         const c = cpu[kind];
@@ -140,12 +149,13 @@ export default {
         const c = perFlow(kind);
         return c.own + c.redis + c.postgres;
       };
-      const lat = { ours: summarize(ms.ours), floor: summarize(ms.floor), raw: summarize(ms.raw) };
-      const floorName = "floor: INCRBY ids + 1 multi-row insert + FlowProducer.add";
+      const lat = { ours: summarize(ms.ours), floor: summarize(ms.floor), unrelayed: summarize(ms.unrelayed), raw: summarize(ms.raw) };
+      const floorName = "floor: INCRBY ids + 1 multi-row insert + FlowProducer.add + relay";
+      const unrelayedName = "floor without the relay";
       const rawName = "raw FlowProducer.add, same tree";
       const info = (metric: string, project: number, baseline: number, baselineName: string) =>
         ratioRow({ scenario, metric, project, baseline, baselineName, target: "-" }, null);
-      const [ours, floor, raw] = [perFlow("ours"), perFlow("floor"), perFlow("raw")];
+      const [ours, floor, unrelayed, raw] = [perFlow("ours"), perFlow("floor"), perFlow("unrelayed"), perFlow("raw")];
       return {
         rows: [
           ratioRow(
@@ -159,7 +169,9 @@ export default {
             },
             0.8,
           ),
-          // Information: issue #20's original baseline, which writes no history (bench/README.md says why).
+          // Information: the floor as first named (no relay), and issue #20's original baseline, which
+          // writes no history (bench/README.md says why).
+          info("flows/s", mid("unrelayed").ours, mid("unrelayed").unrelayed, unrelayedName),
           info("flows/s", mid("raw").ours, mid("raw").raw, rawName),
           info("p50 ms per flow", lat.ours.p50, lat.floor.p50, floorName),
           info("p99 ms per flow", lat.ours.p99, lat.floor.p99, floorName),
@@ -169,6 +181,7 @@ export default {
           info("CPU ms / flow: Redis", ours.redis, floor.redis, floorName),
           info("CPU ms / flow: PostgreSQL", ours.postgres, floor.postgres, floorName),
           info("CPU ms / flow: all three", total("ours"), total("floor"), floorName),
+          info("CPU ms / flow: all three", total("ours"), total("unrelayed"), unrelayedName),
           info("CPU ms / flow: all three", total("ours"), total("raw"), rawName),
         ],
         details: {
@@ -177,9 +190,10 @@ export default {
           children: CHILDREN,
           ratios,
           rates,
-          cpuMsPerFlow: { ours, floor, raw },
+          cpuMsPerFlow: { ours, floor, unrelayed, raw },
           enqueueFlowMs: ms.ours,
           floorFlowMs: ms.floor,
+          unrelayedFlowMs: ms.unrelayed,
           rawFlowMs: ms.raw,
           latency: lat,
         },
