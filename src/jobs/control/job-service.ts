@@ -362,9 +362,10 @@ export class JobService {
     if (issues.length > 0) throw ValidationError.of(issues);
 
     // Known ids answer with the stored job; everything else goes out in one addBulk per queue.
-    const results: (JobView | null)[] = await Promise.all(
-      validated.map((v) => (v.opts.jobId ? this.known(v.input.queue, v.opts.jobId) : Promise.resolve(null))),
-    );
+    const anyJobId = validated.some((v) => v.opts.jobId);
+    const results: (JobView | null)[] = anyJobId
+      ? await Promise.all(validated.map((v) => (v.opts.jobId ? this.known(v.input.queue, v.opts.jobId) : null)))
+      : validated.map(() => null);
     const hidden = results.flatMap((job, i) => (job && !visible(job) ? [String(validated[i]?.index)] : []));
     if (hidden.length > 0) throw ValidationError.of(hidden.map((index) => jobIdTaken([index, "jobId"]).issues[0] as ValidationIssue));
     const byQueue = new Map<string, number[]>();
@@ -397,13 +398,16 @@ export class JobService {
     }
     const afterRecord = this.options.enqueueAck !== "redis";
     if (afterRecord) await this.durable.record(writes);
-    await this.keepSecrets(
-      validated.flatMap((v, i) => {
-        const view = pending[i];
-        return view ? [{ queue: view.queue, id: view.id, name: v.input.name, data: v.data }] : [];
-      }),
-      afterRecord ? writes.map((w) => w.view) : [],
-    );
+    // (Without PAYLOAD_ENCRYPTION_KEYS there is nothing to keep: the 1,000 entries are not built.)
+    if (this.options.secrets) {
+      await this.keepSecrets(
+        validated.flatMap((v, i) => {
+          const view = pending[i];
+          return view ? [{ queue: view.queue, id: view.id, name: v.input.name, data: v.data }] : [];
+        }),
+        afterRecord ? writes.map((w) => w.view) : [],
+      );
+    }
     const notAdded = new Set(writes.map((w) => w.view));
     try {
       for (const [queueName, indexes] of byQueue) {
@@ -420,12 +424,14 @@ export class JobService {
         );
         for (const i of indexes) notAdded.delete(pending[i] as JobView);
         // With a jobId a concurrent call may have won: read back what Redis holds (all at once).
-        const stored = await Promise.all(
-          indexes.map((i) => {
-            const jobId = validated[i]?.opts.jobId;
-            return jobId ? this.getLive(queueName, jobId) : null;
-          }),
-        );
+        const stored = anyJobId
+          ? await Promise.all(
+              indexes.map((i) => {
+                const jobId = validated[i]?.opts.jobId;
+                return jobId ? this.getLive(queueName, jobId) : null;
+              }),
+            )
+          : [];
         for (const [k, job] of added.entries()) {
           const i = indexes[k] as number;
           results[i] = stored[k] ?? viewFromBull(job, (pending[i] as JobView).state);
