@@ -17,6 +17,7 @@ import {
   markCancelled,
   queuePrefix,
   queuesLeftInOtherLayout,
+  ReservedIdQueue,
   scanPatterns,
 } from "../src/jobs/bullmq/index.ts";
 import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
@@ -218,6 +219,44 @@ describe("BullMQ internals", () => {
     );
     expect(ran).toEqual([String(cleared.id)]);
     expect((await queue.getJob(String(marked.id)))?.failedReason).toBe("Cancelled: stop");
+  });
+
+  it("ReservedIdQueue.prepareBulk sends nothing until send(), then adds what addBulk adds", async () => {
+    const prefix = uniquePrefix();
+    prefixes.push(prefix);
+    const defaults = { removeOnComplete: { age: 60, count: 5 } };
+    const connection = { url: testRedisUrl };
+    const prepared = new ReservedIdQueue("q", { connection, prefix: bullPrefix(prefix, "q"), defaultJobOptions: defaults });
+    const plain = new ReservedIdQueue("p", { connection, prefix: bullPrefix(prefix, "p"), defaultJobOptions: defaults });
+    cleanups.push(
+      () => prepared.close(),
+      () => plain.close(),
+    );
+    const jobs = (ids: string[]) =>
+      ids.map((id, i) => ({
+        name: `n${i}`,
+        data: { i },
+        opts: { jobId: id, attempts: 3, priority: i === 1 ? 5 : undefined, timestamp: 1_700_000_000_000 },
+      }));
+    const bulk = await prepared.prepareBulk(jobs(["7", "8", "custom-9"]));
+    expect(await prepared.count()).toBe(0);
+    expect(await redis.exists(prepared.toKey("7"))).toBe(0);
+    const added = await bulk.send();
+    await expect(bulk.send()).rejects.toThrow(/once/);
+    const reference = await plain.addBulk(jobs(["7", "8", "custom-9"]));
+    expect(added.map((j) => j.id)).toEqual(["7", "8", "custom-9"]);
+    expect(added.map((j) => j.id)).toEqual(reference.map((j) => j.id));
+    for (const id of ["7", "8", "custom-9"]) {
+      const [a, b] = await Promise.all([prepared.getJob(id), plain.getJob(id)]);
+      expect({ name: a?.name, data: a?.data, opts: a?.opts, timestamp: a?.timestamp }).toEqual({
+        name: b?.name,
+        data: b?.data,
+        opts: b?.opts,
+        timestamp: b?.timestamp,
+      });
+      expect(await prepared.getJobState(id)).toBe(await plain.getJobState(id));
+    }
+    expect(await prepared.getJobCounts()).toEqual(await plain.getJobCounts());
   });
 
   it("appendCancelledEvent writes an entry QueueEvents delivers as `cancelled`", async () => {

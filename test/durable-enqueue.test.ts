@@ -159,6 +159,32 @@ describe("durable enqueue", () => {
     expect((await queue.getJob(id))?.data).toEqual({ ticks: 7 });
   });
 
+  it("enqueueJobs with an older counter gives the jobs whose ids history holds new ones, in Redis and history alike (its adds, built before, are rebuilt)", async () => {
+    const before = await queryRows<{ id: string; data: unknown }>(pgp.url, "SELECT id, data FROM job_history WHERE id ~ '^[0-9]+$'");
+    const largest = Math.max(...before.map((r) => Number(r.id)));
+    await redis.set(jobIdCounterKey(keySpace(prefix), "demo"), String(largest - 1));
+    await redis.del(`${bullPrefix(prefix, "demo")}:demo:id`);
+    const many = await gql(api.url, ENQUEUE_MANY, {
+      inputs: [0, 1, 2].map((k) => ({ queue: "demo", name: "noop", data: { ticks: 20 + k } })),
+    });
+    const ids = ((many.body.data?.enqueueJobs as { jobs?: { id: string }[] } | undefined)?.jobs ?? []).map((j) => j.id);
+    expect(ids).toHaveLength(3);
+    expect(ids.some((id) => before.some((r) => r.id === id))).toBe(false);
+    for (const [k, id] of ids.entries()) {
+      expect((await queue.getJob(id))?.data).toEqual({ ticks: 20 + k });
+      const rows = await queryRows<{ data: unknown }>(pgp.url, "SELECT data FROM job_history WHERE queue = 'demo' AND id = $1", [id]);
+      expect(rows.map((r) => r.data)).toEqual([{ ticks: 20 + k }]);
+    }
+    // The rows that held the ids the stale counter handed out are untouched, and no job took them in Redis.
+    const after = await queryRows<{ id: string; data: unknown }>(pgp.url, "SELECT id, data FROM job_history WHERE id = ANY($1)", [
+      before.map((r) => r.id),
+    ]);
+    expect(after.sort((a, b) => Number(a.id) - Number(b.id))).toEqual(before.sort((a, b) => Number(a.id) - Number(b.id)));
+    for (const id of [String(largest - 0), String(largest - 1)].filter((id) => before.some((r) => r.id === id))) {
+      expect((await queue.getJob(id))?.data).not.toEqual({ ticks: 20 });
+    }
+  });
+
   it("a job added with BullMQ directly takes its number from BullMQ's counter, and the API's next id comes after it", async () => {
     const raw = await queue.add("noop", {});
     const viaApi = await gql(api.url, ENQUEUE, { input: { queue: "demo", name: "noop", data: {} } });

@@ -1,4 +1,4 @@
-import { FlowProducer, Job, type JobJson, Queue } from "bullmq";
+import { FlowProducer, Job, type JobJson, type JobsOptions, Queue, type RedisQueueBackend } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import { type KeySpace, keys } from "./keys.ts";
 
@@ -80,10 +80,59 @@ class ReservedIdJob extends Job {
   }
 }
 
+/** A bulk add built and not yet sent: `send()` sends it (once) and answers addBulk's jobs. */
+export interface PreparedBulk {
+  send(): Promise<Job[]>;
+}
+
 /** A BullMQ Queue whose adds accept the ids `JobIds` reserved. */
 export class ReservedIdQueue extends Queue {
   protected override get Job(): typeof Job {
     return ReservedIdJob as unknown as typeof Job;
+  }
+
+  /**
+   * `addBulk` in two steps: the CPU work of a bulk add (its Job objects and their JSON, BullMQ's
+   * option checks and encoding, the pipeline's commands) now, and nothing sent to Redis until
+   * `send()`. enqueueJobs builds its adds while its history rows commit, so only the sending is left
+   * after the commit (rows still reach PostgreSQL before any job reaches Redis). The same steps as
+   * BullMQ's addBulk -> Job.createBulk -> RedisQueueBackend.addJobs (test/bullmq-internals.test.ts
+   * checks they still add what addBulk adds); with telemetry on, `send()` is BullMQ's own addBulk,
+   * so the add keeps its span.
+   */
+  async prepareBulk(jobs: { name: string; data: unknown; opts: JobsOptions }[]): Promise<PreparedBulk> {
+    if (this.opts.telemetry) return { send: () => this.addBulk(jobs) };
+    const JobClass = this.Job;
+    const instances = jobs.map((job) => new JobClass(this, job.name, job.data, { ...this.jobsOpts, ...job.opts }, job.opts.jobId));
+    const entries = instances.map((job) => {
+      const json = job.asJSON();
+      (job as unknown as { validateOptions(json: JobJson): void }).validateOptions(json);
+      return { json, id: job.id as string, parentKey: job.parentKey };
+    });
+    const backend = this.backend as unknown as RedisQueueBackend;
+    const pipeline = (await backend.client).pipeline();
+    for (const e of entries) {
+      // Queued on the pipeline, not sent (BullMQ's addJobs does the same, then execs at once).
+      void backend
+        .addJobToTransaction(pipeline, e.json, e.id, {
+          parentKey: e.parentKey,
+          parentDependenciesKey: e.parentKey ? `${e.parentKey}:dependencies` : "",
+        })
+        .catch(() => undefined);
+    }
+    let sent = false;
+    return {
+      send: async () => {
+        if (sent) throw new Error("a prepared bulk add is sent once");
+        sent = true;
+        const results = (await pipeline.exec()) ?? [];
+        for (const [k, [err, id]] of results.entries()) {
+          if (err) throw err;
+          (instances[k] as Job).id = id as string;
+        }
+        return instances;
+      },
+    };
   }
 }
 

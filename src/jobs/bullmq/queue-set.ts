@@ -3,7 +3,7 @@ import type { FlowJob, JobNode, Queue, Telemetry } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
-import { JobIds, ReservedIdFlowProducer, ReservedIdQueue } from "./job-ids.ts";
+import { JobIds, type PreparedBulk, ReservedIdFlowProducer, ReservedIdQueue } from "./job-ids.ts";
 import { type KeySpace, keys, queuePrefix } from "./keys.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
@@ -89,6 +89,15 @@ export class QueueSet {
       this.queues.set(name, queue);
     }
     return queue;
+  }
+
+  /**
+   * A bulk add built now and sent by `send()` (see ReservedIdQueue.prepareBulk); undefined for a queue
+   * with no job type registered.
+   */
+  prepareBulk(name: string, jobs: Parameters<ReservedIdQueue["prepareBulk"]>[0]): Promise<PreparedBulk> | undefined {
+    const queue = this.get(name);
+    return queue instanceof ReservedIdQueue ? queue.prepareBulk(jobs) : undefined;
   }
 
   /**

@@ -2,6 +2,7 @@ import type { FlowJob, JobsOptions } from "bullmq";
 import { z } from "zod";
 import type { Logger } from "../../infra/logger.ts";
 import { type ChildrenCounts, liveChildrenCounts, liveChildrenValues } from "../bullmq/flows.ts";
+import type { PreparedBulk } from "../bullmq/job-ids.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, UnavailableError, ValidationError, type ValidationIssue } from "../errors.ts";
 import type { DurableRecords } from "../history/durable-records.ts";
@@ -396,8 +397,26 @@ export class JobService {
         writes.push({ view, delayMs: v.opts.delay ?? 0, backoff: backoffOf(v.opts), fresh: !v.opts.jobId });
       }
     }
+    const timestamp = createdAt.getTime();
+    const bulkOf = (indexes: number[]) =>
+      indexes.map((i) => {
+        const v = validated[i] as (typeof validated)[number];
+        const view = pending[i] as JobView;
+        return { name: v.input.name, data: withMeta(v.data, metas[i] as JobMeta), opts: { ...v.opts, jobId: view.id, timestamp } };
+      });
     const afterRecord = this.options.enqueueAck !== "redis";
-    if (afterRecord) await this.durable.record(writes);
+    let prepared: Map<string, PreparedBulk> | null = null;
+    if (afterRecord) {
+      const recording = this.durable.record(writes);
+      recording.catch(() => undefined); // awaited below
+      // The adds are built while the rows commit (nothing is sent to Redis before `send()`), so only
+      // the sending is left after the commit. Building one that fails leaves it to addBulk below.
+      const ids = writes.map((w) => w.view.id);
+      prepared = await this.prepareAdds(byQueue, bulkOf).catch(() => null);
+      await recording;
+      // record() gives a job a new id when history already held the counter's: built with the old one.
+      if (writes.some((w, k) => w.view.id !== ids[k])) prepared = null;
+    }
     // (Without PAYLOAD_ENCRYPTION_KEYS there is nothing to keep: the 1,000 entries are not built.)
     if (this.options.secrets) {
       await this.keepSecrets(
@@ -413,15 +432,8 @@ export class JobService {
       for (const [queueName, indexes] of byQueue) {
         const queue = this.queues.get(queueName);
         if (!queue) throw new NotFoundError(`No queue named "${queueName}"`);
-        const timestamp = createdAt.getTime();
-        const added = await queue.addBulk(
-          indexes.map((i) => {
-            const v = validated[i] as (typeof validated)[number];
-            const view = pending[i] as JobView;
-            const payload = withMeta(v.data, metas[i] as JobMeta);
-            return { name: v.input.name, data: payload, opts: { ...v.opts, jobId: view.id, timestamp } };
-          }),
-        );
+        const ready = prepared?.get(queueName);
+        const added = ready ? await ready.send() : await queue.addBulk(bulkOf(indexes));
         for (const i of indexes) notAdded.delete(pending[i] as JobView);
         // With a jobId a concurrent call may have won: read back what Redis holds (all at once).
         const stored = anyJobId
@@ -445,6 +457,19 @@ export class JobService {
     }
     if (!afterRecord) this.durable.recordLater(writes);
     return results as JobView[];
+  }
+
+  /** Each queue's bulk add of `enqueueMany`, built and not sent (QueueSet.prepareBulk). */
+  private async prepareAdds(
+    byQueue: Map<string, number[]>,
+    bulkOf: (indexes: number[]) => { name: string; data: unknown; opts: JobsOptions }[],
+  ): Promise<Map<string, PreparedBulk>> {
+    const prepared = new Map<string, PreparedBulk>();
+    for (const [queueName, indexes] of byQueue) {
+      const bulk = await this.queues.prepareBulk(queueName, bulkOf(indexes));
+      if (bulk) prepared.set(queueName, bulk);
+    }
+    return prepared;
   }
 
   /**
