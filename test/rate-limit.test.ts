@@ -115,6 +115,38 @@ describe("rate limits", () => {
     dead.disconnect();
   });
 
+  it("requests of one bucket in the same event-loop turn are decided by one script call, with the outcome of separate calls", async () => {
+    const redis = new Redis(testRedisUrl);
+    try {
+      await redis.ping();
+      const limiter = new RateLimiter(redis, prefix, LIMIT, createLogger("silent"));
+      const script = vi.spyOn(redis as unknown as { jobsRateLimit: () => Promise<unknown> }, "jobsRateLimit");
+      // LIMIT + 5 at once for one bucket, 2 for another: the first LIMIT pass, in order; the rest are refused alike.
+      const burst = Array.from({ length: LIMIT + 5 }, (_, i) =>
+        limiter.admit("batch-a", i).then(
+          (v) => ({ ok: v }),
+          (e: unknown) => ({ e }),
+        ),
+      );
+      const other = [limiter.take("batch-b"), limiter.take("batch-b")];
+      const outcomes = await Promise.all(burst);
+      await Promise.all(other);
+      expect(script).toHaveBeenCalledTimes(2);
+      expect(outcomes.slice(0, LIMIT)).toEqual(Array.from({ length: LIMIT }, (_, i) => ({ ok: i })));
+      for (const refused of outcomes.slice(LIMIT)) {
+        const err = (refused as { e: { message: string; extensions: { code: string; retryAfterSeconds: number } } }).e;
+        expect(err.extensions.code).toBe("RATE_LIMITED");
+        // The next cell frees up 60 s / LIMIT after the burst.
+        expect(err.extensions.retryAfterSeconds).toBe(60 / LIMIT);
+      }
+      // A later call (another turn) finds the budget spent, as it would after LIMIT separate calls.
+      await expect(limiter.take("batch-a")).rejects.toMatchObject({ extensions: { code: "RATE_LIMITED" } });
+      await expect(limiter.take("batch-b")).resolves.toBeUndefined();
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   it("RATE_LIMIT_PER_MINUTE must be an integer >= 0 (0: off)", () => {
     for (const bad of ["-1", "1.5", "lots"]) {
       expect(configProblems({ RATE_LIMIT_PER_MINUTE: bad })).toEqual([

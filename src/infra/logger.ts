@@ -16,6 +16,8 @@ export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
+  /** False when lines of `level` are dropped (callers can skip building them); absent: assume true. */
+  enabled?(level: Exclude<LogLevel, "silent">): boolean;
   child(fields: Record<string, unknown>): Logger;
 }
 
@@ -93,11 +95,22 @@ function prettyStream(): DestinationStream | undefined {
 }
 
 function wrap(p: pino.Logger): Logger {
+  // A line below the level costs nothing: no scrubbing (regular expressions over the message and
+  // every field) for a line pino would drop anyway. Yoga logs at debug several times per request.
   return {
-    debug: (msg, fields) => p.debug(cleanFields(fields), scrubSecrets(msg)),
-    info: (msg, fields) => p.info(cleanFields(fields), scrubSecrets(msg)),
-    warn: (msg, fields) => p.warn(cleanFields(fields), scrubSecrets(msg)),
-    error: (msg, fields) => p.error(cleanFields(fields), scrubSecrets(msg)),
+    debug: (msg, fields) => {
+      if (p.isLevelEnabled("debug")) p.debug(cleanFields(fields), scrubSecrets(msg));
+    },
+    info: (msg, fields) => {
+      if (p.isLevelEnabled("info")) p.info(cleanFields(fields), scrubSecrets(msg));
+    },
+    warn: (msg, fields) => {
+      if (p.isLevelEnabled("warn")) p.warn(cleanFields(fields), scrubSecrets(msg));
+    },
+    error: (msg, fields) => {
+      if (p.isLevelEnabled("error")) p.error(cleanFields(fields), scrubSecrets(msg));
+    },
+    enabled: (level) => p.isLevelEnabled(level),
     child: (fields) => wrap(p.child(cleanFields(fields))),
   };
 }

@@ -26,7 +26,7 @@ import { demoPagePlugin } from "./demo-page.ts";
 import { httpMetricsPlugin } from "./http-metrics.ts";
 import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
 import type { PersistedOperations } from "./persisted-operations.ts";
-import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
+import { boundedParserCache, queryLimitsPlugin, validationCachePlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { corsFor, errorResponse, type Principal, requestGuardPlugin } from "./request-guard.ts";
 import { withRequestId } from "./request-id.ts";
@@ -97,23 +97,40 @@ export interface App {
   stop(): Promise<void>;
 }
 
+/** Yoga's logger on ours; a level that is off costs a check, not a message and an array per call. */
+function yogaLogging(log: Logger) {
+  const at =
+    (level: "debug" | "info" | "warn" | "error") =>
+    (...a: unknown[]): void => {
+      if (log.enabled?.(level) === false) return;
+      log[level](String(a[0]), { args: a.slice(1) });
+    };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
 function healthPlugin(ready: AppDeps["ready"], metrics: Registry, metricsToken: string | undefined, log: Logger): Plugin {
+  // Not an async hook: the GraphQL requests (all but a few) pass through without a promise.
   return {
-    async onRequest({ url, request, endResponse }) {
-      if (url.pathname === "/metrics") {
+    onRequest({ url, request, endResponse }) {
+      const path = url.pathname;
+      if (path === "/metrics") {
         if (metricsToken && !bearerMatches(request.headers.get("authorization"), metricsToken)) {
           endResponse(errorResponse(401, "Unauthorized", "UNAUTHENTICATED"));
-        } else {
-          endResponse(new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType } }));
+          return;
         }
-      } else if (url.pathname === "/healthz") {
+        return metrics.metrics().then((text) => endResponse(new Response(text, { headers: { "content-type": metrics.contentType } })));
+      }
+      if (path === "/healthz") {
         endResponse(Response.json({ status: "ok" }));
-      } else if (url.pathname === "/readyz") {
-        const result = await ready();
-        if (!result.ok) log.warn("readiness check failed", { checks: result.checks });
-        // Which dependency failed, never its error text (hosts, users, versions): that goes to the log.
-        const checks = publicChecks(result.checks);
-        endResponse(Response.json({ status: result.ok ? "ready" : "not ready", checks }, { status: result.ok ? 200 : 503 }));
+        return;
+      }
+      if (path === "/readyz") {
+        return ready().then((result) => {
+          if (!result.ok) log.warn("readiness check failed", { checks: result.checks });
+          // Which dependency failed, never its error text (hosts, users, versions): that goes to the log.
+          const checks = publicChecks(result.checks);
+          endResponse(Response.json({ status: result.ok ? "ready" : "not ready", checks }, { status: result.ok ? 200 : 503 }));
+        });
       }
     },
   };
@@ -172,6 +189,9 @@ export function buildApp(deps: AppDeps): App {
   const protect = deps.protections !== false;
   const trustProxyHops = deps.trustProxyHops ?? 0;
   const guard = requestGuardPlugin({ authenticate: deps.authenticate, graphqlEndpoint: "/graphql", trustProxyHops });
+  // A sync throw of `authenticate` (a wrong key with rate limits off) becomes a rejection, as before.
+  const authenticatedContext = async (authorization: string | null | undefined, address: string | undefined, transport?: Transport) =>
+    deps.context(await deps.authenticate(authorization, address), transport);
   const connections = new ConnectionLimits(limits.maxConnectionsPerAddress, limits.maxConnectionsPerCredential);
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema: deps.schema,
@@ -195,13 +215,9 @@ export function buildApp(deps: AppDeps): App {
     // Only JSON bodies run operations (request-guard.ts); multipart is not parsed at all.
     multipart: !protect,
     ...(protect ? { cors: corsFor(deps.corsOrigins ?? []), parserAndValidationCache: boundedParserCache(limits) } : {}),
-    logging: {
-      debug: (...a) => deps.log.debug(String(a[0]), { args: a.slice(1) }),
-      info: (...a) => deps.log.info(String(a[0]), { args: a.slice(1) }),
-      warn: (...a) => deps.log.warn(String(a[0]), { args: a.slice(1) }),
-      error: (...a) => deps.log.error(String(a[0]), { args: a.slice(1) }),
-    },
-    context: async (initial) => {
+    logging: yogaLogging(deps.log),
+    // Not async: an HTTP request's context is built synchronously from what the guard already knows.
+    context: (initial) => {
       // websocket.ts passes its connection as `socket`: closed with 4403 if the key is revoked.
       const transport = (initial as { socket?: Transport }).socket;
       // HTTP and SSE: authenticated once, before the body was read (the request guard).
@@ -214,7 +230,7 @@ export function buildApp(deps: AppDeps): App {
       const address =
         requestAddress((initial as { req?: http.IncomingMessage }).req, trustProxyHops) ??
         (initial as { remoteAddress?: string }).remoteAddress;
-      return deps.context(await deps.authenticate(authorization, address), transport);
+      return authenticatedContext(authorization, address, transport);
     },
     plugins: [
       httpMetrics,
@@ -231,6 +247,8 @@ export function buildApp(deps: AppDeps): App {
         : []),
       graphqlJsSubscriptions(),
       ...(deps.tracing ? [operationSpanPlugin(deps.tracing)] : []),
+      // Last: it keeps validation results as the plugins above leave them (see its file).
+      ...(protect && limits.parserCacheBytes > 0 ? [validationCachePlugin()] : []),
     ],
   });
 

@@ -306,12 +306,41 @@ export class ByteBoundedCache<T> {
 /** Heap bytes per source character assumed for a parsed document (see ByteBoundedCache). */
 export const DOCUMENT_BYTES_PER_CHAR = 80;
 
-/** Yoga's `parserAndValidationCache` with both caches bounded by bytes. */
+/**
+ * Yoga's `parserAndValidationCache` with both caches bounded by bytes, and its validation cache off:
+ * `validationCachePlugin` does that part.
+ */
 export function boundedParserCache(limits: RequestLimits) {
   if (limits.parserCacheBytes === 0) return false as const;
   return {
     documentCache: new ByteBoundedCache<DocumentNode>(limits.parserCacheBytes, DOCUMENT_BYTES_PER_CHAR),
     errorCache: new ByteBoundedCache<unknown>(limits.parserCacheBytes / 4, 2),
+    validationCache: false,
+  };
+}
+
+/**
+ * Validation results per parsed document (the parser cache hands the same document object for the
+ * same text, so a known document is validated once, its limits included). Replaces Yoga's own
+ * validation cache, which keys each lookup by the names of every validation rule joined into one
+ * string (about 30 of them, 800 characters, built on every request). The rules here never change
+ * for an app, so the document alone is the key. Last in the plugin list: it keeps the result as
+ * the other plugins' validation hooks left it (suggestions removed).
+ */
+export function validationCachePlugin(): Plugin {
+  const results = new WeakMap<DocumentNode, readonly Error[]>();
+  return {
+    onValidate({ params, setResult }) {
+      const document = params.documentAST;
+      const known = results.get(document);
+      if (known !== undefined) {
+        setResult(known);
+        return;
+      }
+      return ({ result }) => {
+        results.set(document, result);
+      };
+    },
   };
 }
 
@@ -319,24 +348,32 @@ export function boundedParserCache(limits: RequestLimits) {
 export function queryLimitsPlugin(limits: RequestLimits, options: { suggestions: boolean }): Plugin {
   const parseLimited = limitedParse(limits);
   const rules = [depthAndCostRule(limits), aliasAndDirectiveRule(limits)];
+  // The hooks' answers made once, not per request.
+  const afterValidate: OnValidateDone | undefined = options.suggestions
+    ? undefined
+    : ({ result, setResult }) => {
+        if (result.length > 0) setResult(result.map(withoutSuggestions));
+      };
+  const afterExecute: OnExecuteAfter | undefined = options.suggestions
+    ? undefined
+    : {
+        onExecuteDone({ result, setResult }) {
+          if ("errors" in result && result.errors?.length) setResult({ ...result, errors: result.errors.map(withoutSuggestions) });
+        },
+      };
   return {
     onParse({ setParseFn }) {
       setParseFn(parseLimited as typeof parse);
     },
     onValidate({ addValidationRule }) {
       for (const rule of rules) addValidationRule(rule);
-      if (options.suggestions) return;
-      return ({ result, setResult }) => {
-        if (result.length > 0) setResult(result.map(withoutSuggestions));
-      };
+      return afterValidate;
     },
     onExecute() {
-      if (options.suggestions) return;
-      return {
-        onExecuteDone({ result, setResult }) {
-          if ("errors" in result && result.errors?.length) setResult({ ...result, errors: result.errors.map(withoutSuggestions) });
-        },
-      };
+      return afterExecute;
     },
   };
 }
+
+type OnValidateDone = Extract<ReturnType<NonNullable<Plugin["onValidate"]>>, (...args: never[]) => unknown>;
+type OnExecuteAfter = Extract<ReturnType<NonNullable<Plugin["onExecute"]>>, { onExecuteDone?: unknown }>;

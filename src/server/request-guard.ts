@@ -64,11 +64,24 @@ export function requestGuardPlugin(options: {
   principalOf: (request: Request) => Principal | undefined;
 } {
   const principals = new WeakMap<Request, Principal>();
+  /** The answer to a refused credential (a GraphQLError with its HTTP status), or 503 when a store did not answer. */
+  const refusal = (err: unknown): Response => {
+    // A store the check needs did not answer (PostgreSQL down while auth may be open and the key
+    // cache is cold): refuse, as unavailable rather than as a masked 500.
+    if (!(err instanceof GraphQLError)) {
+      return errorResponse(503, "Could not check the credential right now (a store did not answer); retry", "UNAVAILABLE");
+    }
+    const http = (err.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };
+    return Response.json({ errors: [err.toJSON()] }, { status: http.status ?? 401, ...(http.headers ? { headers: http.headers } : {}) });
+  };
   const plugin: Plugin = {
-    async onRequest({ request, url, endResponse, serverContext }) {
+    // Not an async hook: with a cached credential and no rate limit it answers without a promise.
+    onRequest({ request, url, endResponse, serverContext }) {
       if (url.pathname !== options.graphqlEndpoint) return;
       if (request.method === "POST") {
-        const type = (request.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+        const header = request.headers.get("content-type") ?? "";
+        // The common case without splitting: exactly `application/json`.
+        const type = header === "application/json" ? header : (header.split(";")[0]?.trim().toLowerCase() ?? "");
         // Yoga parses only application/json bodies: the other JSON type is the same body.
         if (type === "application/graphql-response+json") request.headers.set("content-type", "application/json");
         if (!OPERATION_CONTENT_TYPES.has(type)) {
@@ -88,22 +101,23 @@ export function requestGuardPlugin(options: {
       } else {
         return; // Yoga answers 405.
       }
+      let principal: Principal | Promise<Principal>;
       try {
         // The client's address: rate limits for requests without a valid credential are per address.
         const address = requestAddress((serverContext as { req?: http.IncomingMessage } | undefined)?.req, options.trustProxyHops);
-        principals.set(request, await options.authenticate(request.headers.get("authorization"), address));
+        principal = options.authenticate(request.headers.get("authorization"), address);
       } catch (err) {
-        // A store the check needs did not answer (PostgreSQL down while auth may be open and the key
-        // cache is cold): refuse, as unavailable rather than as a masked 500.
-        if (!(err instanceof GraphQLError)) {
-          endResponse(errorResponse(503, "Could not check the credential right now (a store did not answer); retry", "UNAVAILABLE"));
-          return;
-        }
-        const http = (err.extensions.http ?? {}) as { status?: number; headers?: Record<string, string> };
-        endResponse(
-          Response.json({ errors: [err.toJSON()] }, { status: http.status ?? 401, ...(http.headers ? { headers: http.headers } : {}) }),
-        );
+        endResponse(refusal(err));
+        return;
       }
+      if (!(principal instanceof Promise)) {
+        principals.set(request, principal);
+        return;
+      }
+      return principal.then(
+        (p) => void principals.set(request, p),
+        (err: unknown) => endResponse(refusal(err)),
+      );
     },
     onSubscribe({ args }) {
       const request = (args.contextValue as { request?: Request }).request;

@@ -76,21 +76,33 @@ export interface ApiRuntime {
 /**
  * `authenticate` with the rate limit: each call takes one request from the credential's budget, or,
  * when the credential is refused, from the client address's (so guessing keys is limited too).
+ * No `async` here: a cached credential answers synchronously, and this runs on every request.
  */
 function limited(authenticate: Authenticate, limiter: RateLimiter | null): Authenticate {
   if (!limiter) return authenticate;
-  return async (authorization, address) => {
-    let principal: Principal;
-    try {
-      principal = await authenticate(authorization, address);
-    } catch (err) {
-      await limiter.take(addressBucket(address));
+  const refused = (address: string | undefined, err: unknown): Promise<never> =>
+    limiter.take(addressBucket(address)).then(() => {
       throw err;
-    }
+    });
+  const admit = (principal: Principal, authorization: string | null | undefined, address: string | undefined): Promise<Principal> => {
     // Only a job token's budget is keyed by the credential's text.
     const credential = principal.kind === "JOB_TOKEN" ? /^Bearer[ \t]+(\S+)/i.exec(authorization?.trim() ?? "")?.[1] : undefined;
-    await limiter.take(bucketOf(principal, credential, address));
-    return principal;
+    return limiter.admit(bucketOf(principal, credential, address), principal);
+  };
+  return (authorization, address) => {
+    let principal: Principal | Promise<Principal>;
+    try {
+      principal = authenticate(authorization, address);
+    } catch (err) {
+      return refused(address, err);
+    }
+    if (principal instanceof Promise) {
+      return principal.then(
+        (p) => admit(p, authorization, address),
+        (err: unknown) => refused(address, err),
+      );
+    }
+    return admit(principal, authorization, address);
   };
 }
 
