@@ -259,11 +259,12 @@ export async function createApiRuntime(config: Config, log: Logger, telemetry?: 
   });
   bulk.start();
   const metrics = new Registry();
-  // The rate limiter's script runs on every request: a connection of its own with auto-pipelining, so
-  // the calls of the requests one event-loop turn handles leave in one socket write rather than one
-  // write (a system call, and a wake-up of Redis) each, which had been 14% of the API's CPU time on
-  // the trivial query (profile of bench graphql-layer, 2026-12-06).
-  const limiterConnection = config.rateLimitPerMinute > 0 ? createRedis(config, "request", { enableAutoPipelining: true }) : null;
+  // The rate limiter's script: a connection of its own, so its calls never queue behind other
+  // commands. No auto-pipelining: the limiter batches itself (one call per credential per event-loop
+  // turn, RateLimiter), and ioredis' auto-pipeline would only hold that call one more turn and build
+  // a Pipeline object for it. (Before the limiter batched, one call per request written one by one
+  // had been 14% of the API's CPU time on the trivial query: bench graphql-layer, 2026-12-06.)
+  const limiterConnection = config.rateLimitPerMinute > 0 ? createRedis(config, "request") : null;
   // A connection of its own: a pass' pipelines of EXISTS must not queue ahead of the enqueues' commands.
   const recoveryConnection = createRedis(config, "request");
   const recovery = new RecoveryReconciler({
