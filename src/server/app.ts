@@ -26,7 +26,7 @@ import { demoPagePlugin } from "./demo-page.ts";
 import { httpMetricsPlugin } from "./http-metrics.ts";
 import { boundedErrorsPlugin, inputGuardPlugin } from "./input-guard.ts";
 import type { PersistedOperations } from "./persisted-operations.ts";
-import { boundedParserCache, queryLimitsPlugin, validationCachePlugin } from "./query-limits.ts";
+import { boundedParserCache, queryLimitsPlugin } from "./query-limits.ts";
 import { requestBodyLimitPlugin } from "./request-body-limit.ts";
 import { corsFor, errorResponse, type Principal, requestGuardPlugin } from "./request-guard.ts";
 import { withRequestId } from "./request-id.ts";
@@ -240,15 +240,22 @@ export function buildApp(deps: AppDeps): App {
         : []),
       ...(protect ? [guard.plugin] : []),
       ...(deps.persisted ? [deps.persisted.plugin()] : []),
-      ...(deps.introspection ? [] : [noIntrospectionPlugin()]),
+      // With the protections on, the query-limits plugin adds this rule with its own (one hook, one cache).
+      ...(deps.introspection || protect ? [] : [noIntrospectionPlugin()]),
       protect ? requestBodyLimitPlugin(limits.maxRequestBytes, limits.maxBulkRequestBytes) : requestBodyLimitPlugin(25_000_000, 25_000_000),
       ...(protect
-        ? [queryLimitsPlugin(limits, { suggestions: deps.introspection }), inputGuardPlugin(limits.maxDataDepth), boundedErrorsPlugin()]
+        ? [
+            queryLimitsPlugin(limits, {
+              suggestions: deps.introspection,
+              introspection: deps.introspection,
+              cacheValidation: limits.parserCacheBytes > 0,
+            }),
+            inputGuardPlugin(limits.maxDataDepth),
+            boundedErrorsPlugin(),
+          ]
         : []),
       graphqlJsSubscriptions(),
       ...(deps.tracing ? [operationSpanPlugin(deps.tracing)] : []),
-      // Last: it keeps validation results as the plugins above leave them (see its file).
-      ...(protect && limits.parserCacheBytes > 0 ? [validationCachePlugin()] : []),
     ],
   });
 

@@ -11,6 +11,7 @@ import {
   isListType,
   isNonNullType,
   Kind,
+  NoSchemaIntrospectionCustomRule,
   parse,
   type SelectionSetNode,
   type ValidationContext,
@@ -308,7 +309,7 @@ export const DOCUMENT_BYTES_PER_CHAR = 80;
 
 /**
  * Yoga's `parserAndValidationCache` with both caches bounded by bytes, and its validation cache off:
- * `validationCachePlugin` does that part.
+ * `queryLimitsPlugin` does that part (`cacheValidation`).
  */
 export function boundedParserCache(limits: RequestLimits) {
   if (limits.parserCacheBytes === 0) return false as const;
@@ -320,34 +321,28 @@ export function boundedParserCache(limits: RequestLimits) {
 }
 
 /**
- * Validation results per parsed document (the parser cache hands the same document object for the
- * same text, so a known document is validated once, its limits included). Replaces Yoga's own
- * validation cache, which keys each lookup by the names of every validation rule joined into one
- * string (about 30 of them, 800 characters, built on every request). The rules here never change
- * for an app, so the document alone is the key. Last in the plugin list: it keeps the result as
- * the other plugins' validation hooks left it (suggestions removed).
+ * The Yoga plugin: limited parser, the validation rules (with `introspection: false`, graphql-js'
+ * NoSchemaIntrospectionCustomRule too), and (with introspection off) no suggestions.
+ *
+ * `cacheValidation`: validation results are kept per parsed document (the parser cache hands the
+ * same document object for the same text, so a known document is validated once, its limits
+ * included). This replaces Yoga's own validation cache, which keys each lookup by the names of every
+ * validation rule joined into one string (about 30 of them, 800 characters, built on every
+ * request); the rules here never change for an app, so the document alone is the key. The result
+ * is kept as the hooks leave it (suggestions removed); no plugin after this one adds a validation
+ * hook of its own.
  */
-export function validationCachePlugin(): Plugin {
-  const results = new WeakMap<DocumentNode, readonly Error[]>();
-  return {
-    onValidate({ params, setResult }) {
-      const document = params.documentAST;
-      const known = results.get(document);
-      if (known !== undefined) {
-        setResult(known);
-        return;
-      }
-      return ({ result }) => {
-        results.set(document, result);
-      };
-    },
-  };
-}
-
-/** The Yoga plugin: limited parser, the validation rules, and (with introspection off) no suggestions. */
-export function queryLimitsPlugin(limits: RequestLimits, options: { suggestions: boolean }): Plugin {
+export function queryLimitsPlugin(
+  limits: RequestLimits,
+  options: { suggestions: boolean; introspection?: boolean; cacheValidation?: boolean },
+): Plugin {
   const parseLimited = limitedParse(limits);
-  const rules = [depthAndCostRule(limits), aliasAndDirectiveRule(limits)];
+  const rules = [
+    ...(options.introspection === false ? [NoSchemaIntrospectionCustomRule] : []),
+    depthAndCostRule(limits),
+    aliasAndDirectiveRule(limits),
+  ];
+  const results = options.cacheValidation ? new WeakMap<DocumentNode, readonly Error[]>() : null;
   // The hooks' answers made once, not per request.
   const afterValidate: OnValidateDone | undefined = options.suggestions
     ? undefined
@@ -365,9 +360,19 @@ export function queryLimitsPlugin(limits: RequestLimits, options: { suggestions:
     onParse({ setParseFn }) {
       setParseFn(parseLimited as typeof parse);
     },
-    onValidate({ addValidationRule }) {
+    onValidate({ params, addValidationRule, setResult }) {
+      const document = params.documentAST;
+      const known = results?.get(document);
+      if (known !== undefined) {
+        setResult(known);
+        return;
+      }
       for (const rule of rules) addValidationRule(rule);
-      return afterValidate;
+      if (!results) return afterValidate;
+      return (payload) => {
+        afterValidate?.(payload);
+        results.set(document, payload.result);
+      };
     },
     onExecute() {
       return afterExecute;
