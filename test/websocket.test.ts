@@ -258,6 +258,63 @@ describe("graphql-ws transport", () => {
     expect(await closed).toBe(4029);
   });
 
+  it("speaks graphql-transport-ws as graphql-ws does: pong, 4401 before the ack, 4409, 4429, 4400, query over the socket", async () => {
+    // A subscribe before connection_init: 4401.
+    const early = await rawSocket();
+    early.ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query: "{ __typename }" } }));
+    expect(await early.closed).toBe(4401);
+    // Not JSON, or not a protocol message: 4400.
+    const garbled = await rawSocket();
+    garbled.ws.send("{not json");
+    expect(await garbled.closed).toBe(4400);
+
+    const { ws, messages, closed } = await rawSocket();
+    ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+    await until("connection_ack", () => messages.length >= 1);
+    expect(messages[0]).toEqual({ type: "connection_ack" });
+    ws.send(JSON.stringify({ type: "ping", payload: { n: 1 } }));
+    ws.send(JSON.stringify({ type: "ping" }));
+    await until("two pongs", () => messages.length >= 3);
+    expect(messages.slice(1)).toEqual([{ type: "pong", payload: { n: 1 } }, { type: "pong" }]);
+    // A query runs once: next, then complete.
+    ws.send(JSON.stringify({ id: "q", type: "subscribe", payload: { query: "{ __typename }" } }));
+    await until("the query's next and complete", () => messages.length >= 5);
+    expect(messages.slice(3)).toEqual([
+      { id: "q", type: "next", payload: { data: { __typename: "Query" } } },
+      { id: "q", type: "complete" },
+    ]);
+    // A subscription refused at its start: its errors, and no complete.
+    ws.send(
+      JSON.stringify({
+        id: "gone",
+        type: "subscribe",
+        payload: { query: `subscription { jobEvents(queue: "demo", id: "no-such-job") { type } }` },
+      }),
+    );
+    await until("the refusal and its complete", () => messages.length >= 7);
+    expect(messages[5]).toMatchObject({
+      id: "gone",
+      type: "next",
+      payload: { errors: [expect.objectContaining({ message: expect.any(String) })] },
+    });
+    expect(messages[6]).toEqual({ id: "gone", type: "complete" });
+    // Two running operations under one id: 4409.
+    const id = await enqueueDemo(api.url, "sleep", { steps: 1, stepMs: 60_000 });
+    const subscribe = JSON.stringify({
+      id: "same",
+      type: "subscribe",
+      payload: { query: `subscription ($id: ID!) { jobEvents(queue: "demo", id: $id) { type } }`, variables: { id } },
+    });
+    ws.send(subscribe);
+    ws.send(subscribe);
+    expect(await closed).toBe(4409);
+    // A second connection_init: 4429.
+    const twice = await rawSocket();
+    twice.ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+    twice.ws.send(JSON.stringify({ type: "connection_init", payload: {} }));
+    expect(await twice.closed).toBe(4429);
+  });
+
   it("closes a connection that sends no connection_init in WS_INIT_TIMEOUT_MS with 4408", async () => {
     const { closed } = await rawSocket();
     expect(await closed).toBe(4408);
