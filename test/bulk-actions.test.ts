@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GraphQLResponse, gql, subscribeSse, subscribeWs } from "../src/testing/graphql.ts";
-import { testRedisUrl } from "../src/testing/redis.ts";
+import { bullPrefix, testRedisUrl } from "../src/testing/redis.ts";
 import { startTestStack, type TestStack } from "../src/testing/stack.ts";
 import { until } from "../src/testing/until.ts";
 
@@ -272,6 +273,35 @@ describe("bulk actions resumed after a batch was cut short", () => {
       [`${tag}-1`, "ACTED", null],
       [`${tag}-0`, "ACTED", null],
     ]);
+  });
+
+  it("CANCEL: a claimed job the dying instance took out of Redis before writing its row is recorded CANCELLED and counts ACTED", async () => {
+    const tag = `bk12-${randomUUID().slice(0, 8)}`;
+    for (let i = 0; i < 2; i++) await enqueue({ name: "noop", data: {}, delayMs: 600_000, jobId: `${tag}-${i}` });
+    const { dry, claim, die } = await heldRun("CANCEL", { search: tag });
+    // The dying instance's cancelOne: the job left Redis, then the process died before the row.
+    await claim(1, "DELAYED");
+    const queue = new Queue("demo", { connection: { url: testRedisUrl }, prefix: bullPrefix(stack.prefix, "demo") });
+    try {
+      expect(await queue.remove(`${tag}-1`)).toBe(1);
+    } finally {
+      await queue.close();
+    }
+    await die();
+    const end = await done(dry.selectionId);
+    expect(end).toMatchObject({ processed: 2, acted: 2, skipped: 0, failed: 0 });
+    expect(end?.jobs.map((j) => [j.jobId, j.outcome, j.detail ?? null])).toEqual([
+      [`${tag}-1`, "ACTED", "done before a restart"],
+      [`${tag}-0`, "ACTED", null],
+    ]);
+    const rows = await db.query(`SELECT id, state::text AS state, failed_reason AS reason FROM job_history WHERE id LIKE $1 ORDER BY id`, [
+      `${tag}-%`,
+    ]);
+    expect(rows.rows.map((r) => [r.id, r.state])).toEqual([
+      [`${tag}-0`, "CANCELLED"],
+      [`${tag}-1`, "CANCELLED"],
+    ]);
+    expect(rows.rows[1].reason).toContain(dry.selectionId);
   });
 
   it("CANCEL: a job someone else cancelled meanwhile is SKIPPED even when claimed", async () => {

@@ -371,7 +371,8 @@ export class BulkActions {
     const todo: { item: BulkSelectionItem; view: JobView }[] = [];
     for (const [i, item] of batch.entries()) {
       const view = views[i] ?? null;
-      const redone = item.claimedState !== null ? this.doneBefore(selection, item, view) : null;
+      const redone =
+        item.claimedState !== null ? (this.doneBefore(selection, item, view) ?? (await this.cutShort(selection, item, actor))) : null;
       if (redone) results.push(redone);
       else if (view && applies(action, view.state)) todo.push({ item, view });
       else
@@ -406,6 +407,16 @@ export class BulkActions {
         // REPLAY: replaying again finds the replay by its fixed id (enqueue is idempotent on it).
         return null;
     }
+  }
+
+  /**
+   * For a claimed job of a CANCEL whose process died after taking it out of Redis and before writing
+   * its CANCELLED row: the cancel is finished (row and event) and counts ACTED, once. Else null.
+   */
+  private async cutShort(selection: BulkSelectionView, item: BulkSelectionItem, actor: string): Promise<BulkItemResult | null> {
+    if (selection.action !== "CANCEL" || item.claimedState === null) return null;
+    const view = await this.control.finishInterruptedCancel(item.queue, item.jobId, item.claimedState, cancelReason(selection.id, actor));
+    return view ? { seq: item.seq, outcome: "ACTED", state: item.claimedState, detail: "done before a restart" } : null;
   }
 
   /** One job through its single-job code path; InvalidStateError / NotFoundError (it changed meanwhile) are SKIPPED. */

@@ -192,6 +192,23 @@ export class JobControl {
   }
 
   /**
+   * Finishes a cancel whose process died between taking a waiting job out of Redis and writing its
+   * CANCELLED row (cancelOne's two steps): for a job Redis no longer holds whose history still says
+   * `claimedState`, the waiting state it was in when the cut-short cancel began. Writes the row and
+   * the event as cancelOne would and returns the view; null when Redis still holds the job or history
+   * moved on (then it is looked at afresh). A bulk action's resumed batch calls it for jobs it claimed.
+   */
+  async finishInterruptedCancel(queueName: string, id: string, claimedState: string, text: string): Promise<JobView | null> {
+    if (!WAITING_STATES.has(claimedState as JobState)) return null;
+    const found = await this.liveJob(queueName, id);
+    if (found.job || !found.known || found.known.state !== claimedState) return null;
+    const view: JobView = { ...found.known, state: "CANCELLED", finishedAt: new Date(), failedReason: `${CANCELLED_PREFIX}: ${text}` };
+    await this.history.upsert(view);
+    await appendCancelledEvent(this.redis, this.queues.space, queueName, this.queues.eventsMaxLen, id, text);
+    return view;
+  }
+
+  /**
    * Cancels every unfinished job of the flow under a parent (children, theirs, ...; found through
    * history's parent_id, each state read again from Redis), 25 at a time. The parent is out of the
    * queue (or marked) first, so none of their ends can start it. Returns `<queue>:<id>` of each.
