@@ -9,6 +9,7 @@ import {
   finishedPage,
   hashTagOf,
   isSchedulerJob,
+  jobStateIfExists,
   type KeySpace,
   keySpace,
   keys,
@@ -345,5 +346,52 @@ describe("Periodic", () => {
     expect(runs).toBe(4);
     expect(overlapped).toBe(false);
     expect(errors.map((e) => (e as Error).message)).toEqual(["second run fails"]);
+  });
+});
+
+describe("jobStateIfExists", () => {
+  it("answers as Queue.getJobState for a job in every state, and 'unknown' for one Redis does not hold (ids unlike BullMQ's key names)", async () => {
+    const { prefix, queue } = fresh();
+    // One job at a time: once j-runs is active (for a minute), every job added after it stays where it was put.
+    const w = new Worker(
+      "q",
+      async (job) => {
+        if (job.id === "j-fails") throw new Error("no");
+        if (job.id === "j-runs") await new Promise((r) => setTimeout(r, 60_000));
+        return 1;
+      },
+      { connection: { url: testRedisUrl, maxRetriesPerRequest: null }, prefix: bullPrefix(prefix, "q"), concurrency: 1 },
+    );
+    await queue.add("x", {}, { jobId: "j-completes" });
+    await queue.add("x", {}, { jobId: "j-fails" });
+    await queue.add("x", {}, { jobId: "j-runs" });
+    await until(
+      "completed, failed and active jobs",
+      async () => [await queue.getJobState("j-completes"), await queue.getJobState("j-fails"), await queue.getJobState("j-runs")],
+      (s) => s.join() === "completed,failed,active",
+    );
+    await queue.add("x", {}, { jobId: "j-waiting" });
+    await queue.add("x", {}, { jobId: "j-delayed", delay: 3_600_000 });
+    await queue.add("x", {}, { jobId: "j-prioritized", priority: 5 });
+    await queue.pause();
+    await queue.add("x", {}, { jobId: "j-paused" });
+    const expected: [string, string][] = [];
+    const ours: [string, string][] = [];
+    for (const id of ["j-waiting", "j-delayed", "j-prioritized", "j-paused", "j-completes", "j-fails", "j-runs", "j-never-there"]) {
+      expected.push([id, await queue.getJobState(id)]);
+      ours.push([id, await jobStateIfExists(redis, queue, id)]);
+    }
+    expect(ours).toEqual(expected);
+    expect(ours.map(([, state]) => state)).toEqual([
+      "waiting",
+      "delayed",
+      "prioritized",
+      "waiting",
+      "completed",
+      "failed",
+      "active",
+      "unknown",
+    ]);
+    await w.close(true);
   });
 });

@@ -2,6 +2,7 @@ import type { FlowJob, JobsOptions } from "bullmq";
 import { z } from "zod";
 import type { Logger } from "../../infra/logger.ts";
 import { type ChildrenCounts, liveChildrenCounts, liveChildrenValues } from "../bullmq/flows.ts";
+import { jobStateIfExists } from "../bullmq/internals.ts";
 import type { PreparedBulk } from "../bullmq/job-ids.ts";
 import type { QueueSet } from "../bullmq/queue-set.ts";
 import { NotFoundError, UnavailableError, ValidationError, type ValidationIssue } from "../errors.ts";
@@ -699,7 +700,8 @@ export class JobService {
     if (!queue) return null;
     // The hash and the state in one round trip: both commands go out together on the one connection,
     // and Redis runs them in that order (the hash is read first, as before).
-    let [job, bullState] = await Promise.all([queue.getJob(id), queue.getJobState(id)]);
+    // The state through jobStateIfExists: BullMQ's own walks the whole wait list for a job Redis no longer holds.
+    let [job, bullState] = await Promise.all([queue.getJob(id), jobStateIfExists(this.queues.connection, queue, id)]);
     if (!job) return null;
     // The job finished between the two reads: read it again so its fields match its state.
     if ((bullState === "completed" || bullState === "failed") && !job.finishedOn) job = (await queue.getJob(id)) ?? job;
