@@ -178,7 +178,7 @@ export const envSchema = z.object({
     ),
   DEMO_PAGE: bool("DEMO_PAGE")
     .optional()
-    .describe("serves the demo page at /demo (enqueue demo.sleep jobs, live progress bars, failures with Replay)"),
+    .describe("serves the demo page at /demo (enqueue demo.sleep jobs and demo.fanout flows, live progress bars, failures with Replay)"),
   MIGRATE_ON_START: bool("MIGRATE_ON_START").default(true).describe("`npm start` / `npm run worker` apply pending migrations first"),
   INTROSPECTION: bool("INTROSPECTION").optional().describe("GraphQL introspection; unset: on outside production"),
   QUEUE_PREFIX: z
