@@ -7,11 +7,12 @@
 // published on Redis pub/sub, each on its job's channel and its queue's, in batches that also record
 // the last event relayed; {kind: "unrelayed"} is the floor without the relay (the floor issue #19
 // first named: addBulk + the insert). Each answers {ms}.
-import { Queue, QueueEvents } from "bullmq";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { scriptInput } from "../lib/child.ts";
 import { nowMs } from "../lib/stats.ts";
+import { startFloorRelay } from "./floor-relay.ts";
 
 type Kind = "raw" | "floor" | "unrelayed";
 const input = scriptInput<{ redisUrl: string; prefix: string; databaseUrl: string; size: number }>();
@@ -26,48 +27,15 @@ const pool = new pg.Pool({ connectionString: input.databaseUrl, max: 1 });
 await Promise.all(Object.values(queues).map((q) => q.waitUntilReady()));
 await pool.query("SELECT 1");
 
-// The relay: every event of the floor's queue published twice (job channel, queue channel) by one
-// script per batch of up to 500 events that also stores the last event's id (where a relay resumes).
-const PUBLISH_BATCH = `for i = 2, #ARGV, 3 do
-  redis.call("publish", ARGV[i], ARGV[i + 2])
-  redis.call("publish", ARGV[i + 1], ARGV[i + 2])
-end
-redis.call("set", KEYS[1], ARGV[1])
-return 0`;
 const publisher = new Redis(input.redisUrl);
-const channelBase = `${input.prefix}:floor:ev:floor`;
-const pending: { id: string; type: string; jobId: string }[] = [];
-let draining = false;
-async function drain(): Promise<void> {
-  while (pending.length > 0) {
-    const batch = pending.splice(0, 500);
-    const args: string[] = [];
-    for (const e of batch) {
-      const at = new Date(Number(e.id.split("-")[0]));
-      args.push(
-        `${channelBase}:job:${e.jobId}`,
-        `${channelBase}:all`,
-        // The API's event, field for field (src/jobs/events/job-event.ts).
-        JSON.stringify({ id: e.id, queue: "floor", jobId: e.jobId, at, progress: null, failedReason: null, job: null, type: e.type }),
-      );
-    }
-    await publisher.eval(PUBLISH_BATCH, 1, `${input.prefix}:floor:relay-position`, batch.at(-1)?.id as string, ...args);
-  }
-}
-const events = new QueueEvents("floor", { connection: { url: input.redisUrl }, prefix: input.prefix });
-for (const name of ["added", "waiting"] as const) {
-  events.on(name, ((args: { jobId: string }, id: string) => {
-    pending.push({ id, type: name === "added" ? "ADDED" : "WAITING", jobId: args.jobId });
-    if (draining) return;
-    draining = true;
-    drain()
-      .catch((err: unknown) => process.stderr.write(`relay: ${String(err)}\n`))
-      .finally(() => {
-        draining = false;
-      });
-  }) as never);
-}
-await events.waitUntilReady();
+const events = await startFloorRelay({
+  redisUrl: input.redisUrl,
+  publisher,
+  queue: "floor",
+  prefix: input.prefix,
+  channelBase: `${input.prefix}:floor:ev:floor`,
+  positionKey: `${input.prefix}:floor:relay-position`,
+});
 
 async function batch(kind: Kind): Promise<number> {
   const jobs = Array.from({ length: input.size }, () => ({

@@ -18,13 +18,14 @@
 // "floorflow", "unrelayedflow"), which nothing consumes, so their jobs and ids never meet the API's
 // or each other's.
 import type { FlowJob } from "bullmq";
-import { FlowProducer, QueueEvents } from "bullmq";
+import { FlowProducer } from "bullmq";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { KEEP_COMPLETED, KEEP_FAILED, ReservedIdFlowProducer } from "../../src/jobs/bullmq/index.ts";
 import { bullPrefix } from "../../src/testing/redis.ts";
 import { scriptInput } from "../lib/child.ts";
 import { nowMs } from "../lib/stats.ts";
+import { startFloorRelay } from "./floor-relay.ts";
 
 const input = scriptInput<{
   redisUrl: string;
@@ -47,57 +48,15 @@ const opts = { removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED };
 const queuesOptions = (queue: string) => ({ [queue]: { streams: { events: { maxLen: 10_000 } } } });
 const counterOf = (queue: string) => `${bullPrefix(input.basePrefix, queue)}:${queue}:floor-seq`;
 
-// The floor's relay: every event of its queue published twice (job channel, queue channel) by one
-// script per batch of up to 500 events that also stores the last event's id (where a relay resumes).
-const PUBLISH_BATCH = `for i = 2, #ARGV, 3 do
-  redis.call("publish", ARGV[i], ARGV[i + 2])
-  redis.call("publish", ARGV[i + 1], ARGV[i + 2])
-end
-redis.call("set", KEYS[1], ARGV[1])
-return 0`;
 const floorPrefix = bullPrefix(input.basePrefix, input.floorQueue);
-const channelBase = `${floorPrefix}:ev:${input.floorQueue}`;
-const pending: { id: string; type: string; jobId: string }[] = [];
-let draining = false;
-async function drain(): Promise<void> {
-  while (pending.length > 0) {
-    const batch = pending.splice(0, 500);
-    const args: string[] = [];
-    for (const e of batch) {
-      const at = new Date(Number(e.id.split("-")[0]));
-      args.push(
-        `${channelBase}:job:${e.jobId}`,
-        `${channelBase}:all`,
-        // The API's event, field for field (src/jobs/events/job-event.ts).
-        JSON.stringify({
-          id: e.id,
-          queue: input.floorQueue,
-          jobId: e.jobId,
-          at,
-          progress: null,
-          failedReason: null,
-          job: null,
-          type: e.type,
-        }),
-      );
-    }
-    await redis.eval(PUBLISH_BATCH, 1, `${floorPrefix}:${input.floorQueue}:relay-position`, batch.at(-1)?.id as string, ...args);
-  }
-}
-const events = new QueueEvents(input.floorQueue, { connection, prefix: floorPrefix });
-for (const name of ["added", "waiting"] as const) {
-  events.on(name, ((args: { jobId: string }, id: string) => {
-    pending.push({ id, type: name === "added" ? "ADDED" : "WAITING", jobId: args.jobId });
-    if (draining) return;
-    draining = true;
-    drain()
-      .catch((err: unknown) => process.stderr.write(`relay: ${String(err)}\n`))
-      .finally(() => {
-        draining = false;
-      });
-  }) as never);
-}
-await events.waitUntilReady();
+const events = await startFloorRelay({
+  redisUrl: input.redisUrl,
+  publisher: redis,
+  queue: input.floorQueue,
+  prefix: floorPrefix,
+  channelBase: `${floorPrefix}:ev:${input.floorQueue}`,
+  positionKey: `${floorPrefix}:${input.floorQueue}:relay-position`,
+});
 
 function tree(queue: string, ids?: string[]): FlowJob {
   const prefix = bullPrefix(input.basePrefix, queue);
