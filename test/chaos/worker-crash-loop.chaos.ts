@@ -8,6 +8,7 @@ import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { type RunningProcess, startApi, startWorker } from "../../src/testing/processes.ts";
 import { bullPrefix, testRedisUrl } from "../../src/testing/redis.ts";
+import { until } from "../../src/testing/until.ts";
 import { drillScratch, sleep, timedEnqueue } from "./drill-client.ts";
 
 const JOBS = 500;
@@ -27,6 +28,9 @@ describe("worker crash-loop drill", () => {
       WORKER_LOCK_DURATION_MS: "4000",
       WORKER_STALLED_INTERVAL_MS: "2000",
       RATE_LIMIT_PER_MINUTE: "0",
+      // A job failed by BullMQ's stalled check (it stalled too often across the kills) gets its
+      // ledger row from the reconciler's next pass; passes every 2 s, so the drill waits for them below.
+      LEDGER_RECONCILE_MS: "2000",
     };
     const api = await startApi(env);
     const url = /GraphQL API ready at (\S+)/.exec(api.stdout())?.[1] ?? "";
@@ -73,11 +77,24 @@ describe("worker crash-loop drill", () => {
       }
       const states = await Promise.all(ids.map(async (id) => (await queue.getJob(id))?.getState() ?? "missing"));
       const failedIds = ids.filter((_, i) => states[i] === "failed");
-      const audited = new Set(
-        (await sql.query<{ job_id: string }>("SELECT DISTINCT job_id FROM failed_job_audit WHERE queue = 'demo'")).rows.map(
-          (r) => r.job_id,
-        ),
-      );
+      // Every failed job gets its ledger row: from its worker, or from a reconciler pass (the one that
+      // fails a stalled job is often killed before it writes anything); wait while rows still arrive.
+      const auditedIds = async () =>
+        new Set(
+          (await sql.query<{ job_id: string }>("SELECT DISTINCT job_id FROM failed_job_audit WHERE queue = 'demo'")).rows.map(
+            (r) => r.job_id,
+          ),
+        );
+      await until(
+        "every failed job with a ledger row",
+        async () => {
+          const rows = await auditedIds();
+          return failedIds.filter((id) => rows.has(id)).length;
+        },
+        (n) => n === failedIds.length,
+        { timeoutMs: 30_000, everyMs: 500, whileChanging: true },
+      ).catch(() => undefined); // the assertion below reports the count
+      const audited = await auditedIds();
       const duplicates = ids.reduce((a, id) => a + Math.max(0, (starts.get(id) ?? 0) - 1), 0);
       const figures = {
         jobs: JOBS,
