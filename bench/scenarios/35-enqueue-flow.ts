@@ -5,8 +5,12 @@
 //   `FlowProducer.add` of the same tree with those ids, answered after all of it; and the flow's
 //   ~200 events relayed to pub/sub in the same process, as the API's relay does (as enqueueJobs'
 //   floor does, bench/README.md);
+// - the REST floor (the target since 2026-12-06, as issue #19 defined enqueueJob's floor): the same
+//   floor behind a bare Node `http` server, posted the mutation's own body with the same client as
+//   the mutation, so the request both sides must answer (the client's encoding, loopback HTTP, the
+//   body's parse) is in both measurements;
 // - the same floor without the relay, and raw `FlowProducer.add` of the same tree, nothing else
-//   (issue #20's original baseline): information rows.
+//   (issue #20's original baseline), and the floor without HTTP: information rows.
 // Rounds of `perRound` flows of each, one flow at a time, the order rotating round by round; the
 // ratios are the medians of the rounds' flows/s ratios. Beside them, CPU time per flow of every
 // process that does the work (the API or the load process, Redis, PostgreSQL), each read 100 ms
@@ -24,7 +28,7 @@ import { cpuMs } from "../lib/stack.ts";
 import { median, nowMs, summarize } from "../lib/stats.ts";
 
 const CHILDREN = 100;
-const KINDS = ["ours", "floor", "unrelayed", "raw"] as const;
+const KINDS = ["ours", "rest", "floor", "unrelayed", "raw"] as const;
 type Kind = (typeof KINDS)[number];
 
 const ENQUEUE_FLOW = `mutation($input: FlowInput!) {
@@ -83,7 +87,9 @@ export default {
     try {
       const backend = (await db.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid as number;
       const postmaster = ppidOf(backend);
-      await baselines.next("ready");
+      const ready = await baselines.next<{ type: string; port?: number }>("ready");
+      const restUrl = `http://127.0.0.1:${ready.port}/flow`;
+      const baselinePid = baselines.child.pid as number;
       const input = {
         queue: "demo",
         name: "fanout",
@@ -92,17 +98,19 @@ export default {
       };
       /** `count` flows of one kind: each one's ms, and the CPU ms of the process that made them. */
       const batch = async (kind: Kind, count: number): Promise<{ ms: number[]; ownCpuMs: number }> => {
-        if (kind === "ours") {
+        if (kind === "ours" || kind === "rest") {
+          // The same client and body for both: the mutation, and the REST floor (which reads only the tree).
+          const [url, pid] = kind === "ours" ? [stack.url, apiPid] : [restUrl, baselinePid];
           const ms: number[] = [];
-          const cpu0 = cpuMs(apiPid);
+          const cpu0 = cpuMs(pid);
           for (let i = 0; i < count; i++) {
             const t = nowMs();
-            const data = await post<{ enqueueFlow: { __typename: string } }>(stack.url, ctx.apiKey, ENQUEUE_FLOW, { input });
+            const data = await post<{ enqueueFlow: { __typename: string } }>(url, ctx.apiKey, ENQUEUE_FLOW, { input });
             ms.push(nowMs() - t);
             if (data.enqueueFlow.__typename !== "EnqueueFlowSuccess")
-              throw new Error(`enqueueFlow answered ${data.enqueueFlow.__typename}`);
+              throw new Error(`${kind === "ours" ? "enqueueFlow" : "the REST floor"} answered ${data.enqueueFlow.__typename}`);
           }
-          return { ms, ownCpuMs: cpuMs(apiPid) - cpu0 };
+          return { ms, ownCpuMs: cpuMs(pid) - cpu0 };
         }
         baselines.send({ kind, count });
         const m = await baselines.next();
@@ -135,11 +143,13 @@ export default {
         rates.push(round);
       }
       const ratios = {
+        rest: rates.map((r) => r.ours / r.rest),
         floor: rates.map((r) => r.ours / r.floor),
         unrelayed: rates.map((r) => r.ours / r.unrelayed),
         raw: rates.map((r) => r.ours / r.raw),
       };
-      const mid = (k: "floor" | "unrelayed" | "raw") => rates[ratios[k].indexOf(median(ratios[k]))] ?? (rates[0] as Record<Kind, number>);
+      const mid = (k: "rest" | "floor" | "unrelayed" | "raw") =>
+        rates[ratios[k].indexOf(median(ratios[k]))] ?? (rates[0] as Record<Kind, number>);
       const flowsMeasured = rounds * perRound;
       const perFlow = (kind: Kind) => {
         const c = cpu[kind];
@@ -149,34 +159,53 @@ export default {
         const c = perFlow(kind);
         return c.own + c.redis + c.postgres;
       };
-      const lat = { ours: summarize(ms.ours), floor: summarize(ms.floor), unrelayed: summarize(ms.unrelayed), raw: summarize(ms.raw) };
+      const lat = {
+        ours: summarize(ms.ours),
+        rest: summarize(ms.rest),
+        floor: summarize(ms.floor),
+        unrelayed: summarize(ms.unrelayed),
+        raw: summarize(ms.raw),
+      };
+      const restName = "REST floor: bare http + INCRBY ids + 1 multi-row insert + FlowProducer.add + relay";
       const floorName = "floor: INCRBY ids + 1 multi-row insert + FlowProducer.add + relay";
       const unrelayedName = "floor without the relay";
       const rawName = "raw FlowProducer.add, same tree";
       const info = (metric: string, project: number, baseline: number, baselineName: string) =>
         ratioRow({ scenario, metric, project, baseline, baselineName, target: "-" }, null);
-      const [ours, floor, unrelayed, raw] = [perFlow("ours"), perFlow("floor"), perFlow("unrelayed"), perFlow("raw")];
+      const [ours, rest, floor, unrelayed, raw] = [
+        perFlow("ours"),
+        perFlow("rest"),
+        perFlow("floor"),
+        perFlow("unrelayed"),
+        perFlow("raw"),
+      ];
       return {
         rows: [
           ratioRow(
             {
               scenario,
               metric: "flows/s",
-              project: mid("floor").ours,
-              baseline: mid("floor").floor,
-              baselineName: floorName,
+              project: mid("rest").ours,
+              baseline: mid("rest").rest,
+              baselineName: restName,
               target: ">= 0.8x",
             },
             0.8,
           ),
-          // Information: the floor as first named (no relay), and issue #20's original baseline, which
-          // writes no history (bench/README.md says why).
+          // Information: the floor without its HTTP request (the target until 2026-12-06), without the
+          // relay too (the floor as first named), and issue #20's original baseline, which writes no
+          // history (bench/README.md says why).
+          info("flows/s", mid("floor").ours, mid("floor").floor, floorName),
           info("flows/s", mid("unrelayed").ours, mid("unrelayed").unrelayed, unrelayedName),
           info("flows/s", mid("raw").ours, mid("raw").raw, rawName),
+          info("p50 ms per flow", lat.ours.p50, lat.rest.p50, restName),
+          info("p99 ms per flow", lat.ours.p99, lat.rest.p99, restName),
           info("p50 ms per flow", lat.ours.p50, lat.floor.p50, floorName),
           info("p99 ms per flow", lat.ours.p99, lat.floor.p99, floorName),
           info("p50 ms per flow", lat.ours.p50, lat.raw.p50, rawName),
           // CPU per flow: what decides on a loaded machine (the API vs the load process that does the floor's work).
+          info("CPU ms / flow: API vs floor process", ours.own, rest.own, restName),
+          info("CPU ms / flow: all three", total("ours"), total("rest"), restName),
           info("CPU ms / flow: API vs floor process", ours.own, floor.own, floorName),
           info("CPU ms / flow: Redis", ours.redis, floor.redis, floorName),
           info("CPU ms / flow: PostgreSQL", ours.postgres, floor.postgres, floorName),
@@ -190,8 +219,9 @@ export default {
           children: CHILDREN,
           ratios,
           rates,
-          cpuMsPerFlow: { ours, floor, unrelayed, raw },
+          cpuMsPerFlow: { ours, rest, floor, unrelayed, raw },
           enqueueFlowMs: ms.ours,
+          restFlowMs: ms.rest,
           floorFlowMs: ms.floor,
           unrelayedFlowMs: ms.unrelayed,
           rawFlowMs: ms.raw,
