@@ -248,12 +248,6 @@ describe("durable enqueue", () => {
 
   it("a flow's rows are committed before any of it reaches Redis: with PostgreSQL stopped, enqueueFlow fails with UNAVAILABLE and adds no node", async () => {
     // BullMQ builds the flow's transaction while the rows commit; it is sent only after the commit.
-    // A flow first, with PostgreSQL up: it makes the API's prepared-flow connection, so the flow
-    // below is built, encoded and held in that connection's socket (src/jobs/bullmq/prepared-flows.ts).
-    const warm = await gql(api.url, ENQUEUE_FLOW, {
-      input: { queue: "demo", name: "fanout", data: {}, children: [{ queue: "demo", name: "noop", data: {} }] },
-    });
-    expect(warm.body.data?.enqueueFlow).toMatchObject({ __typename: "EnqueueFlowSuccess" });
     const before = await jobsInRedis();
     // A request first, so the API's credential cache (KEY_CACHE_MS) is fresh while PostgreSQL is down.
     await gql(api.url, "{ __typename }");

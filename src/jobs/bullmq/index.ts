@@ -26,6 +26,5 @@ export * from "./job-ids.ts";
 export { channels, hashTagOf, KEY_LAYOUTS, type KeyLayout, type KeySpace, keySpace, keys, queuePrefix, scanPatterns } from "./keys.ts";
 export { layoutProblems, queuesLeftInOtherLayout } from "./layout-check.ts";
 export { Lease } from "./lease.ts";
-export { PreparedFlows } from "./prepared-flows.ts";
 export * from "./queue-gauges.ts";
 export { KEEP_COMPLETED, KEEP_FAILED, QueueSet } from "./queue-set.ts";

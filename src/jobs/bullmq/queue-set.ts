@@ -1,12 +1,10 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { FlowJob, JobNode, Queue, Telemetry } from "bullmq";
-import type { Redis } from "ioredis";
 import type { RedisClient } from "../../infra/redis.ts";
 import type { JobRegistry } from "../registry.ts";
 import { type FailedJobRef, whichCancelled } from "./cancellation.ts";
 import { JobIds, type PreparedBulk, ReservedIdFlowProducer, ReservedIdQueue } from "./job-ids.ts";
 import { type KeySpace, keys, queuePrefix } from "./keys.ts";
-import { PreparedFlows } from "./prepared-flows.ts";
 
 /** Finished jobs are kept in Redis this long (history keeps them for good). */
 export const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -44,7 +42,6 @@ export class QueueSet {
   private flowProducer: ReservedIdFlowProducer | undefined;
   private readonly slots = new Map<string, number>();
   private flowConnection: RedisClient | undefined;
-  private prepared: PreparedFlows | undefined;
 
   private readonly registry: JobRegistry;
   /** The connection the queues share (for the few reads BullMQ has no call for). */
@@ -110,11 +107,9 @@ export class QueueSet {
    *
    * With a `gate`, the flow's transaction is built at once (BullMQ's work on the client: a job object,
    * its encoded options and a script call per node) but sent to Redis only once `gate` resolves; if it
-   * rejects nothing is sent and this rejects. An enqueue passes the commit of the flow's history rows
-   * as the gate, so building the transaction overlaps the wait for PostgreSQL while Redis still gets
-   * nothing before the rows are committed. On one Redis the transaction is also encoded meanwhile,
-   * held in the socket of a connection of its own (prepared-flows.ts); otherwise (every such
-   * connection busy, or a cluster) it is encoded once the gate resolves.
+   * rejects nothing is sent and this rejects with its error. An enqueue passes the commit of the
+   * flow's history rows as the gate, so building the transaction overlaps the wait for PostgreSQL
+   * while Redis still gets nothing before the rows are committed.
    */
   addFlow(flow: FlowJob, gate?: Promise<unknown>): Promise<JobNode> {
     if (!this.flowProducer) {
@@ -135,13 +130,6 @@ export class QueueSet {
       for (const child of node.children ?? []) withDefaults(child);
     };
     withDefaults(flow);
-    // With a gate: built, encoded and held while the gate is pending, sent when it resolves
-    // (prepared-flows.ts); when that cannot be done now, built at once and sent after the gate.
-    if (gate && !this.connection.isCluster) {
-      this.prepared ??= new PreparedFlows(this.connection as Redis, this.space.base, this.telemetry);
-      const sent = this.prepared.add(flow, { queuesOptions }, gate);
-      if (sent) return sent;
-    }
     const producer = this.flowProducer;
     const add = () => producer.add(flow, { queuesOptions });
     return gate ? flowGate.run(gate, add) : add();
@@ -182,8 +170,6 @@ export class QueueSet {
     this.queues.clear();
     await this.flowProducer?.close();
     this.flowProducer = undefined;
-    await this.prepared?.close();
-    this.prepared = undefined;
     // BullMQ leaves a connection it was given open.
     this.flowConnection?.disconnect();
     this.flowConnection = undefined;
