@@ -19,7 +19,6 @@ import {
   queuePrefix,
   queuesLeftInOtherLayout,
   ReservedIdQueue,
-  runSliced,
   scanPatterns,
 } from "../src/jobs/bullmq/index.ts";
 import { bullPrefix, deletePrefix, testRedisUrl, uniquePrefix } from "../src/testing/redis.ts";
@@ -271,48 +270,6 @@ describe("BullMQ internals", () => {
     await events.waitUntilReady();
     await appendCancelledEvent(redis, keySpace(prefix), "q", 100, "17", "operator said so");
     expect(await seen).toMatchObject({ jobId: "17", reason: "operator said so" });
-  });
-
-  it("runSliced delivers a burst whole and in order, at most maxPerRead entries per loop turn (BullMQ's reader: all in one)", async () => {
-    const { prefix } = fresh();
-    const eventsKey = keys.events(keySpace(prefix), "q");
-    // 230 entries already in the stream when the readers start from the beginning.
-    const burst = redis.multi();
-    for (let i = 0; i < 230; i++) burst.xadd(eventsKey, "*", "event", "added", "jobId", String(i), "name", "noop");
-    await burst.exec();
-    /** Which turn of the event loop each entry was delivered in (a turn ends when setImmediate fires). */
-    const turnsOf = async (reader: QueueEvents): Promise<{ jobIds: string[]; turns: number[] }> => {
-      cleanups.push(() => reader.close());
-      const jobIds: string[] = [];
-      const turns: number[] = [];
-      let turn = 0;
-      const tick = () => {
-        turn++;
-        if (jobIds.length < 230) setImmediate(tick);
-      };
-      return new Promise((resolve) => {
-        reader.on("added", ({ jobId }) => {
-          if (jobIds.length === 0) setImmediate(tick);
-          jobIds.push(jobId);
-          turns.push(turn);
-          if (jobIds.length === 230) resolve({ jobIds, turns });
-        });
-      });
-    };
-    const options = { connection: { url: testRedisUrl }, prefix: bullPrefix(prefix, "q"), lastEventId: "0-0" };
-    const plain = turnsOf(new QueueEvents("q", options));
-    const slicedReader = new QueueEvents("q", { ...options, autorun: false });
-    const sliced = turnsOf(slicedReader);
-    await runSliced(slicedReader, 50);
-    const all = Array.from({ length: 230 }, (_, i) => String(i));
-    const perTurn = (turns: number[]) => [...turns.reduce((m, t) => m.set(t, (m.get(t) ?? 0) + 1), new Map<number, number>()).values()];
-    const p = await plain;
-    expect(p.jobIds).toEqual(all);
-    // Control: BullMQ's reader hands the whole burst over in one turn.
-    expect(perTurn(p.turns)).toEqual([230]);
-    const s = await sliced;
-    expect(s.jobIds).toEqual(all);
-    expect(perTurn(s.turns)).toEqual([50, 50, 50, 50, 30]);
   });
 });
 

@@ -13,15 +13,7 @@ export {
 } from "./cancellation.ts";
 export * from "./declared-schedules.ts";
 export * from "./flows.ts";
-export {
-  appendCancelledEvent,
-  appendLogEvent,
-  finishedPage,
-  isSchedulerJob,
-  jobStateIfExists,
-  prefixOf,
-  runSliced,
-} from "./internals.ts";
+export { appendCancelledEvent, appendLogEvent, finishedPage, isSchedulerJob, jobStateIfExists, prefixOf } from "./internals.ts";
 export * from "./job-ids.ts";
 export { channels, hashTagOf, KEY_LAYOUTS, type KeyLayout, type KeySpace, keySpace, keys, queuePrefix, scanPatterns } from "./keys.ts";
 export { layoutProblems, queuesLeftInOtherLayout } from "./layout-check.ts";

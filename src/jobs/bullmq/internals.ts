@@ -1,4 +1,4 @@
-import type { Queue, QueueEvents, RedisQueueBackend } from "bullmq";
+import type { Queue } from "bullmq";
 import type { RedisClient } from "../../infra/redis.ts";
 import { type KeySpace, keys } from "./keys.ts";
 
@@ -8,27 +8,6 @@ import { type KeySpace, keys } from "./keys.ts";
 /** The key prefix a queue was made with (QueueSet always gives one). */
 export function prefixOf(queue: Queue): string {
   return queue.opts.prefix ?? "bull";
-}
-
-/**
- * Starts `reader` (made with `autorun: false`, its listeners attached) reading at most `maxPerRead`
- * entries of the stream per XREAD (BullMQ reads all there is). A burst (a 101-job flow writes 202
- * entries, a 1,000-job enqueueJobs 2,000) is then handled in slices, each one loop turn long, instead
- * of one turn as long as the whole burst, so the process' other work (the answer to the request that
- * caused the burst, among others) is not held up behind it. Same events, same order; a burst costs
- * one round trip more per slice. An error of the read loop is emitted as `error`, as BullMQ's
- * autorun does.
- */
-export async function runSliced(reader: QueueEvents, maxPerRead: number): Promise<void> {
-  // The reader's own (blocking) connection, through which BullMQ's readEvents calls `xread`: a
-  // property of BullMQ's client wrapper, which keeps what is assigned to it.
-  const client = (await (reader.backend as unknown as RedisQueueBackend).client) as unknown as {
-    xread: (streams: unknown, options?: Record<string, unknown>) => Promise<unknown>;
-  };
-  const xread = client.xread;
-  client.xread = (streams, options) =>
-    Array.isArray(streams) ? xread(streams, { ...options, COUNT: maxPerRead }) : xread(streams, options);
-  reader.run().catch((err: unknown) => reader.emit("error", err as Error));
 }
 
 /**

@@ -3,7 +3,6 @@ import { type ConnectionOptions, QueueEvents } from "bullmq";
 import type { Logger } from "../../infra/logger.ts";
 import { Periodic } from "../../infra/periodic.ts";
 import type { RedisClient } from "../../infra/redis.ts";
-import { runSliced } from "../bullmq/internals.ts";
 import { channels, type KeySpace, keys, queuePrefix } from "../bullmq/keys.ts";
 import { Lease } from "../bullmq/lease.ts";
 import type { LocalDelivery } from "./channels.ts";
@@ -48,15 +47,6 @@ interface Leading {
   pending: { id: string; name: string; translated: JobEvent | null | Promise<JobEvent | null> }[];
   draining: Promise<void> | null;
 }
-
-/**
- * Most events read from a stream per XREAD: a burst (a 101-job flow writes 202 events, a 1,000-job
- * enqueueJobs 2,000) is relayed in slices of this many, each one turn of the event loop (~0.25 ms
- * here), so the API's other work is not held up behind the whole burst. Measured on enqueueFlow of
- * 1 + 100 jobs, two APIs in one run (bench/README.md): p50 0.6-0.9 ms shorter than reading it
- * whole; the same API CPU per enqueueJobs x1000.
- */
-const READ_SLICE = 50;
 
 /**
  * Publishes a batch of events and records the last one's id, atomically. KEYS[1]: the position key;
@@ -145,7 +135,11 @@ export class EventRelay {
   private async lead(queue: string): Promise<void> {
     const { publisher, connection, space, log } = this.options;
     const position = (await publisher.get(this.positionKey(queue))) ?? "$";
-    const reader = new QueueEvents(queue, { connection, prefix: queuePrefix(space, queue), lastEventId: position, autorun: false });
+    const reader = new QueueEvents(queue, {
+      connection,
+      prefix: queuePrefix(space, queue),
+      lastEventId: position,
+    });
     reader.on("error", (err) => log.warn("QueueEvents error", { queue, err: err instanceof Error ? err.message : String(err) }));
     const state: Leading = { reader, pending: [], draining: null };
     for (const name of RELAYED) {
@@ -165,7 +159,6 @@ export class EventRelay {
       );
     }
     this.leading.set(queue, state);
-    await runSliced(reader, READ_SLICE);
     await reader.waitUntilReady();
     log.info("relaying events", { queue, from: position });
   }
